@@ -1,0 +1,54 @@
+"""Input data: in-memory and TFDS pipelines, on-device augmentation, sharding.
+
+Images travel as uint8 NHWC numpy batches ``{"image", "label"}`` from the host
+(:mod:`gjax.data.arrays`, :mod:`gjax.data.tfds_input`), become global sharded
+arrays (:mod:`gjax.data.sharding`), and are augmented inside the jitted step
+(:mod:`gjax.data.augment`).
+
+The TFDS names are imported lazily, so ``import gjax.data`` does not pull in
+TensorFlow.
+"""
+
+from gjax.data.arrays import (
+    ArrayDataset,
+    IDXFormatError,
+    load_digits,
+    load_fashion_mnist,
+    make_synthetic_images,
+    read_idx,
+)
+from gjax.data.augment import (
+    AugmentConfig,
+    augment_batch,
+    eval_preprocess,
+    normalize,
+    two_views,
+)
+from gjax.data.sharding import (
+    DATA_AXIS,
+    batch_sharding,
+    data_mesh,
+    make_global_batch,
+    replicated_sharding,
+)
+
+_TFDS_NAMES = ("SUPPORTED_DATASETS", "make_tfds_dataset", "tfds_batches",
+               "pretrain_split", "eval_split")
+
+
+def __getattr__(name):
+  if name in _TFDS_NAMES:
+    from gjax.data import tfds_input
+
+    return getattr(tfds_input, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "ArrayDataset", "IDXFormatError", "load_digits", "load_fashion_mnist",
+    "make_synthetic_images", "read_idx",
+    "AugmentConfig", "augment_batch", "eval_preprocess", "normalize", "two_views",
+    "DATA_AXIS", "batch_sharding", "data_mesh", "make_global_batch",
+    "replicated_sharding",
+    *_TFDS_NAMES,
+]
