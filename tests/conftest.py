@@ -10,3 +10,8 @@ if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The same small programs (train steps, inits) are compiled by several tests and
+# subprocesses; a persistent compilation cache shared by them saves minutes.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/gjax-test-jax-cache")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")

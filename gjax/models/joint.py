@@ -1,0 +1,65 @@
+"""The two-view joint-embedding network every method trains: a shared encoder,
+an optional projector, and the method's head, applied to both views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gjax.models.heads import Projector, VJEInferenceNetwork
+from gjax.models.resnet import build_encoder, embedding_dim
+
+HEADS = ("none", "vje_inference")
+
+
+class TwoViewModel(nn.Module):
+  """``(view_1, view_2) -> {z_i, <head outputs>_i}`` for ``i`` in 1, 2.
+
+  Each view goes through the encoder separately (as in the PyTorch reference
+  implementations), so BatchNorm statistics are per view and global over the
+  data-parallel batch. ``z`` is the projector's output when a projector is
+  configured, else the encoder's pooled embedding.
+  """
+
+  encoder: nn.Module
+  projector: nn.Module | None = None
+  head: nn.Module | None = None
+
+  def embed(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
+    """Features of one view: encoder output ``h``, ``z``, and head outputs."""
+    h = self.encoder(x, train=train)
+    z = self.projector(h, train=train) if self.projector is not None else h
+    out = {"h": h, "z": z}
+    if self.head is not None:
+      out.update(self.head(z, train=train))
+    return out
+
+  def __call__(self, view_1: jax.Array, view_2: jax.Array, *, train: bool) -> dict[str, Any]:
+    outputs = {}
+    for i, view in ((1, view_1), (2, view_2)):
+      for key, value in self.embed(view, train=train).items():
+        if key != "h":
+          outputs[f"{key}_{i}"] = value
+    return outputs
+
+
+def build_two_view_model(model_config, head: str) -> TwoViewModel:
+  """Builds the network from ``config.model`` and the objective's head name."""
+  if head not in HEADS:
+    raise ValueError(f"unknown head {head!r}; allowed: {HEADS}")
+  dtype = jnp.dtype(model_config.compute_dtype)
+  encoder = build_encoder(model_config.encoder, model_config.stem, model_config.width_multiplier, dtype=dtype)
+  latent_dim = embedding_dim(model_config.encoder, model_config.width_multiplier)
+  projector = None
+  if model_config.projector:
+    projector = Projector(model_config.projector_hidden, model_config.projector_dim,
+                          activation=model_config.activation, dtype=dtype)
+    latent_dim = model_config.projector_dim
+  head_module = None
+  if head == "vje_inference":
+    head_module = VJEInferenceNetwork(latent_dim=latent_dim, bottleneck=model_config.bottleneck,
+                                      activation=model_config.activation, dtype=dtype)
+  return TwoViewModel(encoder=encoder, projector=projector, head=head_module)

@@ -1,0 +1,145 @@
+"""The training configuration: defaults, schema and validation.
+
+Every config in ``configs/`` starts from :func:`base_config` and changes fields;
+the dict is locked, so a misspelt field (``--config.optim.lr=...``) is
+rejected by ``config_flags`` and by :func:`validate_config`. Validation runs
+before any data is read or any model is built, and every error names the field.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import ml_collections
+
+from gjax.models.resnet import ARCHS, STEMS
+from gjax.objectives import registered_methods
+
+IN_MEMORY_DATASETS = ("fashion_mnist", "digits", "synthetic")
+TFDS_DATASETS = ("cifar10", "cifar100", "stl10", "imagenet2012")
+DATASETS = IN_MEMORY_DATASETS + TFDS_DATASETS
+COMPUTE_DTYPES = ("float32", "bfloat16")
+LR_SCALINGS = ("linear", "sqrt", "none")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every method and data set (VJE paper Section 5.1-5.2)."""
+  c = ml_collections.ConfigDict()
+  c.method = "vje"
+  c.seed = 0
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = "fashion_mnist"
+  c.dataset.data_dir = ""  # "" = the loader's default location
+  c.dataset.num_train_examples = -1  # -1 = all; >0 takes a fixed subset (smoke runs)
+  c.dataset.synthetic_image_size = 32  # only for name="synthetic"
+  c.dataset.synthetic_channels = 3
+
+  c.model = ml_collections.ConfigDict()
+  c.model.encoder = "resnet18"
+  c.model.stem = "cifar"
+  c.model.width_multiplier = 1.0
+  c.model.compute_dtype = "float32"  # "bfloat16" on accelerators
+  c.model.bottleneck = 128  # VJE inference network: 128 for ResNet-18, 512 for ResNet-50
+  c.model.activation = "relu"
+  c.model.projector = False  # optional 2-layer projector with LayerNorm (Section 5.2)
+  c.model.projector_hidden = 2048
+  c.model.projector_dim = 2048
+
+  c.vje = ml_collections.ConfigDict()
+  c.vje.nu = 3.0  # Student-t degrees of freedom; math.inf = Gaussian limit
+  c.vje.beta = 1.0
+  c.vje.use_directional = True
+  c.vje.use_radial = True
+  c.vje.use_kl = True
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.crop_scale_min = 0.2
+  c.augment.blur = "auto"  # "auto": the data set's preset (off at <= 32x32); "on" / "off"
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.base_learning_rate = 0.05
+  c.optim.lr_scaling = "linear"  # lr = base * (batch / reference_batch_size)
+  c.optim.reference_batch_size = 256
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 5e-6
+  c.optim.warmup_epochs = 0.0
+
+  c.batch_size = 256  # global, over all devices and processes
+  c.num_epochs = 800.0
+  c.num_train_steps = -1  # > 0 overrides num_epochs
+
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.lock()
+  return c
+
+
+def learning_rate(config) -> float:
+  """Peak learning rate from the base rate and the global batch size.
+
+  ``linear`` (default, the rule of Goyal et al. and the VJE/SimSiam recipes):
+  ``base * batch / reference``; ``sqrt``: ``base * sqrt(batch / reference)``;
+  ``none``: ``base``.
+  """
+  ratio = config.batch_size / config.optim.reference_batch_size
+  return config.optim.base_learning_rate * {
+      "linear": ratio, "sqrt": math.sqrt(ratio), "none": 1.0}[config.optim.lr_scaling]
+
+
+def _require(ok: bool, field: str, value, what: str) -> None:
+  if not ok:
+    raise ValueError(f"config.{field}={value!r} is invalid: {what}")
+
+
+def validate_config(config, num_devices: int, process_count: int = 1) -> None:
+  """Checks every field's type and range; raises ``ValueError`` naming the field."""
+  _require(config.method in registered_methods(), "method", config.method,
+           f"must be one of {registered_methods()}")
+  _require(isinstance(config.seed, int), "seed", config.seed, "must be an int")
+  d = config.dataset
+  _require(d.name in DATASETS, "dataset.name", d.name, f"must be one of {DATASETS}")
+  _require(d.num_train_examples == -1 or d.num_train_examples > 0, "dataset.num_train_examples",
+           d.num_train_examples, "must be -1 (all) or > 0")
+  if d.data_dir:
+    _require(os.path.isdir(d.data_dir), "dataset.data_dir", d.data_dir, "is not a directory")
+
+  m = config.model
+  _require(m.encoder in ARCHS, "model.encoder", m.encoder, f"must be one of {sorted(ARCHS)}")
+  _require(m.stem in STEMS, "model.stem", m.stem, f"must be one of {STEMS}")
+  _require(m.width_multiplier > 0, "model.width_multiplier", m.width_multiplier, "must be > 0")
+  _require(m.compute_dtype in COMPUTE_DTYPES, "model.compute_dtype", m.compute_dtype,
+           f"must be one of {COMPUTE_DTYPES}")
+  for field in ("bottleneck", "projector_hidden", "projector_dim"):
+    _require(m[field] >= 1, f"model.{field}", m[field], "must be >= 1")
+
+  v = config.vje
+  _require(v.nu > 0, "vje.nu", v.nu, "must be > 0 (math.inf for the Gaussian limit)")
+  _require(v.beta >= 0 and math.isfinite(v.beta), "vje.beta", v.beta, "must be finite and >= 0")
+  _require(v.use_directional or v.use_radial or v.use_kl, "vje.use_*", False,
+           "at least one of use_directional, use_radial, use_kl must be True")
+
+  a = config.augment
+  _require(0 < a.crop_scale_min <= 1, "augment.crop_scale_min", a.crop_scale_min, "must be in (0, 1]")
+  _require(a.blur in ("auto", "on", "off"), "augment.blur", a.blur, "must be 'auto', 'on' or 'off'")
+
+  o = config.optim
+  _require(o.base_learning_rate > 0, "optim.base_learning_rate", o.base_learning_rate, "must be > 0")
+  _require(o.lr_scaling in LR_SCALINGS, "optim.lr_scaling", o.lr_scaling, f"must be one of {LR_SCALINGS}")
+  _require(o.reference_batch_size > 0, "optim.reference_batch_size", o.reference_batch_size, "must be > 0")
+  _require(0 <= o.momentum < 1, "optim.momentum", o.momentum, "must be in [0, 1)")
+  _require(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
+  _require(o.warmup_epochs >= 0, "optim.warmup_epochs", o.warmup_epochs, "must be >= 0")
+
+  _require(config.batch_size > 0, "batch_size", config.batch_size, "must be > 0")
+  _require(config.batch_size % num_devices == 0, "batch_size", config.batch_size,
+           f"must be divisible by the number of devices ({num_devices})")
+  _require(config.batch_size % process_count == 0, "batch_size", config.batch_size,
+           f"must be divisible by the number of processes ({process_count})")
+  _require(config.num_epochs > 0, "num_epochs", config.num_epochs, "must be > 0")
+  _require(config.num_train_steps == -1 or config.num_train_steps > 0, "num_train_steps",
+           config.num_train_steps, "must be -1 (use num_epochs) or > 0")
+  for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
+    _require(config[field] >= 1, field, config[field], "must be >= 1")

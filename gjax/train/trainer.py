@@ -1,0 +1,211 @@
+"""One data-parallel trainer for every method.
+
+``train_and_evaluate(config, workdir)`` validates the config, builds the input
+pipeline, the two-view network with the method's head (``config.method`` ->
+:mod:`gjax.objectives`), and runs one jitted step over a mesh of all devices:
+the batch is sharded on the ``data`` axis, the state replicated, and the
+per-pixel augmentation runs inside the step with one key per example.
+Checkpoints (Orbax ``CheckpointManager``) are periodic and final; a run
+restarted in the same workdir resumes from the latest one, with the data order
+continuing where it stopped. Only process 0 writes logs and metric files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from gjax import data as gdata
+from gjax.models import build_two_view_model
+from gjax.objectives import get_objective
+from gjax.train import config as config_lib
+from gjax.train.input_pipeline import build_train_input, global_batches
+from gjax.train.metrics import MetricWriter
+
+log = logging.getLogger("gjax.train")
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+def total_train_steps(config, steps_per_epoch: int) -> int:
+  if config.num_train_steps > 0:
+    return int(config.num_train_steps)
+  return max(1, int(math.ceil(config.num_epochs * steps_per_epoch)))
+
+
+def make_optimizer(config, steps_per_epoch: int, total_steps: int):
+  """SGD with momentum, linear warm-up then cosine decay, weight decay.
+
+  Weight decay is added to the gradient of every parameter before momentum,
+  as ``torch.optim.SGD(weight_decay=...)`` does in the reference recipes.
+  """
+  peak = config_lib.learning_rate(config)
+  warmup = min(int(round(config.optim.warmup_epochs * steps_per_epoch)), total_steps - 1)
+  if warmup > 0:
+    schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, total_steps, end_value=0.0)
+  else:
+    schedule = optax.cosine_decay_schedule(peak, total_steps)
+  tx = optax.chain(
+      optax.add_decayed_weights(config.optim.weight_decay),
+      optax.sgd(schedule, momentum=config.optim.momentum),
+  )
+  return tx, schedule
+
+
+def create_train_state(rng, model, tx, image_shape, replicated) -> TrainState:
+  """Initialises parameters inside one jitted program, replicated on the mesh."""
+  def init(rng):
+    dummy = jnp.zeros((2,) + tuple(image_shape), jnp.float32)
+    variables = model.init(rng, dummy, dummy, train=False)
+    params = variables["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+  return jax.jit(init, out_shardings=replicated)(rng)
+
+
+def make_train_step(model, objective, hparams, tx, augment: gdata.AugmentConfig, base_rng, mesh):
+  """The jitted step ``(state, batch) -> (state, metrics)`` over ``mesh``."""
+  replicated = gdata.replicated_sharding(mesh)
+  batch_sharded = gdata.batch_sharding(mesh)
+
+  def train_step(state: TrainState, batch):
+    rng = jax.random.fold_in(base_rng, state.step)
+    aug_rng, loss_rng = jax.random.split(rng)
+    view_1, view_2 = gdata.two_views(aug_rng, batch["image"], augment)
+
+    def loss_fn(params):
+      outputs, updates = model.apply(
+          {"params": params, "batch_stats": state.batch_stats}, view_1, view_2,
+          train=True, mutable=["batch_stats"])
+      loss, metrics = objective.loss_fn(outputs, loss_rng, hparams)
+      return loss, (metrics, updates["batch_stats"])
+
+    (_, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params))
+    new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
+    return new_state, metrics
+
+  return jax.jit(train_step, in_shardings=(replicated, {"image": batch_sharded, "label": batch_sharded}),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+
+
+def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainState:
+  """Restores the latest checkpoint into ``state``'s structure and shardings."""
+  step = manager.latest_step()
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def _format_eta(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None) -> dict[str, Any]:
+  """Trains ``config.method``; returns the run's summary and final ``state``.
+
+  ``stop_after_steps`` ends this process after that many steps of the run
+  (checkpointing first), as a preempted job would; restarting in the same
+  workdir resumes from there.
+  """
+  config_lib.validate_config(config, jax.device_count(), jax.process_count())
+  is_main = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  mesh = gdata.data_mesh()
+  replicated = gdata.replicated_sharding(mesh)
+
+  train_input = build_train_input(config)
+  total_steps = total_train_steps(config, train_input.steps_per_epoch)
+  objective = get_objective(config.method)
+  hparams = config[config.method] if config.method in config else None
+  model = build_two_view_model(config.model, objective.head)
+  tx, schedule = make_optimizer(config, train_input.steps_per_epoch, total_steps)
+
+  root = jax.random.PRNGKey(config.seed)
+  init_rng, step_rng = jax.random.split(root)
+  state = create_train_state(init_rng, model, tx, train_input.image_shape, replicated)
+  manager = checkpoint_manager(workdir, config)
+  if manager.latest_step() is not None:
+    state = restore_latest(manager, state)
+    log.info("resumed from step %d", int(state.step))
+  start_step = int(state.step)
+  if is_main:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  train_step = make_train_step(model, objective, hparams, tx, train_input.augment, step_rng, mesh)
+  writer = MetricWriter(workdir, "train", enabled=is_main)
+  end_step = total_steps if stop_after_steps is None else min(total_steps, start_step + stop_after_steps)
+  pending: list[dict[str, jax.Array]] = []
+  last_metrics: dict[str, float] = {}
+  run_start = time.time()
+  window_start, window_steps, compile_seconds = None, 0, None
+  images_per_step = config.batch_size
+
+  batches = global_batches(train_input.batches(start_step), mesh)
+  for step in range(start_step, end_step):
+    batch = next(batches)
+    t0 = time.time()
+    state, metrics = train_step(state, batch)
+    pending.append(metrics)
+    if compile_seconds is None:  # first call: compilation + one step
+      jax.block_until_ready(metrics)
+      compile_seconds = time.time() - t0
+      window_start = time.time()
+    else:
+      window_steps += 1
+    done = step + 1
+    if done % config.log_every_steps == 0 or done == end_step:
+      host = jax.device_get(pending)
+      pending = []
+      last_metrics = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+      elapsed = time.time() - window_start
+      throughput = window_steps * images_per_step / elapsed if window_steps and elapsed > 0 else float("nan")
+      last_metrics.update(learning_rate=float(schedule(done - 1)), images_per_second=throughput,
+                          epoch=done / train_input.steps_per_epoch)
+      writer.write_scalars(done, last_metrics)
+      if is_main:
+        rate = window_steps / elapsed if window_steps and elapsed > 0 else float("nan")
+        eta = (total_steps - done) / rate if rate == rate and rate > 0 else float("nan")
+        parts = " ".join(f"{k} {last_metrics[k]:.4g}" for k in ("loss", "directional", "radial", "kl",
+                                                                "var_mean", "var_cv", "z_std_min")
+                         if k in last_metrics)
+        log.info("step %d/%d (%.1f%%) %s | %.0f img/s | ETA %s", done, total_steps, 100 * done / total_steps,
+                 parts, throughput, _format_eta(eta) if eta == eta else "?")
+      window_start, window_steps = time.time(), 0
+    if done % config.checkpoint_every_steps == 0 or done == end_step:
+      manager.save(done, args=ocp.args.StandardSave(state))
+  manager.wait_until_finished()
+  manager.close()
+  writer.close()
+  summary = {"final_step": int(state.step), "total_steps": total_steps, "start_step": start_step,
+             "wall_seconds": time.time() - run_start, "compile_seconds": compile_seconds,
+             "metrics": last_metrics}
+  if is_main:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+  return dict(summary, state=state)

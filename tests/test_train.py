@@ -1,0 +1,136 @@
+"""The shared trainer: sharding equivalence, resume, files, config errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from gjax import data as gdata
+from gjax.models import build_two_view_model
+from gjax.objectives import get_objective
+from gjax.train import base_config, create_train_state, make_optimizer, make_train_step, train_and_evaluate
+from gjax.train.input_pipeline import build_train_input
+from gjax.train.metrics import read_metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**overrides):
+  c = base_config()
+  c.dataset.name = "synthetic"
+  c.dataset.synthetic_image_size = 16
+  c.dataset.synthetic_channels = 3
+  c.model.encoder = "resnet18"
+  c.model.stem = "cifar"
+  c.model.width_multiplier = 0.0625
+  c.model.bottleneck = 16
+  c.batch_size = 16
+  c.num_train_steps = 4
+  c.log_every_steps = 2
+  c.checkpoint_every_steps = 2
+  c.optim.base_learning_rate = 0.5
+  for key, value in overrides.items():
+    target = c
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  return c
+
+
+def _one_step(config, devices):
+  mesh = gdata.data_mesh(devices)
+  train_input = build_train_input(config)
+  objective = get_objective(config.method)
+  model = build_two_view_model(config.model, objective.head)
+  tx, _ = make_optimizer(config, train_input.steps_per_epoch, 10)
+  state = create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape,
+                             gdata.replicated_sharding(mesh))
+  step = make_train_step(model, objective, config.vje, tx, train_input.augment, jax.random.PRNGKey(1), mesh)
+  batch = gdata.make_global_batch(next(train_input.batches(0)), mesh)
+  state, metrics = step(state, batch)
+  return jax.device_get(state.params), jax.device_get(state.batch_stats), jax.device_get(metrics)
+
+
+def test_one_step_on_8_devices_matches_1_device():
+  assert jax.device_count() == 8
+  config = tiny_config()
+  params_8, stats_8, metrics_8 = _one_step(config, jax.devices())
+  params_1, stats_1, metrics_1 = _one_step(config, jax.devices()[:1])
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), params_8, params_1)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), stats_8, stats_1)
+  np.testing.assert_allclose(metrics_8["loss"], metrics_1["loss"], rtol=1e-5)
+  # The step did change the parameters.
+  assert metrics_8["grad_norm"] > 0
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
+  config = tiny_config()
+  full = train_and_evaluate(config, str(tmp_path / "full"))
+  assert full["final_step"] == 4
+  first = train_and_evaluate(config, str(tmp_path / "resumed"), stop_after_steps=2)
+  assert first["final_step"] == 2
+  second = train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert second["start_step"] == 2 and second["final_step"] == 4
+  state_a, state_b = jax.device_get(full["state"]), jax.device_get(second["state"])
+  assert int(state_a.step) == int(state_b.step) == 4
+  jax.tree_util.tree_map(np.testing.assert_array_equal, state_a.params, state_b.params)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, state_a.opt_state, state_b.opt_state)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, state_a.batch_stats, state_b.batch_stats)
+  # Metric files: both runs' rows, finite losses, the logged fields present.
+  rows = read_metrics(str(tmp_path / "resumed" / "train.jsonl"))
+  assert [r["step"] for r in rows] == [2, 4]
+  for key in ("loss", "directional", "radial", "kl", "var_mean", "var_cv", "z_std_min",
+              "learning_rate", "images_per_second"):
+    assert key in rows[-1], key
+  assert all(np.isfinite(r["loss"]) for r in rows)
+  assert os.listdir(tmp_path / "full" / "tensorboard" / "train")
+  saved = json.loads((tmp_path / "full" / "config.json").read_text())
+  assert saved["method"] == "vje" and saved["dataset"]["name"] == "synthetic"
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("dataset.name", "mnist", "config.dataset.name='mnist'"),
+    ("method", "byol", "config.method='byol'"),
+    ("batch_size", 12, "divisible by the number of devices"),
+    ("vje.nu", 0.0, "config.vje.nu=0.0"),
+    ("vje.beta", -0.5, "config.vje.beta=-0.5"),
+    ("model.encoder", "resnet101", "config.model.encoder"),
+    ("optim.momentum", 1.0, "config.optim.momentum"),
+    ("augment.blur", "maybe", "config.augment.blur"),
+])
+def test_bad_config_fails_before_training_naming_the_field(tmp_path, field, value, message):
+  with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+    train_and_evaluate(tiny_config(**{field: value}), str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_unknown_config_field_is_rejected():
+  with pytest.raises((AttributeError, KeyError), match="nuu"):
+    tiny_config(**{"vje.nuu": 3.0})
+
+
+def test_missing_fashion_mnist_fails_with_install_hint(tmp_path, monkeypatch):
+  monkeypatch.setenv("GJAX_FASHION_MNIST_DIR", str(tmp_path / "nowhere"))
+  config = tiny_config(**{"dataset.name": "fashion_mnist"})
+  with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
+    train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_train_py_command_line_with_overrides(tmp_path):
+  cmd = [sys.executable, "train.py", "--config", "configs/vje_fashion_mnist.py:smoke",
+         "--workdir", str(tmp_path), "--config.dataset.name=synthetic",
+         "--config.dataset.synthetic_image_size=16", "--config.model.width_multiplier=0.0625",
+         "--config.batch_size=16", "--config.num_train_steps=2", "--config.log_every_steps=1",
+         "--config.vje.nu=1.5", "--config.dataset.num_train_examples=-1"]
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "step 2/2" in out.stderr
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["vje"]["nu"] == 1.5
+  bad = subprocess.run(cmd[:5] + ["--config.vje.nuu=2"], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0 and "nuu" in bad.stderr
