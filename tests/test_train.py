@@ -134,3 +134,26 @@ def test_train_py_command_line_with_overrides(tmp_path):
   assert saved["vje"]["nu"] == 1.5
   bad = subprocess.run(cmd[:5] + ["--config.vje.nuu=2"], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode != 0 and "nuu" in bad.stderr
+
+
+def test_tfds_config_trains_on_mock_data(tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from configs.vje_cifar10 import get_config
+
+  config = get_config("smoke")
+  config.model.width_multiplier = 0.0625
+  config.batch_size = 16
+  config.num_train_steps = 2
+  config.dataset.num_train_examples = 64
+  with tfds.testing.mock_data(num_examples=64, policy=tfds.testing.MockPolicy.USE_CODE):
+    summary = train_and_evaluate(config, str(tmp_path))
+  assert summary["final_step"] == 2 and np.isfinite(summary["metrics"]["loss"])
+
+
+def test_unprepared_tfds_dataset_fails_clearly(tmp_path):
+  from configs.vje_cifar10 import get_config
+
+  config = get_config("smoke")
+  config.dataset.data_dir = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match="not prepared.*never downloads"):
+    train_and_evaluate(config, str(tmp_path / "run"))

@@ -75,8 +75,21 @@ def build_train_input(config) -> TrainInput:
   import tensorflow_datasets as tfds  # deferred: TFDS imports TensorFlow
 
   split = gdata.pretrain_split(name)
-  builder = tfds.builder(name, data_dir=config.dataset.data_dir or None)
-  num_examples = builder.info.splits[split].num_examples
+  wanted = config.dataset.num_train_examples
+  if wanted > 0:
+    if "+" in split:
+      raise ValueError(f"config.dataset.num_train_examples={wanted} is not supported for {name}'s "
+                       f"combined split {split!r}")
+    split, num_examples = f"{split}[:{wanted}]", wanted
+  else:
+    builder = tfds.builder(name, data_dir=config.dataset.data_dir or None)
+    try:
+      num_examples = builder.info.splits[split].num_examples
+    except KeyError:
+      raise FileNotFoundError(
+          f"TFDS data set {name!r} (split {split!r}) is not prepared under "
+          f"data_dir={builder.data_dir!r}; gjax never downloads: build it offline "
+          f"(`tfds build {name} --data_dir DIR`) and pass --config.dataset.data_dir=DIR") from None
   steps_per_epoch = num_examples // config.batch_size
   if steps_per_epoch < 1:
     raise ValueError(f"config.batch_size={config.batch_size} exceeds the {num_examples} examples of {name}:{split}")
