@@ -70,6 +70,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_epochs = 800.0
   c.num_train_steps = -1  # > 0 overrides num_epochs
 
+  c.eval = ml_collections.ConfigDict()
+  c.eval.knn_k = 30  # VJE paper's k-NN protocol (plain majority vote)
+  c.eval.knn_weighted_k = 200  # the common weighted variant (Wu et al. 2018)
+  c.eval.knn_temperature = 0.1
+  c.eval.batch_size = 512
+  c.eval.num_train_examples = -1  # k-NN memory bank size; -1 = the whole train split
+
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
@@ -132,6 +139,13 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(0 <= o.momentum < 1, "optim.momentum", o.momentum, "must be in [0, 1)")
   _require(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
   _require(o.warmup_epochs >= 0, "optim.warmup_epochs", o.warmup_epochs, "must be >= 0")
+
+  e = config.eval
+  for field in ("knn_k", "knn_weighted_k", "batch_size"):
+    _require(e[field] >= 1, f"eval.{field}", e[field], "must be >= 1")
+  _require(e.knn_temperature > 0, "eval.knn_temperature", e.knn_temperature, "must be > 0")
+  _require(e.num_train_examples == -1 or e.num_train_examples > 0, "eval.num_train_examples",
+           e.num_train_examples, "must be -1 (all) or > 0")
 
   _require(config.batch_size > 0, "batch_size", config.batch_size, "must be > 0")
   _require(config.batch_size % num_devices == 0, "batch_size", config.batch_size,

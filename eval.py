@@ -1,0 +1,17 @@
+"""Evaluate the latest checkpoint of a gjax run (k-NN on z and mu, posterior statistics).
+
+  python eval.py --config configs/vje_fashion_mnist.py --workdir workdirs/run
+  python eval.py --config configs/vje_fashion_mnist.py:smoke --workdir /tmp/smoke
+"""
+
+from gjax.cli import run_with_config
+
+
+def evaluate(config, workdir):
+  from gjax.eval import evaluate as evaluate_run  # after flag parsing: jax starts here
+
+  evaluate_run(config, workdir)
+
+
+if __name__ == "__main__":
+  run_with_config(evaluate, "The training run's directory (checkpoints read, eval_results.json written).")

@@ -1,0 +1,88 @@
+"""``evaluate(config, workdir)``: restore the latest checkpoint and score the
+frozen representation (k-NN on ``z`` and on the posterior mean ``mu``, and the
+posterior statistics of Table 7)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+
+from gjax import data as gdata
+from gjax.eval.features import extract_features
+from gjax.eval.knn import knn_accuracy
+from gjax.models import build_two_view_model
+from gjax.objectives import get_objective
+from gjax.train import config as config_lib
+from gjax.train.input_pipeline import augment_config, load_in_memory
+from gjax.train.trainer import checkpoint_manager, create_train_state, make_optimizer, restore_latest
+
+log = logging.getLogger("gjax.eval")
+
+
+def load_eval_data(config):
+  """(train images, train labels, test images, test labels) as host arrays."""
+  name = config.dataset.name
+  if name in config_lib.IN_MEMORY_DATASETS:
+    train = load_in_memory(config, "train")
+    test = load_in_memory(config, "test")
+  else:
+    import tensorflow_datasets as tfds  # deferred: imports TensorFlow
+
+    def load(split):
+      ds = tfds.load(name, split=split, batch_size=-1, data_dir=config.dataset.data_dir or None,
+                     download=False)
+      arrays = tfds.as_numpy(ds)
+      return arrays["image"], arrays["label"].astype(np.int32)
+
+    train, test = load("train"), load(gdata.eval_split(name))
+  if config.eval.num_train_examples > 0:
+    train = (train[0][: config.eval.num_train_examples], train[1][: config.eval.num_train_examples])
+  return train[0], train[1], test[0], test[1]
+
+
+def posterior_statistics(var: np.ndarray) -> dict[str, float]:
+  per_dim = var.mean(axis=0)
+  return {"var_mean": float(per_dim.mean()), "var_cv": float(per_dim.std() / per_dim.mean())}
+
+
+def evaluate(config, workdir: str) -> dict:
+  """Runs the k-NN evaluators on the latest checkpoint in ``workdir``."""
+  config_lib.validate_config(config, jax.device_count(), jax.process_count())
+  manager = checkpoint_manager(workdir, config) if os.path.isdir(os.path.join(workdir, "checkpoints")) else None
+  if manager is None or manager.latest_step() is None:
+    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
+                            f"(python train.py --config ... --workdir {workdir})")
+  start = time.time()
+  train_x, train_y, test_x, test_y = load_eval_data(config)
+  mesh = gdata.data_mesh()
+  objective = get_objective(config.method)
+  model = build_two_view_model(config.model, objective.head)
+  tx, _ = make_optimizer(config, 1, 2)
+  state = create_train_state(jax.random.PRNGKey(0), model, tx, train_x.shape[1:], gdata.replicated_sharding(mesh))
+  state = restore_latest(manager, state)
+  manager.close()
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  augment = augment_config(config, train_x.shape[1:])
+  train_f = extract_features(model, variables, train_x, augment, mesh, config.eval.batch_size)
+  test_f = extract_features(model, variables, test_x, augment, mesh, config.eval.batch_size)
+  num_classes = int(max(train_y.max(), test_y.max())) + 1
+  results = {"step": int(state.step), "num_train": len(train_y), "num_test": len(test_y)}
+  for feature in [f for f in ("z", "mu") if f in train_f]:
+    results[f"knn{config.eval.knn_k}_{feature}"] = knn_accuracy(
+        train_f[feature], train_y, test_f[feature], test_y, k=config.eval.knn_k, num_classes=num_classes)
+    results[f"knn{config.eval.knn_weighted_k}w_{feature}"] = knn_accuracy(
+        train_f[feature], train_y, test_f[feature], test_y, k=config.eval.knn_weighted_k,
+        num_classes=num_classes, weighted=True, temperature=config.eval.knn_temperature)
+  if "var" in test_f:
+    results.update({f"test_{k}": v for k, v in posterior_statistics(test_f["var"]).items()})
+  results["wall_seconds"] = time.time() - start
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "eval_results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+    log.info("eval at step %d: %s", results["step"], json.dumps(results))
+  return results

@@ -1,0 +1,39 @@
+"""Frozen features of a trained model: encoder output ``h``, ``z`` and the head's
+outputs (VJE: posterior mean ``mu`` and variance ``var``), sharded over devices."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gjax import data as gdata
+
+
+def extract_features(model, variables, images: np.ndarray, augment: gdata.AugmentConfig, mesh,
+                     batch_size: int = 512) -> dict[str, np.ndarray]:
+  """Embeds ``images`` (uint8 NHWC) with the evaluation view; returns host arrays.
+
+  Batches are padded to a multiple of the device count and sharded on the
+  mesh's ``data`` axis; the padding rows are dropped from the result.
+  """
+  num_devices = mesh.devices.size
+  batch_size = max(num_devices, batch_size - batch_size % num_devices)
+
+  @functools.partial(jax.jit, in_shardings=(gdata.replicated_sharding(mesh), gdata.batch_sharding(mesh)))
+  def embed(variables, batch):
+    x = gdata.eval_preprocess(batch, augment)
+    return model.apply(variables, x, train=False, method=type(model).embed)
+
+  chunks: dict[str, list[np.ndarray]] = {}
+  for start in range(0, len(images), batch_size):
+    batch = images[start:start + batch_size]
+    valid = len(batch)
+    if valid < batch_size:
+      batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)])
+    out = jax.device_get(embed(variables, gdata.make_global_batch(batch, mesh)))
+    for key, value in out.items():
+      chunks.setdefault(key, []).append(np.asarray(value[:valid]))
+  return {key: np.concatenate(parts) for key, parts in chunks.items()}

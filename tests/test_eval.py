@@ -1,0 +1,84 @@
+"""k-NN evaluators and eval on a checkpoint of a tiny training run."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gjax.eval import evaluate, knn_accuracy, knn_predict
+from gjax.train import train_and_evaluate
+from tests.test_train import REPO, tiny_config
+
+
+def clustered(n_per_class, num_classes, dim, spread, seed):
+  rng = np.random.default_rng(seed)
+  centres = rng.normal(size=(num_classes, dim))
+  centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+  labels = np.repeat(np.arange(num_classes), n_per_class)
+  feats = centres[labels] + spread * rng.normal(size=(len(labels), dim))
+  return feats.astype(np.float32), labels
+
+
+def test_knn_recovers_known_accuracy_on_separated_clusters():
+  train_x, train_y = clustered(100, 5, 16, 0.05, 0)
+  rng = np.random.default_rng(2)
+  idx = rng.choice(len(train_x), 200)
+  test_x, test_y = train_x[idx] + 0.01 * rng.normal(size=(200, 16)).astype(np.float32), train_y[idx]
+  assert knn_accuracy(train_x, train_y, test_x, test_y, k=30) == 1.0
+  assert knn_accuracy(train_x, train_y, test_x, test_y, k=200, weighted=True, chunk=64) == 1.0
+
+
+def test_knn_with_label_noise_matches_the_noise_rate():
+  # Tight clusters; 20% of the *test* labels are flipped, so accuracy must be 0.8 exactly.
+  train_x, train_y = clustered(60, 4, 8, 0.01, 3)
+  rng = np.random.default_rng(4)
+  idx = rng.choice(len(train_x), 100, replace=False)
+  test_x, test_y = train_x[idx], train_y[idx].copy()
+  flip = np.arange(100) < 20
+  test_y[flip] = (test_y[flip] + 1) % 4
+  assert knn_accuracy(train_x, train_y, test_x, test_y, k=10) == pytest.approx(0.8)
+
+
+def test_knn_matches_brute_force_numpy():
+  rng = np.random.default_rng(5)
+  train_x, train_y = rng.normal(size=(300, 6)).astype(np.float32), rng.integers(0, 3, 300)
+  test_x = rng.normal(size=(50, 6)).astype(np.float32)
+  tn = train_x / np.linalg.norm(train_x, axis=1, keepdims=True)
+  sn = test_x / np.linalg.norm(test_x, axis=1, keepdims=True)
+  sims = sn @ tn.T
+  top = np.argsort(-sims, axis=1)[:, :7]
+  votes = np.stack([np.bincount(train_y[t], minlength=3) for t in top])
+  weighted = np.stack([np.bincount(train_y[t], weights=np.exp(sims[i, t] / 0.1), minlength=3) for i, t in enumerate(top)])
+  np.testing.assert_array_equal(knn_predict(train_x, train_y, test_x, k=7, chunk=16)[votes.max(1) > np.sort(votes, 1)[:, -2]],
+                                votes.argmax(1)[votes.max(1) > np.sort(votes, 1)[:, -2]])
+  np.testing.assert_array_equal(knn_predict(train_x, train_y, test_x, k=7, weighted=True), weighted.argmax(1))
+
+
+def test_knn_bad_input():
+  x, y = np.ones((10, 4), np.float32), np.zeros(10, int)
+  with pytest.raises(ValueError, match="non-finite values in 1 of 10 rows"):
+    knn_predict(x, y, np.where(np.arange(40).reshape(10, 4) == 5, np.nan, 1.0))
+  with pytest.raises(ValueError, match="k=11"):
+    knn_predict(x, y, x, k=11)
+  with pytest.raises(ValueError, match="feature sizes differ"):
+    knn_predict(x, y, np.ones((3, 5)))
+
+
+def test_evaluate_on_a_tiny_checkpoint(tmp_path):
+  config = tiny_config(**{"num_train_steps": 2, "eval.knn_weighted_k": 50})
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    evaluate(config, str(tmp_path))
+  train_and_evaluate(config, str(tmp_path))
+  results = evaluate(config, str(tmp_path))
+  assert results["step"] == 2
+  for key in ("knn30_z", "knn50w_z", "knn30_mu", "knn50w_mu"):
+    assert 0.0 <= results[key] <= 1.0, key
+  assert np.isfinite(results["test_var_mean"]) and results["test_var_mean"] > 0
+  assert os.path.exists(tmp_path / "eval_results.json")
+
+
+def test_eval_py_prints_usage():
+  out = subprocess.run([sys.executable, "eval.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert "--workdir" in out.stdout and "--config" in out.stdout and "k-NN" in out.stdout
