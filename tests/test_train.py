@@ -157,3 +157,17 @@ def test_unprepared_tfds_dataset_fails_clearly(tmp_path):
   config.dataset.data_dir = str(tmp_path)
   with pytest.raises(FileNotFoundError, match="not prepared.*never downloads"):
     train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_train_classes_filters_the_training_split():
+  from gjax.train.input_pipeline import load_in_memory
+
+  config = tiny_config(**{"dataset.train_classes": (2, 5)})
+  _, labels = load_in_memory(config, "train")
+  assert set(labels.tolist()) == {2, 5}
+  _, test_labels = load_in_memory(config, "test")
+  assert len(set(test_labels.tolist())) == 10  # the test split is never filtered
+  with pytest.raises(ValueError, match="classes \\[42\\] do not occur"):
+    load_in_memory(tiny_config(**{"dataset.train_classes": (42,)}), "train")
+  with pytest.raises(ValueError, match="config.dataset.train_classes"):
+    train_and_evaluate(tiny_config(**{"dataset.train_classes": (-1,)}), "/tmp/unused")

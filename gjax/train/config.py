@@ -33,6 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.name = "fashion_mnist"
   c.dataset.data_dir = ""  # "" = the loader's default location
   c.dataset.num_train_examples = -1  # -1 = all; >0 takes a fixed subset (smoke runs)
+  c.dataset.train_classes = ()  # () = all; e.g. (3,) trains on class 3 only (one-class protocol)
   c.dataset.synthetic_image_size = 32  # only for name="synthetic"
   c.dataset.synthetic_channels = 3
 
@@ -110,6 +111,8 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(d.name in DATASETS, "dataset.name", d.name, f"must be one of {DATASETS}")
   _require(d.num_train_examples == -1 or d.num_train_examples > 0, "dataset.num_train_examples",
            d.num_train_examples, "must be -1 (all) or > 0")
+  _require(all(isinstance(k, int) and k >= 0 for k in d.train_classes), "dataset.train_classes",
+           d.train_classes, "must be a tuple of non-negative class indices")
   if d.data_dir:
     _require(os.path.isdir(d.data_dir), "dataset.data_dir", d.data_dir, "is not a directory")
 

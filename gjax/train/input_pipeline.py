@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from gjax import data as gdata
+from gjax.train import config as config_lib
 
 
 @dataclasses.dataclass
@@ -42,6 +43,13 @@ def load_in_memory(config, split: str) -> tuple[np.ndarray, np.ndarray]:
         num, d.synthetic_image_size, d.synthetic_channels, seed=config.seed + (split != "train"))
   else:
     raise ValueError(f"config.dataset.name={d.name!r} is not an in-memory data set")
+  if split == "train" and d.train_classes:
+    missing = sorted(set(d.train_classes) - set(np.unique(labels).tolist()))
+    if missing:
+      raise ValueError(f"config.dataset.train_classes={tuple(d.train_classes)!r}: classes {missing} "
+                       f"do not occur in {d.name}")
+    keep = np.isin(labels, np.asarray(d.train_classes))
+    images, labels = images[keep], labels[keep]
   if split == "train" and d.num_train_examples > 0:
     if d.num_train_examples > len(labels):
       raise ValueError(
@@ -65,7 +73,7 @@ def augment_config(config, image_shape) -> gdata.AugmentConfig:
 
 def build_train_input(config) -> TrainInput:
   name = config.dataset.name
-  if name in ("fashion_mnist", "digits", "synthetic"):
+  if name in config_lib.IN_MEMORY_DATASETS:
     images, labels = load_in_memory(config, "train")
     dataset = gdata.ArrayDataset(images, labels, config.batch_size, seed=config.seed)
     image_shape = tuple(images.shape[1:])
@@ -74,6 +82,9 @@ def build_train_input(config) -> TrainInput:
 
   import tensorflow_datasets as tfds  # deferred: TFDS imports TensorFlow
 
+  if config.dataset.train_classes:
+    raise ValueError(f"config.dataset.train_classes is supported for the in-memory data sets "
+                     f"{config_lib.IN_MEMORY_DATASETS}, not for TFDS {name!r}")
   split = gdata.pretrain_split(name)
   wanted = config.dataset.num_train_examples
   if wanted > 0:
