@@ -79,6 +79,17 @@ def test_evaluate_on_a_tiny_checkpoint(tmp_path):
   assert os.path.exists(tmp_path / "eval_results.json")
 
 
+def test_online_knn_during_pretraining(tmp_path):
+  from gjax.train.metrics import read_metrics
+
+  config = tiny_config(**{"num_train_steps": 4, "eval.every_epochs": 0.5 * 16 / 2048 * 4,
+                          "eval.num_train_examples": 256, "eval.knn_weighted_k": 20})
+  train_and_evaluate(config, str(tmp_path))
+  rows = read_metrics(str(tmp_path / "eval.jsonl"))
+  assert [r["step"] for r in rows] == [2, 4]
+  assert all(0.0 <= r["knn30_z"] <= 1.0 and 0.0 <= r["knn20w_mu"] <= 1.0 for r in rows)
+
+
 def test_eval_py_prints_usage():
   out = subprocess.run([sys.executable, "eval.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
   assert "--workdir" in out.stdout and "--config" in out.stdout and "k-NN" in out.stdout

@@ -50,28 +50,15 @@ def posterior_statistics(var: np.ndarray) -> dict[str, float]:
   return {"var_mean": float(per_dim.mean()), "var_cv": float(per_dim.std() / per_dim.mean())}
 
 
-def evaluate(config, workdir: str) -> dict:
-  """Runs the k-NN evaluators on the latest checkpoint in ``workdir``."""
-  config_lib.validate_config(config, jax.device_count(), jax.process_count())
-  manager = checkpoint_manager(workdir, config) if os.path.isdir(os.path.join(workdir, "checkpoints")) else None
-  if manager is None or manager.latest_step() is None:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
-                            f"(python train.py --config ... --workdir {workdir})")
-  start = time.time()
-  train_x, train_y, test_x, test_y = load_eval_data(config)
-  mesh = gdata.data_mesh()
-  objective = get_objective(config.method)
-  model = build_two_view_model(config.model, objective.head)
-  tx, _ = make_optimizer(config, 1, 2)
-  state = create_train_state(jax.random.PRNGKey(0), model, tx, train_x.shape[1:], gdata.replicated_sharding(mesh))
-  state = restore_latest(manager, state)
-  manager.close()
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
+def representation_metrics(model, variables, eval_data, config, mesh) -> dict[str, float]:
+  """k-NN accuracies on ``z`` and ``mu`` (plain k and weighted k) and the test
+  set's posterior statistics, for the model's current ``variables``."""
+  train_x, train_y, test_x, test_y = eval_data
   augment = augment_config(config, train_x.shape[1:])
   train_f = extract_features(model, variables, train_x, augment, mesh, config.eval.batch_size)
   test_f = extract_features(model, variables, test_x, augment, mesh, config.eval.batch_size)
   num_classes = int(max(train_y.max(), test_y.max())) + 1
-  results = {"step": int(state.step), "num_train": len(train_y), "num_test": len(test_y)}
+  results = {}
   for feature in [f for f in ("z", "mu") if f in train_f]:
     results[f"knn{config.eval.knn_k}_{feature}"] = knn_accuracy(
         train_f[feature], train_y, test_f[feature], test_y, k=config.eval.knn_k, num_classes=num_classes)
@@ -80,6 +67,29 @@ def evaluate(config, workdir: str) -> dict:
         num_classes=num_classes, weighted=True, temperature=config.eval.knn_temperature)
   if "var" in test_f:
     results.update({f"test_{k}": v for k, v in posterior_statistics(test_f["var"]).items()})
+  return results
+
+
+def evaluate(config, workdir: str) -> dict:
+  """Runs the k-NN evaluators on the latest checkpoint in ``workdir``."""
+  config_lib.validate_config(config, jax.device_count(), jax.process_count())
+  manager = checkpoint_manager(workdir, config) if os.path.isdir(os.path.join(workdir, "checkpoints")) else None
+  if manager is None or manager.latest_step() is None:
+    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
+                            f"(python train.py --config ... --workdir {workdir})")
+  start = time.time()
+  eval_data = load_eval_data(config)
+  mesh = gdata.data_mesh()
+  objective = get_objective(config.method)
+  model = build_two_view_model(config.model, objective.head)
+  tx, _ = make_optimizer(config, 1, 2)
+  state = create_train_state(jax.random.PRNGKey(0), model, tx, eval_data[0].shape[1:],
+                             gdata.replicated_sharding(mesh))
+  state = restore_latest(manager, state)
+  manager.close()
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  results = {"step": int(state.step), "num_train": len(eval_data[1]), "num_test": len(eval_data[3])}
+  results.update(representation_metrics(model, variables, eval_data, config, mesh))
   results["wall_seconds"] = time.time() - start
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "eval_results.json"), "w") as f:

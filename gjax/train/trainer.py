@@ -159,6 +159,12 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
 
   train_step = make_train_step(model, objective, hparams, tx, train_input.augment, step_rng, mesh)
   writer = MetricWriter(workdir, "train", enabled=is_main)
+  eval_every = int(round(config.eval.every_epochs * train_input.steps_per_epoch))
+  if eval_every > 0:
+    from gjax.eval.evaluate import load_eval_data, representation_metrics  # eval builds on train
+
+    eval_data = load_eval_data(config)
+    eval_writer = MetricWriter(workdir, "eval", enabled=is_main)
   end_step = total_steps if stop_after_steps is None else min(total_steps, start_step + stop_after_steps)
   pending: list[dict[str, jax.Array]] = []
   last_metrics: dict[str, float] = {}
@@ -197,11 +203,20 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
         log.info("step %d/%d (%.1f%%) %s | %.0f img/s | ETA %s", done, total_steps, 100 * done / total_steps,
                  parts, throughput, _format_eta(eta) if eta == eta else "?")
       window_start, window_steps = time.time(), 0
+    if eval_every > 0 and (done % eval_every == 0 or done == total_steps):
+      eval_metrics = representation_metrics(
+          model, {"params": state.params, "batch_stats": state.batch_stats}, eval_data, config, mesh)
+      eval_writer.write_scalars(done, dict(eval_metrics, epoch=done / train_input.steps_per_epoch))
+      if is_main:
+        log.info("eval at step %d: %s", done, " ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()))
+      window_start, window_steps = time.time(), 0  # evaluation time is not training throughput
     if done % config.checkpoint_every_steps == 0 or done == end_step:
       manager.save(done, args=ocp.args.StandardSave(state))
   manager.wait_until_finished()
   manager.close()
   writer.close()
+  if eval_every > 0:
+    eval_writer.close()
   summary = {"final_step": int(state.step), "total_steps": total_steps, "start_step": start_step,
              "wall_seconds": time.time() - run_start, "compile_seconds": compile_seconds,
              "metrics": last_metrics}
