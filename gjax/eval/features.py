@@ -12,6 +12,17 @@ import numpy as np
 from gjax import data as gdata
 
 
+def check_features(name: str, x: np.ndarray) -> None:
+  """Raises ``ValueError`` unless ``x`` is a non-empty, finite ``[N, D]`` array."""
+  if x.ndim != 2:
+    raise ValueError(f"{name} must be [N, D]; got shape {x.shape}")
+  if len(x) == 0:
+    raise ValueError(f"{name} is empty (shape {x.shape})")
+  if not np.all(np.isfinite(x)):
+    bad = int((~np.isfinite(x)).any(axis=1).sum())
+    raise ValueError(f"{name} has non-finite values in {bad} of {len(x)} rows")
+
+
 def extract_features(model, variables, images: np.ndarray, augment: gdata.AugmentConfig, mesh,
                      batch_size: int = 512) -> dict[str, np.ndarray]:
   """Embeds ``images`` (uint8 NHWC) with the evaluation view; returns host arrays.

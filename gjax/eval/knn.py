@@ -14,15 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gjax.eval.features import check_features
 from gjax.math import normalize
-
-
-def _check_features(name: str, x: np.ndarray) -> None:
-  if x.ndim != 2:
-    raise ValueError(f"{name} must be [N, D]; got shape {x.shape}")
-  if not np.all(np.isfinite(x)):
-    bad = int((~np.isfinite(x)).any(axis=1).sum())
-    raise ValueError(f"{name} has non-finite values in {bad} of {len(x)} rows")
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes", "weighted"))
@@ -38,8 +31,8 @@ def knn_predict(train_features, train_labels, test_features, *, k: int = 30, num
                 weighted: bool = False, temperature: float = 0.1, chunk: int = 1024) -> np.ndarray:
   """Predicted labels ``[N_test]`` by a k-NN vote over cosine similarities."""
   train_features, test_features = np.asarray(train_features), np.asarray(test_features)
-  _check_features("train_features", train_features)
-  _check_features("test_features", test_features)
+  check_features("train_features", train_features)
+  check_features("test_features", test_features)
   if train_features.shape[1] != test_features.shape[1]:
     raise ValueError(f"train {train_features.shape} and test {test_features.shape} feature sizes differ")
   if not 1 <= k <= len(train_features):

@@ -49,6 +49,7 @@ import numpy as np
 import optax
 
 from gjax.data.sharding import data_mesh, make_global_batch, replicated_sharding
+from gjax.eval.features import check_features
 
 #: Columns whose training-set standard deviation is below this are only centred.
 STD_FLOOR = 1e-8
@@ -66,16 +67,6 @@ class LinearProbe(NamedTuple):
   mean: np.ndarray  # [D]
   std: np.ndarray  # [D]
   final_loss: float  # mean training loss over the steps of the last epoch
-
-
-def _check_features(name: str, x: np.ndarray) -> None:
-  if x.ndim != 2:
-    raise ValueError(f"{name} must be [N, D]; got shape {x.shape}")
-  if len(x) == 0:
-    raise ValueError(f"{name} is empty (shape {x.shape})")
-  if not np.all(np.isfinite(x)):
-    bad = int((~np.isfinite(x)).any(axis=1).sum())
-    raise ValueError(f"{name} has non-finite values in {bad} of {len(x)} rows")
 
 
 def _check_labels(name: str, y: np.ndarray, num_rows: int, feature_name: str,
@@ -180,7 +171,7 @@ def fit_linear_probe(train_x, train_y, *, num_classes: int | None = None, epochs
       larger than the training set, or a non-positive hyperparameter.
   """
   train_x = np.asarray(train_x)
-  _check_features("train_x", train_x)
+  check_features("train_x", train_x)
   if num_classes is not None and num_classes < 1:
     raise ValueError(f"num_classes must be >= 1, got {num_classes}")
   train_y = _check_labels("train_y", np.asarray(train_y), len(train_x), "train_x", num_classes)
@@ -243,7 +234,7 @@ def linear_probe_topk(probe: LinearProbe, x, y, ks: tuple[int, ...] = (1, 5)) ->
   ``k`` is clipped to the number of classes (so top-5 is 1.0 with <= 5 classes).
   """
   x = np.asarray(x)
-  _check_features("x", x)
+  check_features("x", x)
   if x.shape[1] != probe.weights.shape[0]:
     raise ValueError(f"features have {x.shape[1]} dimensions, the probe expects {probe.weights.shape[0]}")
   num_classes = probe.weights.shape[1]
@@ -270,7 +261,7 @@ def train_linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int | N
     features, and the mean training loss of the last epoch.
   """
   test_x = np.asarray(test_x)
-  _check_features("test_x", test_x)
+  check_features("test_x", test_x)
   train_x = np.asarray(train_x)
   if train_x.ndim == 2 and train_x.shape[1] != test_x.shape[1]:
     raise ValueError(f"train_x {train_x.shape} and test_x {test_x.shape} feature sizes differ")
