@@ -67,13 +67,13 @@ def test_knn_bad_input():
 
 
 def test_evaluate_on_a_tiny_checkpoint(tmp_path):
-  config = tiny_config(**{"num_train_steps": 2, "eval.knn_weighted_k": 50})
+  config = tiny_config(**{"num_train_steps": 2, "eval.knn_weighted_k": 50, "eval.linear_probe_epochs": 3})
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     evaluate(config, str(tmp_path))
   train_and_evaluate(config, str(tmp_path))
   results = evaluate(config, str(tmp_path))
   assert results["step"] == 2
-  for key in ("knn30_z", "knn50w_z", "knn30_mu", "knn50w_mu"):
+  for key in ("knn30_z", "knn50w_z", "knn30_mu", "knn50w_mu", "linear_top1_z", "linear_top5_mu"):
     assert 0.0 <= results[key] <= 1.0, key
   assert np.isfinite(results["test_var_mean"]) and results["test_var_mean"] > 0
   assert os.path.exists(tmp_path / "eval_results.json")
