@@ -93,3 +93,20 @@ def test_online_knn_during_pretraining(tmp_path):
 def test_eval_py_prints_usage():
   out = subprocess.run([sys.executable, "eval.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
   assert "--workdir" in out.stdout and "--config" in out.stdout and "k-NN" in out.stdout
+
+
+def test_one_class_protocol_on_two_classes(tmp_path):
+  from gjax.eval.one_class import run_one_class
+
+  config = tiny_config(**{"num_train_steps": 2, "eval.anomaly_samples": 2})
+  out = run_one_class(config, str(tmp_path), {"vje.nu": [3.0]}, classes=[0, 1])
+  assert len(out["rows"]) == 2 and len(out["summary"]) == 1
+  for row in out["rows"]:
+    for score in ("joint", "variance_sum", "entropy"):
+      assert 0.0 <= row[f"auroc_{score}"] <= 1.0
+  summary = out["summary"][0]
+  np.testing.assert_allclose(summary["mean_auroc_joint"], np.mean([r["auroc_joint"] for r in out["rows"]]))
+  assert "mean_auroc_entropy" in (tmp_path / "summary.md").read_text()
+  # Resumable: a second call reruns nothing and returns the same table.
+  again = run_one_class(config, str(tmp_path), {"vje.nu": [3.0]}, classes=[0, 1])
+  assert again["rows"] == out["rows"]

@@ -88,7 +88,7 @@ def apply_overrides(config, point: Mapping[str, Any]):
   return new
 
 
-def _markdown(rows: list[dict[str, Any]]) -> str:
+def markdown_table(rows: list[dict[str, Any]]) -> str:
   columns = list(dict.fromkeys(k for row in rows for k in row))
   fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -119,7 +119,7 @@ def run_sweep(config, grid: Mapping[str, Sequence], root: str, run_fn: RunFn) ->
     with open(os.path.join(root, "results.jsonl"), "w") as f:
       f.writelines(json.dumps(r, default=str) + "\n" for r in rows)
     with open(os.path.join(root, "results.md"), "w") as f:
-      f.write(_markdown(rows))
+      f.write(markdown_table(rows))
   return rows
 
 
