@@ -50,6 +50,69 @@ def plot_training_curves(jsonl_path: str, out_png: str, title: str = "") -> None
   plt.close(fig)
 
 
+def plot_knn_over_training(runs: dict[str, str], out_png: str, metric: str = "knn30_z") -> None:
+  """k-NN accuracy over training (VJE Fig. 3) for ``{label: eval.jsonl path}``."""
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for label, path in runs.items():
+    rows = [r for r in read_metrics(path) if metric in r]
+    if not rows:
+      raise ValueError(f"{path} has no {metric!r} rows")
+    ax.plot([r.get("epoch", r["step"]) for r in rows], [100 * r[metric] for r in rows], marker="o", label=label)
+  ax.set_xlabel("epoch")
+  ax.set_ylabel(f"{metric} accuracy (%)")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(out_png, dpi=110)
+  plt.close(fig)
+
+
+def plot_per_class_auroc(rows: list[dict], out_png: str, class_names=None,
+                         scores=("joint", "variance_sum", "entropy")) -> None:
+  """Grouped bars: AUROC of each score for each normal class (one-class protocol)."""
+  import numpy as np
+
+  classes = [r["dataset.train_classes"][0] for r in rows]
+  fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
+  width = 0.8 / len(scores)
+  for i, score in enumerate(scores):
+    ax.bar(np.arange(len(rows)) + i * width, [100 * r[f"auroc_{score}"] for r in rows], width, label=score)
+  ax.set_xticks(np.arange(len(rows)) + width * (len(scores) - 1) / 2)
+  ax.set_xticklabels([class_names[c] if class_names else str(c) for c in classes], rotation=30, ha="right")
+  ax.set_ylabel("AUROC (%)")
+  ax.set_ylim(40, 100)
+  ax.grid(axis="y", alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(out_png, dpi=110)
+  plt.close(fig)
+
+
+def plot_auroc_heatmap(summary_rows: list[dict], out_png: str, score: str = "joint") -> None:
+  """Mean AUROC over classes on the beta x nu grid (VJE Fig. 4)."""
+  import numpy as np
+
+  betas = sorted({r["vje.beta"] for r in summary_rows})
+  nus = sorted({r["vje.nu"] for r in summary_rows})
+  grid = np.full((len(betas), len(nus)), np.nan)
+  for r in summary_rows:
+    grid[betas.index(r["vje.beta"]), nus.index(r["vje.nu"])] = 100 * r[f"mean_auroc_{score}"]
+  fig, ax = plt.subplots(figsize=(1.2 * len(nus) + 2, 0.8 * len(betas) + 1.5))
+  image = ax.imshow(grid, cmap="viridis", aspect="auto")
+  for i in range(len(betas)):
+    for j in range(len(nus)):
+      if np.isfinite(grid[i, j]):
+        ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", color="white")
+  ax.set_xticks(range(len(nus)), [str(n) for n in nus])
+  ax.set_yticks(range(len(betas)), [str(b) for b in betas])
+  ax.set_xlabel("nu")
+  ax.set_ylabel("beta")
+  fig.colorbar(image, ax=ax, label=f"mean AUROC, {score} (%)")
+  fig.tight_layout()
+  fig.savefig(out_png, dpi=110)
+  plt.close(fig)
+
+
 if __name__ == "__main__":
   if len(sys.argv) not in (3, 4):
     sys.exit("usage: python -m gjax.eval.plots WORKDIR OUT.png [TITLE]")

@@ -1,0 +1,38 @@
+"""The plot writers produce images from the files the trainer and protocols write."""
+
+import json
+
+import pytest
+
+from gjax.eval import plots
+
+
+def _write_jsonl(path, rows):
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_plots_write_pngs(tmp_path):
+  _write_jsonl(tmp_path / "train.jsonl", [
+      {"step": s, "epoch": s / 10, "loss": 5.0 - s / 10, "directional": -s, "radial": 1.0, "kl": 2.0,
+       "var_mean": 0.5, "var_cv": 0.2, "z_std_min": 0.1, "z_std_mean": 0.3, "learning_rate": 0.05}
+      for s in range(1, 6)])
+  plots.plot_training_curves(str(tmp_path / "train.jsonl"), str(tmp_path / "curves.png"), "t")
+  _write_jsonl(tmp_path / "eval.jsonl", [{"step": s, "epoch": s, "knn30_z": 0.5 + s / 100} for s in range(3)])
+  plots.plot_knn_over_training({"vje": str(tmp_path / "eval.jsonl")}, str(tmp_path / "knn.png"))
+  rows = [{"dataset.train_classes": (c,), "auroc_joint": 0.9, "auroc_variance_sum": 0.7, "auroc_entropy": 0.8}
+          for c in range(3)]
+  plots.plot_per_class_auroc(rows, str(tmp_path / "bars.png"), class_names=["a", "b", "c"])
+  summary = [{"vje.beta": b, "vje.nu": n, "mean_auroc_joint": 0.9} for b in (0.5, 1.0) for n in (1.0, 3.0)]
+  plots.plot_auroc_heatmap(summary, str(tmp_path / "heat.png"))
+  for name in ("curves", "knn", "bars", "heat"):
+    data = (tmp_path / f"{name}.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+
+
+def test_plots_reject_missing_metrics(tmp_path):
+  (tmp_path / "empty.jsonl").write_text("")
+  with pytest.raises(ValueError, match="no metric rows"):
+    plots.plot_training_curves(str(tmp_path / "empty.jsonl"), str(tmp_path / "x.png"))
+  _write_jsonl(tmp_path / "eval.jsonl", [{"step": 1, "loss": 1.0}])
+  with pytest.raises(ValueError, match="no 'knn30_z' rows"):
+    plots.plot_knn_over_training({"a": str(tmp_path / "eval.jsonl")}, str(tmp_path / "x.png"))
