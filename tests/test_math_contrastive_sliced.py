@@ -108,3 +108,18 @@ def test_bad_input_errors():
     gm.sliced_epps_pulley(jax.random.PRNGKey(0), z, 0)
   with pytest.raises(ValueError, match="2 dimensions"):
     gm.sliced_epps_pulley(jax.random.PRNGKey(0), z[0], 2)
+
+
+def test_effective_rank_against_numpy_and_limits():
+  rng = np.random.default_rng(6)
+  z = rng.normal(size=(200, 5)) @ np.diag([3.0, 1.0, 1.0, 0.5, 0.1])
+  s = np.linalg.svd(z - z.mean(0), compute_uv=False)
+  p = s / s.sum()
+  with x64():
+    np.testing.assert_allclose(gm.effective_rank(z), np.exp(-(p * np.log(p)).sum()), rtol=1e-10)
+    line = np.outer(rng.normal(size=100), rng.normal(size=4))
+    np.testing.assert_allclose(gm.effective_rank(line), 1.0, rtol=1e-6)
+    a = rng.normal(size=(64, 8))
+    iso = np.linalg.qr(a - a.mean(0))[0]  # centred, orthonormal columns: equal singular values
+    np.testing.assert_allclose(gm.effective_rank(iso), 8.0, rtol=1e-10)
+  assert np.isfinite(gm.effective_rank(np.zeros((10, 3), np.float32)))

@@ -38,7 +38,7 @@ from gjax.math.mixture import (
     mixture_responsibilities,
     mixture_sample,
 )
-from gjax.math.sliced import epps_pulley, random_unit_directions, sliced_epps_pulley
+from gjax.math.sliced import effective_rank, epps_pulley, random_unit_directions, sliced_epps_pulley
 from gjax.math.student_t import (
     multivariate_student_t_log_prob,
     multivariate_student_t_nll,

@@ -49,3 +49,16 @@ def sliced_epps_pulley(
   if num_slices < 1:
     raise ValueError(f"num_slices must be >= 1, got {num_slices}")
   return jnp.mean(epps_pulley(z @ random_unit_directions(key, z.shape[-1], num_slices, z.dtype), t_max, num_knots))
+
+
+def effective_rank(z: jax.Array, eps: float = 1e-12) -> jax.Array:
+  """Effective rank of a batch ``z [N, D]`` (Roy and Vetterli, 2007).
+
+  ``exp(H(p))`` with ``p`` the singular values of the centred batch divided by
+  their sum: ``D`` for isotropic embeddings, 1 when they lie on a line, the
+  collapse monitor of the design doc's Mahalanobis Trace Trap experiment.
+  """
+  _checks.check_ndim("z", z, 2)
+  singular = jnp.linalg.svd(z - jnp.mean(z, axis=0), compute_uv=False)
+  p = singular / jnp.maximum(jnp.sum(singular), eps)
+  return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)))
