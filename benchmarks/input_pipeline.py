@@ -24,9 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 
 from gjax import data as gdata  # noqa: E402
-from gjax.models import build_two_view_model  # noqa: E402
-from gjax.objectives import get_objective  # noqa: E402
 from gjax.train import create_train_state, make_optimizer, make_train_step  # noqa: E402
+from gjax.train.trainer import build_method  # noqa: E402
 from gjax.train.input_pipeline import build_train_input  # noqa: E402
 
 
@@ -72,12 +71,11 @@ def main():
   pipe_s = timed(pipeline, args.steps)
   rows = [("host (ArrayDataset)", host_s), ("pipeline (host + device augmentation)", pipe_s)]
   if not args.skip_step:
-    objective = get_objective(config.method)
-    model = build_two_view_model(config.model, objective.head)
+    objective, hparams, model = build_method(config)
     tx, _ = make_optimizer(config, train_input.steps_per_epoch, 1000)
     state = create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape,
                                gdata.replicated_sharding(mesh))
-    step = make_train_step(model, objective, config[config.method], tx, augment, rng, mesh)
+    step = make_train_step(model, objective, hparams, tx, augment, rng, mesh)
     batches = [gdata.make_global_batch(next(host_iter), mesh) for _ in range(2)]
     holder = {"state": state, "i": 0}
 

@@ -10,6 +10,10 @@ if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# scipy/OpenBLAS-backed LAPACK calls (Cholesky, triangular solves) stall for
+# milliseconds each with threaded OpenBLAS on a busy 2-core box (see
+# results/math_bench.md); one BLAS thread keeps the suite's timing stable.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # The same small programs (train steps, inits) are compiled by several tests and
 # subprocesses; a persistent compilation cache shared by them saves minutes.

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from gjax import data as gdata
-from gjax.models import build_two_view_model
-from gjax.objectives import get_objective
 from gjax.train import base_config, create_train_state, make_optimizer, make_train_step, train_and_evaluate
 from gjax.train.input_pipeline import build_train_input
+from gjax.train.trainer import build_method
 from gjax.train.metrics import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,12 +44,11 @@ def tiny_config(**overrides):
 def _one_step(config, devices):
   mesh = gdata.data_mesh(devices)
   train_input = build_train_input(config)
-  objective = get_objective(config.method)
-  model = build_two_view_model(config.model, objective.head)
+  objective, hparams, model = build_method(config)
   tx, _ = make_optimizer(config, train_input.steps_per_epoch, 10)
   state = create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape,
                              gdata.replicated_sharding(mesh))
-  step = make_train_step(model, objective, config.vje, tx, train_input.augment, jax.random.PRNGKey(1), mesh)
+  step = make_train_step(model, objective, hparams, tx, train_input.augment, jax.random.PRNGKey(1), mesh)
   batch = gdata.make_global_batch(next(train_input.batches(0)), mesh)
   state, metrics = step(state, batch)
   return jax.device_get(state.params), jax.device_get(state.batch_stats), jax.device_get(metrics)

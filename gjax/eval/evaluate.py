@@ -16,11 +16,9 @@ from gjax import data as gdata
 from gjax.eval.features import extract_features
 from gjax.eval.knn import knn_accuracy
 from gjax.eval.linear_probe import train_linear_probe
-from gjax.models import build_two_view_model
-from gjax.objectives import get_objective
 from gjax.train import config as config_lib
 from gjax.train.input_pipeline import augment_config, load_in_memory
-from gjax.train.trainer import checkpoint_manager, create_train_state, make_optimizer, restore_latest
+from gjax.train.trainer import build_method, checkpoint_manager, create_train_state, make_optimizer, restore_latest
 
 log = logging.getLogger("gjax.eval")
 
@@ -90,8 +88,7 @@ def evaluate(config, workdir: str) -> dict:
   start = time.time()
   eval_data = load_eval_data(config)
   mesh = gdata.data_mesh()
-  objective = get_objective(config.method)
-  model = build_two_view_model(config.model, objective.head)
+  model = build_method(config)[2]
   tx, _ = make_optimizer(config, 1, 2)
   state = create_train_state(jax.random.PRNGKey(0), model, tx, eval_data[0].shape[1:],
                              gdata.replicated_sharding(mesh))

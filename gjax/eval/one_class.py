@@ -29,8 +29,6 @@ from gjax import data as gdata
 from gjax.eval.anomaly import auroc, vje_anomaly_scores
 from gjax.eval.features import extract_features
 from gjax.eval.sweep import grid_points, markdown_table, run_sweep
-from gjax.models import build_two_view_model
-from gjax.objectives import get_objective
 from gjax.train.input_pipeline import augment_config, load_in_memory
 
 SCORES = ("joint", "variance_sum", "entropy")
@@ -39,13 +37,13 @@ SCORES = ("joint", "variance_sum", "entropy")
 def score_one_class(config, workdir: str) -> dict[str, float]:
   """Pretrains on ``config.dataset.train_classes`` (one class) and returns the
   AUROC of each score on the full test split."""
-  from gjax.train import train_and_evaluate
+  from gjax.train.trainer import build_method, train_and_evaluate
 
   (normal,) = config.dataset.train_classes
   summary = train_and_evaluate(config, workdir)
   state = summary["state"]
   test_x, test_y = load_in_memory(config, "test")
-  model = build_two_view_model(config.model, get_objective(config.method).head)
+  model = build_method(config)[2]
   mesh = gdata.data_mesh()
   features = extract_features(model, {"params": state.params, "batch_stats": state.batch_stats}, test_x,
                               augment_config(config, test_x.shape[1:]), mesh, config.eval.batch_size)

@@ -44,6 +44,14 @@ class TrainState:
   opt_state: Any
 
 
+def build_method(config):
+  """``config.method``'s objective, its hyperparameters (``config.<method>``) and
+  the two-view network with the objective's head."""
+  objective = get_objective(config.method)
+  hparams = config[config.method] if config.method in config else None
+  return objective, hparams, build_two_view_model(config.model, objective.head, hparams)
+
+
 def total_train_steps(config, steps_per_epoch: int) -> int:
   if config.num_train_steps > 0:
     return int(config.num_train_steps)
@@ -140,9 +148,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
 
   train_input = build_train_input(config)
   total_steps = total_train_steps(config, train_input.steps_per_epoch)
-  objective = get_objective(config.method)
-  hparams = config[config.method] if config.method in config else None
-  model = build_two_view_model(config.model, objective.head)
+  objective, hparams, model = build_method(config)
   tx, schedule = make_optimizer(config, train_input.steps_per_epoch, total_steps)
 
   root = jax.random.PRNGKey(config.seed)
