@@ -9,10 +9,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gjax.models.density_heads import MixtureDensity
 from gjax.models.heads import Projector, VJEInferenceNetwork
 from gjax.models.resnet import build_encoder, embedding_dim
 
-HEADS = ("none", "vje_inference")
+HEADS = ("none", "vje_inference", "joint_density")
 
 
 class TwoViewModel(nn.Module):
@@ -27,6 +28,7 @@ class TwoViewModel(nn.Module):
   encoder: nn.Module
   projector: nn.Module | None = None
   head: nn.Module | None = None
+  density: nn.Module | None = None  # global joint density (GJE / GMJE), applied once
 
   def embed(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
     """Features of one view: encoder output ``h``, ``z``, and head outputs."""
@@ -43,11 +45,15 @@ class TwoViewModel(nn.Module):
       for key, value in self.embed(view, train=train).items():
         if key != "h":
           outputs[f"{key}_{i}"] = value
+    if self.density is not None:
+      outputs.update(self.density())
     return outputs
 
 
-def build_two_view_model(model_config, head: str) -> TwoViewModel:
-  """Builds the network from ``config.model`` and the objective's head name."""
+def build_two_view_model(model_config, head: str, hparams=None) -> TwoViewModel:
+  """Builds the network from ``config.model``, the objective's head name and,
+  for density heads, the method's hyperparameters (``num_components``,
+  ``covariance_type``)."""
   if head not in HEADS:
     raise ValueError(f"unknown head {head!r}; allowed: {HEADS}")
   dtype = jnp.dtype(model_config.compute_dtype)
@@ -62,4 +68,8 @@ def build_two_view_model(model_config, head: str) -> TwoViewModel:
   if head == "vje_inference":
     head_module = VJEInferenceNetwork(latent_dim=latent_dim, bottleneck=model_config.bottleneck,
                                       activation=model_config.activation, dtype=dtype)
-  return TwoViewModel(encoder=encoder, projector=projector, head=head_module)
+  density = None
+  if head == "joint_density":
+    density = MixtureDensity(dim=2 * latent_dim, num_components=hparams.num_components,
+                             covariance_type=hparams.covariance_type)
+  return TwoViewModel(encoder=encoder, projector=projector, head=head_module, density=density)
