@@ -55,6 +55,21 @@ def base_config() -> ml_collections.ConfigDict:
   c.vje.use_radial = True
   c.vje.use_kl = True
 
+  # GJE / GMJE family (design doc gje-formulation.md). K = 1 with "full" is GJE.
+  for method, components in (("gje", 1), ("gmje", 8)):
+    section = ml_collections.ConfigDict()
+    section.num_components = components
+    section.covariance_type = "full"
+    section.marginal_weight = 1.0  # λ of the sliced Epps-Pulley anti-collapse loss
+    section.num_slices = 256
+    section.symmetric = True
+    c[method] = section
+  c.gje_naive = ml_collections.ConfigDict()
+  c.gje_naive.ridge = 0.0
+  c.gje_naive.marginal_weight = 0.0
+  c.gje_naive.num_slices = 256
+  c.gje_naive.symmetric = True
+
   c.augment = ml_collections.ConfigDict()
   c.augment.crop_scale_min = 0.2
   c.augment.blur = "auto"  # "auto": the data set's preset (off at <= 32x32); "on" / "off"
@@ -134,6 +149,19 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(v.beta >= 0 and math.isfinite(v.beta), "vje.beta", v.beta, "must be finite and >= 0")
   _require(v.use_directional or v.use_radial or v.use_kl, "vje.use_*", False,
            "at least one of use_directional, use_radial, use_kl must be True")
+
+  for method in ("gje", "gmje"):
+    g = config[method]
+    _require(g.num_components >= 1, f"{method}.num_components", g.num_components, "must be >= 1 (K)")
+    _require(g.covariance_type in ("full", "diag", "isotropic"), f"{method}.covariance_type",
+             g.covariance_type, "must be 'full', 'diag' or 'isotropic'")
+    _require(g.marginal_weight >= 0, f"{method}.marginal_weight", g.marginal_weight, "must be >= 0")
+    _require(g.num_slices >= 1, f"{method}.num_slices", g.num_slices, "must be >= 1")
+  _require(config.gje.num_components == 1, "gje.num_components", config.gje.num_components,
+           "GJE is the K = 1 case; use method 'gmje' for K > 1")
+  _require(config.gje_naive.ridge >= 0, "gje_naive.ridge", config.gje_naive.ridge, "must be >= 0")
+  _require(config.gje_naive.marginal_weight >= 0, "gje_naive.marginal_weight",
+           config.gje_naive.marginal_weight, "must be >= 0")
 
   a = config.augment
   _require(0 < a.crop_scale_min <= 1, "augment.crop_scale_min", a.crop_scale_min, "must be in (0, 1]")
