@@ -124,3 +124,16 @@ def test_density_head_rejects_bad_settings():
     MixtureDensity(dim=4, num_components=0).init(jax.random.PRNGKey(0))
   with pytest.raises(ValueError, match="covariance_type"):
     MixtureDensity(dim=4, covariance_type="banded").init(jax.random.PRNGKey(0))
+
+
+def test_conditional_predictive_and_joint_samples():
+  from gjax.objectives.gmje import conditional_predictive, sample_joint
+
+  out = _outputs(b=16, d=3, k=2, covariance_type="full")
+  cond = conditional_predictive(out, out["z_1"], "full")
+  joint = gm.mixture_log_prob(jnp.concatenate([out["z_1"], out["z_2"]], -1), out["density_logits"],
+                              out["density_means"], out["density_cov"], "full")
+  chain = cond.context_log_prob + gm.mixture_conditional_log_prob(out["z_2"], cond, "full")
+  np.testing.assert_allclose(chain, joint, rtol=1e-4, atol=1e-4)
+  samples = sample_joint(jax.random.PRNGKey(0), out, "full", 500)
+  assert samples.shape == (500, 6) and np.all(np.isfinite(samples))

@@ -71,6 +71,21 @@ def naive_empirical_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hpara
   return loss, {"loss": loss, **metrics, **_collapse_metrics(outputs)}
 
 
+def conditional_predictive(density: Mapping[str, jax.Array], z_c: jax.Array,
+                           covariance_type: str) -> gm.ConditionalMixture:
+  """``p(z_t | z_c)`` of a learned joint density (the Schur-complement
+  conditional per component; a single Gaussian for GJE)."""
+  return gm.mixture_conditional(z_c, density["density_logits"], density["density_means"],
+                                density["density_cov"], z_c.shape[-1], covariance_type)
+
+
+def sample_joint(key: jax.Array, density: Mapping[str, jax.Array], covariance_type: str,
+                 num_samples: int) -> jax.Array:
+  """Unconditional samples ``u = [z_c; z_t] ~ p(u)`` from the learned density."""
+  return gm.mixture_sample(key, density["density_logits"], density["density_means"],
+                           density["density_cov"], covariance_type, (num_samples,))
+
+
 GJE = register(Objective("gje", joint_density_loss, head="joint_density",
                          description="Gaussian joint embedding: one global joint Gaussian (K=1)."))
 GMJE = register(Objective("gmje", joint_density_loss, head="joint_density",
