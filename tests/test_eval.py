@@ -110,3 +110,19 @@ def test_one_class_protocol_on_two_classes(tmp_path):
   # Resumable: a second call reruns nothing and returns the same table.
   again = run_one_class(config, str(tmp_path), {"vje.nu": [3.0]}, classes=[0, 1])
   assert again["rows"] == out["rows"]
+
+
+def test_knn_sharded_over_8_devices_matches_1_device():
+  import jax
+
+  from gjax.data import data_mesh
+
+  rng = np.random.default_rng(7)
+  train_x, train_y = rng.normal(size=(500, 16)).astype(np.float32), rng.integers(0, 5, 500)
+  test_x = rng.normal(size=(203, 16)).astype(np.float32)  # not a multiple of 8: padded, then dropped
+  for weighted in (False, True):
+    sharded = knn_predict(train_x, train_y, test_x, k=20, weighted=weighted, chunk=64, mesh=data_mesh())
+    single = knn_predict(train_x, train_y, test_x, k=20, weighted=weighted, chunk=64,
+                         mesh=data_mesh(jax.devices()[:1]))
+    assert sharded.shape == (203,)
+    np.testing.assert_array_equal(sharded, single)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gjax.data.sharding import batch_sharding, data_mesh, replicated_sharding
 from gjax.eval.features import check_features
 from gjax.math import normalize
 
@@ -28,8 +29,14 @@ def _knn_votes(test, train, train_labels, *, k, num_classes, weighted, temperatu
 
 
 def knn_predict(train_features, train_labels, test_features, *, k: int = 30, num_classes: int | None = None,
-                weighted: bool = False, temperature: float = 0.1, chunk: int = 1024) -> np.ndarray:
-  """Predicted labels ``[N_test]`` by a k-NN vote over cosine similarities."""
+                weighted: bool = False, temperature: float = 0.1, chunk: int = 1024, mesh=None) -> np.ndarray:
+  """Predicted labels ``[N_test]`` by a k-NN vote over cosine similarities.
+
+  The training features are replicated on every device of ``mesh`` (default:
+  all devices) and each chunk of test features is sharded over them on the
+  ``data`` axis, so every device scores its share of the chunk against the
+  whole memory bank. Features are host arrays held by this (single) process.
+  """
   train_features, test_features = np.asarray(train_features), np.asarray(test_features)
   check_features("train_features", train_features)
   check_features("test_features", test_features)
@@ -39,13 +46,19 @@ def knn_predict(train_features, train_labels, test_features, *, k: int = 30, num
     raise ValueError(f"k={k} must be in [1, {len(train_features)}] (the number of training examples)")
   train_labels = np.asarray(train_labels).astype(np.int32)
   num_classes = int(train_labels.max()) + 1 if num_classes is None else num_classes
-  train = jnp.asarray(train_features)
-  labels = jnp.asarray(train_labels)
+  mesh = data_mesh() if mesh is None else mesh
+  num_devices = mesh.devices.size
+  chunk = max(num_devices, chunk - chunk % num_devices)
+  train = jax.device_put(train_features, replicated_sharding(mesh))
+  labels = jax.device_put(train_labels, replicated_sharding(mesh))
   preds = []
   for start in range(0, len(test_features), chunk):
-    votes = _knn_votes(jnp.asarray(test_features[start:start + chunk]), train, labels, k=k,
+    block = test_features[start:start + chunk]
+    valid = len(block)
+    padded = np.pad(block, ((0, (-valid) % num_devices), (0, 0)))
+    votes = _knn_votes(jax.device_put(padded, batch_sharding(mesh)), train, labels, k=k,
                        num_classes=num_classes, weighted=weighted, temperature=temperature)
-    preds.append(np.asarray(jnp.argmax(votes, axis=-1)))
+    preds.append(np.asarray(jnp.argmax(votes, axis=-1))[:valid])
   return np.concatenate(preds)
 
 
