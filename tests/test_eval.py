@@ -76,6 +76,9 @@ def test_evaluate_on_a_tiny_checkpoint(tmp_path):
   for key in ("knn30_z", "knn50w_z", "knn30_mu", "knn50w_mu", "linear_top1_z", "linear_top5_mu"):
     assert 0.0 <= results[key] <= 1.0, key
   assert np.isfinite(results["test_var_mean"]) and results["test_var_mean"] > 0
+  assert 1.0 <= results["test_z_effective_rank"] <= 32.0
+  with pytest.raises(ValueError, match="unknown evaluator"):
+    evaluate(tiny_config(**{"eval.evaluators": ("knn", "fid")}), str(tmp_path))
   assert os.path.exists(tmp_path / "eval_results.json")
 
 

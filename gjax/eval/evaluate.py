@@ -10,12 +10,14 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gjax import data as gdata
 from gjax.eval.features import extract_features
 from gjax.eval.knn import knn_accuracy
 from gjax.eval.linear_probe import train_linear_probe
+from gjax.math import effective_rank
 from gjax.train import config as config_lib
 from gjax.train.input_pipeline import augment_config, load_in_memory
 from gjax.train.trainer import build_method, checkpoint_manager, create_train_state, make_optimizer, restore_latest
@@ -49,11 +51,12 @@ def posterior_statistics(var: np.ndarray) -> dict[str, float]:
   return {"var_mean": float(per_dim.mean()), "var_cv": float(per_dim.std() / per_dim.mean())}
 
 
-def representation_metrics(model, variables, eval_data, config, mesh, *,
-                           linear_probe: bool = False) -> dict[str, float]:
-  """k-NN accuracies on ``z`` and ``mu`` (plain k and weighted k), optionally
-  the linear probe's top-1/top-5 on both, and the test set's posterior
-  statistics, for the model's current ``variables``."""
+def representation_metrics(model, variables, eval_data, config, mesh,
+                           evaluators) -> dict[str, float]:
+  """The ``evaluators`` (names in ``gjax.train.config.EVALUATORS``) for the
+  model's current ``variables``: ``knn`` (plain k and weighted k on ``z`` and
+  ``mu``), ``linear_probe`` (top-1/top-5 on both) and ``posterior`` (test-set
+  Var mean / Var CV and the effective rank of ``z``)."""
   train_x, train_y, test_x, test_y = eval_data
   augment = augment_config(config, train_x.shape[1:])
   train_f = extract_features(model, variables, train_x, augment, mesh, config.eval.batch_size)
@@ -61,20 +64,24 @@ def representation_metrics(model, variables, eval_data, config, mesh, *,
   num_classes = int(max(train_y.max(), test_y.max())) + 1
   results = {}
   for feature in [f for f in ("z", "mu") if f in train_f]:
-    results[f"knn{config.eval.knn_k}_{feature}"] = knn_accuracy(
-        train_f[feature], train_y, test_f[feature], test_y, k=config.eval.knn_k, num_classes=num_classes)
-    results[f"knn{config.eval.knn_weighted_k}w_{feature}"] = knn_accuracy(
-        train_f[feature], train_y, test_f[feature], test_y, k=config.eval.knn_weighted_k,
-        num_classes=num_classes, weighted=True, temperature=config.eval.knn_temperature)
-    if linear_probe and config.eval.linear_probe_epochs > 0:
+    if "knn" in evaluators:
+      results[f"knn{config.eval.knn_k}_{feature}"] = knn_accuracy(
+          train_f[feature], train_y, test_f[feature], test_y, k=config.eval.knn_k, num_classes=num_classes,
+          mesh=mesh)
+      results[f"knn{config.eval.knn_weighted_k}w_{feature}"] = knn_accuracy(
+          train_f[feature], train_y, test_f[feature], test_y, k=config.eval.knn_weighted_k,
+          num_classes=num_classes, weighted=True, temperature=config.eval.knn_temperature, mesh=mesh)
+    if "linear_probe" in evaluators:
       probe = train_linear_probe(
           train_f[feature], train_y, test_f[feature], test_y, num_classes=num_classes,
           epochs=config.eval.linear_probe_epochs, learning_rate=config.eval.linear_probe_learning_rate,
           batch_size=min(256, len(train_y) - len(train_y) % mesh.devices.size), seed=config.seed, mesh=mesh)
       results[f"linear_top1_{feature}"] = probe["top1"]
       results[f"linear_top5_{feature}"] = probe["top5"]
-  if "var" in test_f:
-    results.update({f"test_{k}": v for k, v in posterior_statistics(test_f["var"]).items()})
+  if "posterior" in evaluators:
+    results["test_z_effective_rank"] = float(effective_rank(jnp.asarray(test_f["z"])))
+    if "var" in test_f:
+      results.update({f"test_{k}": v for k, v in posterior_statistics(test_f["var"]).items()})
   return results
 
 
@@ -96,7 +103,7 @@ def evaluate(config, workdir: str) -> dict:
   manager.close()
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   results = {"step": int(state.step), "num_train": len(eval_data[1]), "num_test": len(eval_data[3])}
-  results.update(representation_metrics(model, variables, eval_data, config, mesh, linear_probe=True))
+  results.update(representation_metrics(model, variables, eval_data, config, mesh, config.eval.evaluators))
   results["wall_seconds"] = time.time() - start
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "eval_results.json"), "w") as f:

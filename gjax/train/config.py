@@ -20,6 +20,7 @@ IN_MEMORY_DATASETS = ("fashion_mnist", "digits", "synthetic")
 TFDS_DATASETS = ("cifar10", "cifar100", "stl10", "imagenet2012")
 DATASETS = IN_MEMORY_DATASETS + TFDS_DATASETS
 COMPUTE_DTYPES = ("float32", "bfloat16")
+EVALUATORS = ("knn", "linear_probe", "posterior")
 LR_SCALINGS = ("linear", "sqrt", "none")
 
 
@@ -87,12 +88,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_train_steps = -1  # > 0 overrides num_epochs
 
   c.eval = ml_collections.ConfigDict()
+  c.eval.evaluators = ("knn", "linear_probe", "posterior")  # what eval.py runs
+  c.eval.online_evaluators = ("knn", "posterior")  # what runs every eval.every_epochs
   c.eval.knn_k = 30  # VJE paper's k-NN protocol (plain majority vote)
   c.eval.knn_weighted_k = 200  # the common weighted variant (Wu et al. 2018)
   c.eval.knn_temperature = 0.1
   c.eval.batch_size = 512
   c.eval.num_train_examples = -1  # k-NN memory bank size; -1 = the whole train split
-  c.eval.linear_probe_epochs = 100  # VJE paper's linear protocol; 0 = skip the probe
+  c.eval.linear_probe_epochs = 100  # VJE paper's linear protocol
   c.eval.linear_probe_learning_rate = 0.05
   c.eval.anomaly_samples = 0  # Eq. 39 at the posterior mean (0) or averaged over samples
   c.eval.every_epochs = 0.0  # > 0: k-NN evaluation during pretraining (eval.jsonl; VJE Fig. 3)
@@ -178,7 +181,10 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   e = config.eval
   for field in ("knn_k", "knn_weighted_k", "batch_size"):
     _require(e[field] >= 1, f"eval.{field}", e[field], "must be >= 1")
-  _require(e.linear_probe_epochs >= 0, "eval.linear_probe_epochs", e.linear_probe_epochs, "must be >= 0")
+  for field in ("evaluators", "online_evaluators"):
+    unknown = [name for name in e[field] if name not in EVALUATORS]
+    _require(not unknown, f"eval.{field}", tuple(e[field]), f"unknown evaluator(s) {unknown}; known: {EVALUATORS}")
+  _require(e.linear_probe_epochs >= 1, "eval.linear_probe_epochs", e.linear_probe_epochs, "must be >= 1")
   _require(e.linear_probe_learning_rate > 0, "eval.linear_probe_learning_rate",
            e.linear_probe_learning_rate, "must be > 0")
   _require(e.anomaly_samples >= 0, "eval.anomaly_samples", e.anomaly_samples, "must be >= 0")

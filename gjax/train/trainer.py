@@ -211,7 +211,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
       window_start, window_steps = time.time(), 0
     if eval_every > 0 and (done % eval_every == 0 or done == total_steps):
       eval_metrics = representation_metrics(
-          model, {"params": state.params, "batch_stats": state.batch_stats}, eval_data, config, mesh)
+          model, {"params": state.params, "batch_stats": state.batch_stats}, eval_data, config, mesh,
+          config.eval.online_evaluators)
       eval_writer.write_scalars(done, dict(eval_metrics, epoch=done / train_input.steps_per_epoch))
       if is_main:
         log.info("eval at step %d: %s", done, " ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()))
