@@ -249,3 +249,23 @@ def test_score_errors():
     joint_nll_score(z, mu, var, 0.0)
   with pytest.raises(ValueError, match="var must be > 0"):
     entropy_score(np.zeros((2, 3)))
+
+
+def test_gaussian_density_score_matches_scipy_and_separates():
+  from scipy import stats
+
+  from gjax.eval.anomaly import auroc, gaussian_density_score
+
+  rng = np.random.default_rng(11)
+  train = rng.normal(size=(400, 5)) @ np.diag([2.0, 1.0, 1.0, 0.5, 0.5])
+  normal_test = rng.normal(size=(100, 5)) @ np.diag([2.0, 1.0, 1.0, 0.5, 0.5])
+  outliers = rng.normal(size=(100, 5)) + 4.0
+  test = np.concatenate([normal_test, outliers]).astype(np.float32)
+  scores = np.asarray(gaussian_density_score(train, test, ridge=1e-3))
+  cov = np.cov(train, rowvar=False, bias=True)
+  cov += 1e-3 * np.trace(cov) / 5 * np.eye(5)
+  ref = -stats.multivariate_normal(train.mean(0), cov).logpdf(test)
+  np.testing.assert_allclose(scores, ref, rtol=1e-4)
+  assert auroc(scores, np.arange(200) >= 100) > 0.99
+  with pytest.raises(ValueError, match="ridge"):
+    gaussian_density_score(train, test, ridge=0.0)

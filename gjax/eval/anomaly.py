@@ -198,3 +198,30 @@ def vje_anomaly_scores(z, mu, var, nu: float, **joint_kwargs) -> dict[str, jax.A
       "variance_sum": variance_sum_score(var),
       "entropy": entropy_score(var),
   }
+
+
+def gaussian_density_score(train_features, test_features, ridge: float = 1e-3) -> jax.Array:
+  """Negative log-density of ``test_features`` under a Gaussian fitted to the
+  normal class's ``train_features`` (the "Gaussian density on features"
+  detector of Sohn et al. 2021, a reference point for Section 5.3).
+
+  The covariance is the training features' (1/N) covariance plus
+  ``ridge · mean(diag)`` on the diagonal, so it stays positive definite when
+  the features span fewer dimensions than they have; it is scored through its
+  Cholesky factor (:func:`gjax.math.gaussian_log_prob_from_cov`).
+  """
+  from gjax.eval.features import check_features
+  from gjax.math import gaussian_log_prob_from_cov
+
+  train, test = np.asarray(train_features, np.float64), np.asarray(test_features)
+  check_features("train_features", train)
+  check_features("test_features", test)
+  if train.shape[1] != test.shape[1]:
+    raise ValueError(f"train {train.shape} and test {test.shape} feature sizes differ")
+  if ridge <= 0:
+    raise ValueError(f"ridge must be > 0, got {ridge!r}")
+  mean = train.mean(axis=0)
+  cov = np.cov(train, rowvar=False, bias=True).reshape(train.shape[1], train.shape[1])
+  cov += ridge * max(np.trace(cov) / len(cov), 1e-12) * np.eye(len(cov))
+  return -gaussian_log_prob_from_cov(jnp.asarray(test, jnp.float32), jnp.asarray(mean, jnp.float32),
+                                     jnp.asarray(cov, jnp.float32))

@@ -4,7 +4,9 @@ For each class ``c`` one model is pretrained on class ``c`` only
 (``config.dataset.train_classes = (c,)``) and every test example is scored;
 the test examples of the other classes are the anomalies. Scores (higher =
 more anomalous): the joint NLL of Eq. 39 (directional + radial), the posterior
-variance sum, and the posterior entropy. Eq. 39 is evaluated at the posterior
+variance sum, and the posterior entropy; as a reference detector on the same features, the
+Gaussian density of the normal class's training features (``gde_z``,
+``gde_mu``; Sohn et al. 2021). Eq. 39 is evaluated at the posterior
 mean (``eval.anomaly_samples = 0``) or averaged over that many reparameterised
 samples (``> 0``).
 
@@ -26,12 +28,12 @@ import jax
 import numpy as np
 
 from gjax import data as gdata
-from gjax.eval.anomaly import auroc, vje_anomaly_scores
+from gjax.eval.anomaly import auroc, gaussian_density_score, vje_anomaly_scores
 from gjax.eval.features import extract_features
 from gjax.eval.sweep import grid_points, markdown_table, run_sweep
 from gjax.train.input_pipeline import augment_config, load_in_memory
 
-SCORES = ("joint", "variance_sum", "entropy")
+SCORES = ("joint", "variance_sum", "entropy", "gde_z", "gde_mu")
 
 
 def score_one_class(config, workdir: str) -> dict[str, float]:
@@ -42,16 +44,21 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
   (normal,) = config.dataset.train_classes
   summary = train_and_evaluate(config, workdir)
   state = summary["state"]
+  train_x, _ = load_in_memory(config, "train")  # the normal class only
   test_x, test_y = load_in_memory(config, "test")
   model = build_method(config)[2]
   mesh = gdata.data_mesh()
-  features = extract_features(model, {"params": state.params, "batch_stats": state.batch_stats}, test_x,
-                              augment_config(config, test_x.shape[1:]), mesh, config.eval.batch_size)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  augment = augment_config(config, test_x.shape[1:])
+  features = extract_features(model, variables, test_x, augment, mesh, config.eval.batch_size)
+  train_features = extract_features(model, variables, train_x, augment, mesh, config.eval.batch_size)
   scores = vje_anomaly_scores(features["z"], features["mu"], features["var"], config.vje.nu,
                               num_samples=config.eval.anomaly_samples,
                               rng=jax.random.PRNGKey(config.seed) if config.eval.anomaly_samples else None)
+  for feature in ("z", "mu"):
+    scores[f"gde_{feature}"] = gaussian_density_score(train_features[feature], features[feature])
   is_anomaly = test_y != normal
-  return {f"auroc_{name}": auroc(np.asarray(scores[name]), is_anomaly) for name in SCORES} | {
+  return {f"auroc_{name}": auroc(np.asarray(score), is_anomaly) for name, score in scores.items()} | {
       "final_loss": summary["metrics"].get("loss", float("nan"))}
 
 
