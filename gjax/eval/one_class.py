@@ -32,6 +32,7 @@ from gjax.eval.anomaly import auroc, gaussian_density_score, vje_anomaly_scores
 from gjax.eval.features import extract_features
 from gjax.eval.sweep import grid_points, markdown_table, run_sweep
 from gjax.train.input_pipeline import augment_config, load_in_memory
+from gjax.train.metrics import read_metrics
 
 SCORES = ("joint", "variance_sum", "entropy", "gde_z", "gde_mu")
 
@@ -59,7 +60,7 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
     scores[f"gde_{feature}"] = gaussian_density_score(train_features[feature], features[feature])
   is_anomaly = test_y != normal
   return {f"auroc_{name}": auroc(np.asarray(score), is_anomaly) for name, score in scores.items()} | {
-      "final_loss": summary["metrics"].get("loss", float("nan"))}
+      "final_loss": read_metrics(os.path.join(workdir, "train.jsonl"))[-1]["loss"]}
 
 
 def run_one_class(config, root: str, grid: Mapping[str, Sequence] | None = None,

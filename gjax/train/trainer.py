@@ -227,7 +227,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   summary = {"final_step": int(state.step), "total_steps": total_steps, "start_step": start_step,
              "wall_seconds": time.time() - run_start, "compile_seconds": compile_seconds,
              "metrics": last_metrics}
-  if is_main:
+  if is_main and end_step > start_step:  # a resume with nothing left to do keeps the old summary
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2)
   return dict(summary, state=state)
