@@ -10,6 +10,7 @@ TensorFlow.
 """
 
 from gjax.data.arrays import (
+    FASHION_MNIST_CLASSES,
     ArrayDataset,
     IDXFormatError,
     load_digits,

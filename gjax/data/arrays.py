@@ -22,6 +22,9 @@ import numpy as np
 
 #: Where ``apt-get install dataset-fashion-mnist`` puts the files.
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+#: Fashion-MNIST's class names, by label.
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 #: Environment variable that overrides :data:`FASHION_MNIST_DIR`.
 FASHION_MNIST_ENV = "GJAX_FASHION_MNIST_DIR"
 
