@@ -101,11 +101,11 @@ def test_eval_py_prints_usage():
 def test_one_class_protocol_on_two_classes(tmp_path):
   from gjax.eval.one_class import run_one_class
 
-  config = tiny_config(**{"num_train_steps": 2, "eval.anomaly_samples": 2})
+  config = tiny_config(**{"num_train_steps": 2, "eval.anomaly_samples": 2, "eval.anomaly_views": 2})
   out = run_one_class(config, str(tmp_path), {"vje.nu": [3.0]}, classes=[0, 1])
   assert len(out["rows"]) == 2 and len(out["summary"]) == 1
   for row in out["rows"]:
-    for score in ("joint", "variance_sum", "entropy", "gde_z", "gde_mu"):
+    for score in ("joint", "joint_two_view", "variance_sum", "entropy", "gde_z", "gde_mu"):
       assert 0.0 <= row[f"auroc_{score}"] <= 1.0
   summary = out["summary"][0]
   np.testing.assert_allclose(summary["mean_auroc_joint"], np.mean([r["auroc_joint"] for r in out["rows"]]))

@@ -24,8 +24,12 @@ def check_features(name: str, x: np.ndarray) -> None:
 
 
 def extract_features(model, variables, images: np.ndarray, augment: gdata.AugmentConfig, mesh,
-                     batch_size: int = 512) -> dict[str, np.ndarray]:
-  """Embeds ``images`` (uint8 NHWC) with the evaluation view; returns host arrays.
+                     batch_size: int = 512, view_rng=None) -> dict[str, np.ndarray]:
+  """Embeds ``images`` (uint8 NHWC); returns host arrays.
+
+  With ``view_rng=None`` each image gets the deterministic evaluation view;
+  with a key, a random training-style view (the key folded with the batch
+  index, so the views are reproducible).
 
   Batches are padded to a multiple of the device count and sharded on the
   mesh's ``data`` axis; the padding rows are dropped from the result.
@@ -33,9 +37,12 @@ def extract_features(model, variables, images: np.ndarray, augment: gdata.Augmen
   num_devices = mesh.devices.size
   batch_size = max(num_devices, batch_size - batch_size % num_devices)
 
-  @functools.partial(jax.jit, in_shardings=(gdata.replicated_sharding(mesh), gdata.batch_sharding(mesh)))
-  def embed(variables, batch):
-    x = gdata.eval_preprocess(batch, augment)
+  replicated = gdata.replicated_sharding(mesh)
+
+  @functools.partial(jax.jit, in_shardings=(replicated, gdata.batch_sharding(mesh), replicated),
+                     static_argnums=(3,))
+  def embed(variables, batch, key, augmented):
+    x = gdata.augment_batch(key, batch, augment) if augmented else gdata.eval_preprocess(batch, augment)
     return model.apply(variables, x, train=False, method=type(model).embed)
 
   chunks: dict[str, list[np.ndarray]] = {}
@@ -44,7 +51,8 @@ def extract_features(model, variables, images: np.ndarray, augment: gdata.Augmen
     valid = len(batch)
     if valid < batch_size:
       batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)])
-    out = jax.device_get(embed(variables, gdata.make_global_batch(batch, mesh)))
+    key = jax.random.fold_in(jax.random.PRNGKey(0) if view_rng is None else view_rng, start // batch_size)
+    out = jax.device_get(embed(variables, gdata.make_global_batch(batch, mesh), key, view_rng is not None))
     for key, value in out.items():
       chunks.setdefault(key, []).append(np.asarray(value[:valid]))
   return {key: np.concatenate(parts) for key, parts in chunks.items()}

@@ -6,7 +6,9 @@ the test examples of the other classes are the anomalies. Scores (higher =
 more anomalous): the joint NLL of Eq. 39 (directional + radial), the posterior
 variance sum, and the posterior entropy; as a reference detector on the same features, the
 Gaussian density of the normal class's training features (``gde_z``,
-``gde_mu``; Sohn et al. 2021). Eq. 39 is evaluated at the posterior
+``gde_mu``; Sohn et al. 2021). With ``eval.anomaly_views = 2`` Eq. 39 is also
+evaluated as in training, one random view's posterior scoring the other view's
+embedding (``joint_two_view``). Eq. 39 is evaluated at the posterior
 mean (``eval.anomaly_samples = 0``) or averaged over that many reparameterised
 samples (``> 0``).
 
@@ -28,13 +30,13 @@ import jax
 import numpy as np
 
 from gjax import data as gdata
-from gjax.eval.anomaly import auroc, gaussian_density_score, vje_anomaly_scores
+from gjax.eval.anomaly import auroc, gaussian_density_score, joint_nll_score, vje_anomaly_scores
 from gjax.eval.features import extract_features
 from gjax.eval.sweep import grid_points, markdown_table, run_sweep
 from gjax.train.input_pipeline import augment_config, load_in_memory
 from gjax.train.metrics import read_metrics
 
-SCORES = ("joint", "variance_sum", "entropy", "gde_z", "gde_mu")
+SCORES = ("joint", "joint_two_view", "variance_sum", "entropy", "gde_z", "gde_mu")
 
 
 def score_one_class(config, workdir: str) -> dict[str, float]:
@@ -56,6 +58,14 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
   scores = vje_anomaly_scores(features["z"], features["mu"], features["var"], config.vje.nu,
                               num_samples=config.eval.anomaly_samples,
                               rng=jax.random.PRNGKey(config.seed) if config.eval.anomaly_samples else None)
+  if config.eval.anomaly_views == 2:
+    # Training semantics (Eq. 38): one view's posterior scores the other view's
+    # embedding, averaged over both directions, on two random views per image.
+    view_1, view_2 = (extract_features(model, variables, test_x, augment, mesh, config.eval.batch_size,
+                                       view_rng=jax.random.PRNGKey(config.seed + i)) for i in (1, 2))
+    scores["joint_two_view"] = 0.5 * sum(
+        joint_nll_score(a["z"], a["mu"], a["var"], config.vje.nu, z_obs=b["z"])
+        for a, b in ((view_1, view_2), (view_2, view_1)))
   for feature in ("z", "mu"):
     scores[f"gde_{feature}"] = gaussian_density_score(train_features[feature], features[feature])
   is_anomaly = test_y != normal
@@ -78,7 +88,7 @@ def run_one_class(config, root: str, grid: Mapping[str, Sequence] | None = None,
   for point in grid_points(grid or {}) if grid else [{}]:
     matching = [r for r in rows if all(r[k] == v for k, v in point.items())]
     summary_rows.append({**point, **{f"mean_auroc_{s}": float(np.mean([r[f"auroc_{s}"] for r in matching]))
-                                     for s in SCORES}, "classes": len(matching)})
+                                     for s in SCORES if f"auroc_{s}" in matching[0]}, "classes": len(matching)})
   with open(os.path.join(root, "summary.md"), "w") as f:
     f.write(markdown_table(summary_rows))
   with open(os.path.join(root, "summary.json"), "w") as f:

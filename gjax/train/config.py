@@ -98,6 +98,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.linear_probe_epochs = 100  # VJE paper's linear protocol
   c.eval.linear_probe_learning_rate = 0.05
   c.eval.anomaly_samples = 0  # Eq. 39 at the posterior mean (0) or averaged over samples
+  c.eval.anomaly_views = 1  # 2: also score one random view's posterior against another view
   c.eval.every_epochs = 0.0  # > 0: k-NN evaluation during pretraining (eval.jsonl; VJE Fig. 3)
 
   c.log_every_steps = 50
@@ -187,6 +188,7 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(e.linear_probe_epochs >= 1, "eval.linear_probe_epochs", e.linear_probe_epochs, "must be >= 1")
   _require(e.linear_probe_learning_rate > 0, "eval.linear_probe_learning_rate",
            e.linear_probe_learning_rate, "must be > 0")
+  _require(e.anomaly_views in (1, 2), "eval.anomaly_views", e.anomaly_views, "must be 1 or 2")
   _require(e.anomaly_samples >= 0, "eval.anomaly_samples", e.anomaly_samples, "must be >= 0")
   _require(e.every_epochs >= 0, "eval.every_epochs", e.every_epochs, "must be >= 0 (0 = off)")
   _require(e.knn_temperature > 0, "eval.knn_temperature", e.knn_temperature, "must be > 0")
