@@ -18,6 +18,7 @@ from gjax.eval.features import extract_features
 from gjax.eval.knn import knn_accuracy
 from gjax.eval.linear_probe import train_linear_probe
 from gjax.math import effective_rank
+from gjax.objectives.vje import posterior_statistics
 from gjax.train import config as config_lib
 from gjax.train.input_pipeline import augment_config, load_in_memory
 from gjax.train.trainer import build_method, checkpoint_manager, create_train_state, make_optimizer, restore_latest
@@ -44,11 +45,6 @@ def load_eval_data(config):
   if config.eval.num_train_examples > 0:
     train = (train[0][: config.eval.num_train_examples], train[1][: config.eval.num_train_examples])
   return train[0], train[1], test[0], test[1]
-
-
-def posterior_statistics(var: np.ndarray) -> dict[str, float]:
-  per_dim = var.mean(axis=0)
-  return {"var_mean": float(per_dim.mean()), "var_cv": float(per_dim.std() / per_dim.mean())}
 
 
 def representation_metrics(model, variables, eval_data, config, mesh,
@@ -81,7 +77,8 @@ def representation_metrics(model, variables, eval_data, config, mesh,
   if "posterior" in evaluators:
     results["test_z_effective_rank"] = float(effective_rank(jnp.asarray(test_f["z"])))
     if "var" in test_f:
-      results.update({f"test_{k}": v for k, v in posterior_statistics(test_f["var"]).items()})
+      stats = posterior_statistics(jnp.asarray(test_f["var"]))
+      results.update({f"test_{k}": float(v) for k, v in stats.items()})
   return results
 
 
