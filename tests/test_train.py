@@ -51,7 +51,7 @@ def _one_step(config, devices):
   step = make_train_step(model, objective, hparams, tx, train_input.augment, jax.random.PRNGKey(1), mesh)
   batch = gdata.make_global_batch(next(train_input.batches(0)), mesh)
   state, metrics = step(state, batch)
-  return jax.device_get(state.params), jax.device_get(state.batch_stats), jax.device_get(metrics)
+  return jax.device_get(state.params), jax.device_get(state.model_state), jax.device_get(metrics)
 
 
 def test_one_step_on_8_devices_matches_1_device():
@@ -78,7 +78,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
   assert int(state_a.step) == int(state_b.step) == 4
   jax.tree_util.tree_map(np.testing.assert_array_equal, state_a.params, state_b.params)
   jax.tree_util.tree_map(np.testing.assert_array_equal, state_a.opt_state, state_b.opt_state)
-  jax.tree_util.tree_map(np.testing.assert_array_equal, state_a.batch_stats, state_b.batch_stats)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, state_a.model_state, state_b.model_state)
   # Metric files: both runs' rows, finite losses, the logged fields present.
   rows = read_metrics(str(tmp_path / "resumed" / "train.jsonl"))
   assert [r["step"] for r in rows] == [2, 4]

@@ -98,7 +98,7 @@ def evaluate(config, workdir: str) -> dict:
                              gdata.replicated_sharding(mesh))
   state = restore_latest(manager, state)
   manager.close()
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  variables = state.variables
   results = {"step": int(state.step), "num_train": len(eval_data[1]), "num_test": len(eval_data[3])}
   results.update(representation_metrics(model, variables, eval_data, config, mesh, config.eval.evaluators))
   results["wall_seconds"] = time.time() - start

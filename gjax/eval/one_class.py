@@ -51,7 +51,7 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
   test_x, test_y = load_in_memory(config, "test")
   model = build_method(config)[2]
   mesh = gdata.data_mesh()
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  variables = state.variables
   augment = augment_config(config, test_x.shape[1:])
   features = extract_features(model, variables, test_x, augment, mesh, config.eval.batch_size)
   train_features = extract_features(model, variables, train_x, augment, mesh, config.eval.batch_size)

@@ -30,13 +30,17 @@ from gjax.math.kl import kl_diag_gaussian_standard_normal, kl_diag_gaussians
 from gjax.math.mixture import (
     ConditionalMixture,
     MixtureParams,
+    MixtureStatistics,
     em_step,
     mixture_component_log_probs,
     mixture_conditional,
     mixture_conditional_log_prob,
     mixture_log_prob,
+    mixture_m_step,
     mixture_responsibilities,
     mixture_sample,
+    mixture_statistics,
+    online_em_step,
 )
 from gjax.math.sliced import effective_rank, epps_pulley, random_unit_directions, sliced_epps_pulley
 from gjax.math.student_t import (

@@ -177,6 +177,79 @@ def mixture_sample(key, logits, means, cov, covariance_type: str = "full", sampl
   return mean + jnp.sqrt(cov)[component][..., None] * eps
 
 
+class MixtureStatistics(NamedTuple):
+  """Batch-averaged sufficient statistics of a mixture under responsibilities ``γ``.
+
+  ``weight [K] = mean_n γ_nk``, ``first [K, d] = mean_n γ_nk x_n``, ``second``
+  ``= mean_n γ_nk x_n x_nᵀ`` (``[K, d, d]`` for full covariances, its diagonal
+  ``[K, d]`` otherwise). Averages, so two batches combine by a convex sum; this
+  is what stepwise (online) EM accumulates (Cappé and Moulines, 2009).
+  """
+
+  weight: jax.Array
+  first: jax.Array
+  second: jax.Array
+
+
+def mixture_statistics(x, logits, means, cov, covariance_type: str = "full"):
+  """E-step on ``x [N, d]``: ``(MixtureStatistics, batch-mean log-likelihood)``."""
+  _checks.check_ndim("x", x, 2)
+  comp = mixture_component_log_probs(x, logits, means, cov, covariance_type)
+  log_likelihood = jnp.mean(jax.nn.logsumexp(comp, axis=-1))
+  resp = jax.nn.softmax(comp, axis=-1)
+  n = x.shape[0]
+  if covariance_type == "full":
+    second = jnp.einsum("nk,ni,nj->kij", resp, x, x) / n
+  else:
+    second = resp.T @ jnp.square(x) / n
+  return MixtureStatistics(jnp.mean(resp, axis=0), resp.T @ x / n, second), log_likelihood
+
+
+def mixture_m_step(stats: MixtureStatistics, previous: MixtureParams, covariance_type: str = "full",
+                   cov_floor: float = 1e-4, min_weight: float = 1e-8) -> MixtureParams:
+  """M-step from sufficient statistics (design doc, "Remedies": GMJE-EM).
+
+  ``π_k ∝ weight_k``, ``μ_k = first_k / weight_k``, ``Σ_k = second_k /
+  weight_k - μ_k μ_kᵀ + cov_floor·I`` (diagonal: the diagonal; isotropic: its
+  mean). A component whose weight is below ``min_weight`` keeps its previous
+  parameters (an empty component is not moved to the origin).
+  """
+  _checks.check_positive_scalar("cov_floor", cov_floor)
+  k, d = previous.means.shape[-2:]
+  alive = stats.weight > min_weight
+  safe = jnp.maximum(stats.weight, jnp.finfo(stats.first.dtype).tiny)
+  means = stats.first / safe[:, None]
+  if covariance_type == "full":
+    scatter = stats.second / safe[:, None, None] - means[:, :, None] * means[:, None, :]
+    scatter = 0.5 * (scatter + jnp.swapaxes(scatter, -1, -2))
+    cov = jnp.linalg.cholesky(scatter + cov_floor * jnp.eye(d, dtype=means.dtype))
+    keep_cov = alive[:, None, None]
+  else:
+    var = jnp.maximum(stats.second / safe[:, None] - jnp.square(means), 0.0)
+    cov = (var if covariance_type == "diag" else jnp.mean(var, axis=-1)) + cov_floor
+    keep_cov = alive[:, None] if covariance_type == "diag" else alive
+  return MixtureParams(
+      logits=jnp.where(alive, jnp.log(safe / jnp.sum(stats.weight)), previous.logits),
+      means=jnp.where(alive[:, None], means, previous.means),
+      cov=jnp.where(keep_cov, cov, previous.cov),
+  )
+
+
+def online_em_step(x, stats: MixtureStatistics, params: MixtureParams, covariance_type: str = "full",
+                   step_size: float = 0.05, cov_floor: float = 1e-4):
+  """One stepwise-EM update on a mini-batch (GMJE-EM on stop-gradient embeddings).
+
+  ``stats ← (1 - ρ) stats + ρ · E-step(x)``, then the M-step of the running
+  statistics. With ``ρ = 1`` it is :func:`em_step` on the batch. Returns
+  ``(stats, params, batch-mean log-likelihood before the step)``.
+  """
+  if not 0.0 < step_size <= 1.0:
+    raise ValueError(f"step_size must be in (0, 1], got {step_size}")
+  batch, log_likelihood = mixture_statistics(x, *params, covariance_type)
+  stats = jax.tree_util.tree_map(lambda old, new: (1.0 - step_size) * old + step_size * new, stats, batch)
+  return stats, mixture_m_step(stats, params, covariance_type, cov_floor), log_likelihood
+
+
 def em_step(x, logits, means, cov, covariance_type: str = "full", cov_floor: float = 1e-4):
   """One EM step on a batch ``x [N, d]`` (design doc, "Remedies": GMJE-EM).
 
@@ -186,29 +259,6 @@ def em_step(x, logits, means, cov, covariance_type: str = "full", cov_floor: flo
   A component with no responsibility keeps its parameters. Returns the new
   :class:`MixtureParams` and the batch-mean log-likelihood before the step.
   """
-  _checks.check_ndim("x", x, 2)
   _checks.check_positive_scalar("cov_floor", cov_floor)
-  comp = mixture_component_log_probs(x, logits, means, cov, covariance_type)
-  log_likelihood = jnp.mean(jax.nn.logsumexp(comp, axis=-1))
-  resp = jax.nn.softmax(comp, axis=-1)
-  counts = jnp.sum(resp, axis=0)
-  tiny = jnp.finfo(x.dtype).tiny
-  alive = counts > 1e-8
-  safe = jnp.maximum(counts, tiny)
-  new_means = (resp.T @ x) / safe[:, None]
-  resid = x[:, None, :] - new_means
-  d = x.shape[-1]
-  if covariance_type == "full":
-    scatter = jnp.einsum("nk,nki,nkj->kij", resp, resid, resid) / safe[:, None, None]
-    new_cov = jnp.linalg.cholesky(scatter + cov_floor * jnp.eye(d, dtype=x.dtype))
-    keep_cov = alive[:, None, None]
-  else:
-    var = jnp.einsum("nk,nki->ki", resp, jnp.square(resid)) / safe[:, None]
-    new_cov = (var if covariance_type == "diag" else jnp.mean(var, axis=-1)) + cov_floor
-    keep_cov = alive[:, None] if covariance_type == "diag" else alive
-  params = MixtureParams(
-      logits=jnp.where(alive, jnp.log(safe / x.shape[0]), logits),
-      means=jnp.where(alive[:, None], new_means, means),
-      cov=jnp.where(keep_cov, new_cov, cov),
-  )
-  return params, log_likelihood
+  stats, log_likelihood = mixture_statistics(x, logits, means, cov, covariance_type)
+  return mixture_m_step(stats, MixtureParams(logits, means, cov), covariance_type, cov_floor), log_likelihood

@@ -10,12 +10,16 @@ Mahalanobis Trace Trap (design doc, "Remedies": prototype GMJE; K = 1 is GJE).
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gjax import math as gm
 from gjax.math import EPS, scale_tril_from_params
 from gjax.math._checks import check_covariance_type
+from gjax.objectives.gmje import joint_rows
 
 
 class MixtureDensity(nn.Module):
@@ -33,7 +37,8 @@ class MixtureDensity(nn.Module):
   min_scale: float = 1e-3
 
   @nn.compact
-  def __call__(self) -> dict[str, jax.Array]:
+  def __call__(self, outputs: Mapping[str, Any] | None = None, *, train: bool = False) -> dict[str, jax.Array]:
+    del outputs, train  # global prototypes: they do not look at the batch
     if self.num_components < 1:
       raise ValueError(f"num_components must be >= 1, got {self.num_components}")
     check_covariance_type(self.covariance_type)
@@ -49,4 +54,73 @@ class MixtureDensity(nn.Module):
       shape = (k, d) if self.covariance_type == "diag" else (k,)
       raw = self.param("var_raw", nn.initializers.constant(softplus_inverse_one), shape)
       cov = jax.nn.softplus(raw) + max(self.min_scale ** 2, EPS)
-    return {"density_logits": logits, "density_means": means, "density_cov": cov}
+    return _as_output(gm.MixtureParams(logits, means, cov))
+
+
+def _as_output(params: gm.MixtureParams) -> dict[str, jax.Array]:
+  return {"density_logits": params.logits, "density_means": params.means, "density_cov": params.cov}
+
+
+class OnlineEMMixtureDensity(nn.Module):
+  """GMJE-EM: K global components fitted by stepwise EM on stop-gradient joint
+  embeddings (design doc, "Remedies": "trained ... by mini-batch/online EM on
+  stop-gradient embeddings").
+
+  The running sufficient statistics and the current parameters live in the
+  mutable ``density_em`` collection, like BatchNorm's running averages: in
+  training, each step E-steps the batch's ``u = [z_c; z_t]`` (gradient
+  stopped), mixes the statistics with step size ``ρ`` and M-steps
+  (:func:`gjax.math.online_em_step`); the loss then scores ``u`` under the
+  updated, constant parameters, so its gradient reaches only the encoder. The
+  first training batch initialises the means at K of its rows and every
+  covariance at the batch's per-dimension variance.
+  """
+
+  dim: int
+  num_components: int = 8
+  covariance_type: str = "full"
+  symmetric: bool = True
+  step_size: float = 0.05
+  cov_floor: float = 1e-4
+
+  @nn.compact
+  def __call__(self, outputs: Mapping[str, Any] | None = None, *, train: bool = False) -> dict[str, jax.Array]:
+    if self.num_components < 1:
+      raise ValueError(f"num_components must be >= 1, got {self.num_components}")
+    check_covariance_type(self.covariance_type)
+    k, d = self.num_components, self.dim
+    cov_shape = {"full": (k, d, d), "diag": (k, d), "isotropic": (k,)}[self.covariance_type]
+    second_shape = (k, d, d) if self.covariance_type == "full" else (k, d)
+    initial_cov = jnp.broadcast_to(jnp.eye(d), cov_shape) if self.covariance_type == "full" else jnp.ones(cov_shape)
+    zeros = lambda shape: (lambda: jnp.zeros(shape, jnp.float32))
+    initialized = self.variable("density_em", "initialized", lambda: jnp.zeros((), jnp.bool_))
+    logits = self.variable("density_em", "logits", zeros((k,)))
+    means = self.variable("density_em", "means", zeros((k, d)))
+    cov = self.variable("density_em", "cov", lambda: initial_cov.astype(jnp.float32))
+    weight = self.variable("density_em", "stat_weight", zeros((k,)))
+    first = self.variable("density_em", "stat_first", zeros((k, d)))
+    second = self.variable("density_em", "stat_second", zeros(second_shape))
+    params = gm.MixtureParams(logits.value, means.value, cov.value)
+    if train and outputs is not None and not self.is_initializing():
+      u = jax.lax.stop_gradient(joint_rows(outputs, self.symmetric)).astype(jnp.float32)
+      if u.shape[-1] != d:
+        raise ValueError(f"joint embeddings have dimension {u.shape[-1]}, the density expects {d}")
+      picked = u[jnp.linspace(0, u.shape[0] - 1, k).astype(jnp.int32)]
+      var = jnp.var(u, axis=0) + self.cov_floor
+      if self.covariance_type == "full":
+        fresh_cov = jnp.broadcast_to(jnp.diag(jnp.sqrt(var)), cov_shape)
+      elif self.covariance_type == "diag":
+        fresh_cov = jnp.broadcast_to(var, cov_shape)
+      else:
+        fresh_cov = jnp.full(cov_shape, jnp.mean(var))
+      fresh = gm.MixtureParams(jnp.zeros((k,)), picked, fresh_cov)
+      start = jax.tree_util.tree_map(lambda a, b: jnp.where(initialized.value, a, b), params, fresh)
+      stats = gm.MixtureStatistics(weight.value, first.value, second.value)
+      first_stats, _ = gm.mixture_statistics(u, *start, self.covariance_type)
+      stats = jax.tree_util.tree_map(lambda a, b: jnp.where(initialized.value, a, b), stats, first_stats)
+      stats, params, _ = gm.online_em_step(u, stats, start, self.covariance_type, self.step_size, self.cov_floor)
+      for variable, value in ((logits, params.logits), (means, params.means), (cov, params.cov),
+                              (weight, stats.weight), (first, stats.first), (second, stats.second)):
+        variable.value = value
+      initialized.value = jnp.ones((), jnp.bool_)
+    return _as_output(jax.tree_util.tree_map(jax.lax.stop_gradient, params))

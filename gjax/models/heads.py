@@ -147,3 +147,36 @@ class Projector(nn.Module):
     return MLP((self.hidden_dim, self.out_dim), norm="layer",
                activation=self.activation, dtype=self.dtype,
                name="mlp")(x, train=train)
+
+
+class MixtureDensityNetwork(nn.Module):
+  """GMJE-MDN's parameter network: ``z_c -> p(z_t | z_c)``, a K-component
+  diagonal Gaussian mixture (design doc, "Remedies": GMJE-MDN; GJE paper Fig. 3:
+  "the parameter network must take only the context embedding z_c as input").
+
+  A two-layer ``Dense -> LayerNorm -> activation`` trunk, then linear heads for
+  the mixing logits ``[B, K]``, means ``[B, K, D]`` and variances ``[B, K, D]``
+  (``softplus(raw) + 1e-6``). The means are a residual on ``z_c`` so that an
+  untrained network predicts "the target is near the context".
+  """
+
+  latent_dim: int
+  num_components: int = 8
+  hidden: int = 512
+  activation: Activation = "relu"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, z, train: bool = False):
+    if self.num_components < 1:
+      raise ValueError(f"num_components must be >= 1, got {self.num_components}")
+    k, d = self.num_components, self.latent_dim
+    h = MLP((self.hidden, self.hidden), norm="layer", activation=self.activation, norm_last=True,
+            activate_last=True, dtype=self.dtype, name="trunk")(z, train=train)
+    dense = lambda width, name, init=nn.initializers.lecun_normal(): nn.Dense(
+        width, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=init, name=name)
+    logits = dense(k, "logits_head", nn.initializers.zeros)(h).astype(jnp.float32)
+    offsets = dense(k * d, "means_head")(h).astype(jnp.float32).reshape(z.shape[:-1] + (k, d))
+    raw = dense(k * d, "var_head")(h).astype(jnp.float32).reshape(z.shape[:-1] + (k, d))
+    means = z.astype(jnp.float32)[..., None, :] + offsets
+    return {"mdn_logits": logits, "mdn_means": means, "mdn_var": softplus_variance(raw)}

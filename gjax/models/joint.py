@@ -9,11 +9,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gjax.models.density_heads import MixtureDensity
-from gjax.models.heads import Projector, VJEInferenceNetwork
+from gjax.models.density_heads import MixtureDensity, OnlineEMMixtureDensity
+from gjax.models.heads import MixtureDensityNetwork, Projector, VJEInferenceNetwork
 from gjax.models.resnet import build_encoder, embedding_dim
 
-HEADS = ("none", "vje_inference", "joint_density")
+HEADS = ("none", "vje_inference", "joint_density", "mdn")
+DENSITY_FITS = ("gradient", "em")
 
 
 class TwoViewModel(nn.Module):
@@ -28,7 +29,7 @@ class TwoViewModel(nn.Module):
   encoder: nn.Module
   projector: nn.Module | None = None
   head: nn.Module | None = None
-  density: nn.Module | None = None  # global joint density (GJE / GMJE), applied once
+  density: nn.Module | None = None  # global joint density (GJE / GMJE), applied once per batch
 
   def embed(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
     """Features of one view: encoder output ``h``, ``z``, and head outputs."""
@@ -46,14 +47,14 @@ class TwoViewModel(nn.Module):
         if key != "h":
           outputs[f"{key}_{i}"] = value
     if self.density is not None:
-      outputs.update(self.density())
+      outputs.update(self.density(outputs, train=train))
     return outputs
 
 
 def build_two_view_model(model_config, head: str, hparams=None) -> TwoViewModel:
   """Builds the network from ``config.model``, the objective's head name and,
-  for density heads, the method's hyperparameters (``num_components``,
-  ``covariance_type``)."""
+  for density and MDN heads, the method's hyperparameters (``num_components``,
+  ``covariance_type``, ``fit``, ``hidden``)."""
   if head not in HEADS:
     raise ValueError(f"unknown head {head!r}; allowed: {HEADS}")
   dtype = jnp.dtype(model_config.compute_dtype)
@@ -68,8 +69,18 @@ def build_two_view_model(model_config, head: str, hparams=None) -> TwoViewModel:
   if head == "vje_inference":
     head_module = VJEInferenceNetwork(latent_dim=latent_dim, bottleneck=model_config.bottleneck,
                                       activation=model_config.activation, dtype=dtype)
+  if head == "mdn":
+    head_module = MixtureDensityNetwork(latent_dim=latent_dim, num_components=hparams.num_components,
+                                        hidden=hparams.hidden, activation=model_config.activation, dtype=dtype)
   density = None
   if head == "joint_density":
-    density = MixtureDensity(dim=2 * latent_dim, num_components=hparams.num_components,
-                             covariance_type=hparams.covariance_type)
+    if hparams.fit not in DENSITY_FITS:
+      raise ValueError(f"density fit {hparams.fit!r} is not one of {DENSITY_FITS}")
+    if hparams.fit == "em":
+      density = OnlineEMMixtureDensity(dim=2 * latent_dim, num_components=hparams.num_components,
+                                       covariance_type=hparams.covariance_type, symmetric=hparams.symmetric,
+                                       step_size=hparams.em_step_size)
+    else:
+      density = MixtureDensity(dim=2 * latent_dim, num_components=hparams.num_components,
+                               covariance_type=hparams.covariance_type)
   return TwoViewModel(encoder=encoder, projector=projector, head=head_module, density=density)

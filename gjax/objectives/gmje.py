@@ -39,7 +39,7 @@ def marginal_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, num_slices: 
   return gm.sliced_epps_pulley(rng, jnp.concatenate([outputs["z_1"], outputs["z_2"]]), num_slices)
 
 
-def _collapse_metrics(outputs) -> dict[str, jax.Array]:
+def collapse_metrics(outputs) -> dict[str, jax.Array]:
   z = jnp.concatenate([outputs["z_1"], outputs["z_2"]])
   return {**embedding_statistics(z), "z_effective_rank": gm.effective_rank(z)}
 
@@ -57,7 +57,7 @@ def joint_density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams
   nll = -jnp.mean(log_p)
   marginal = marginal_loss(outputs, rng, hparams.num_slices)
   loss = nll + hparams.marginal_weight * marginal
-  return loss, {"loss": loss, "nll": nll, "marginal": marginal, **_collapse_metrics(outputs)}
+  return loss, {"loss": loss, "nll": nll, "marginal": marginal, **collapse_metrics(outputs)}
 
 
 def naive_empirical_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
@@ -68,7 +68,7 @@ def naive_empirical_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hpara
   if hparams.marginal_weight > 0:
     metrics["marginal"] = marginal_loss(outputs, rng, hparams.num_slices)
     loss = loss + hparams.marginal_weight * metrics["marginal"]
-  return loss, {"loss": loss, **metrics, **_collapse_metrics(outputs)}
+  return loss, {"loss": loss, **metrics, **collapse_metrics(outputs)}
 
 
 def conditional_predictive(density: Mapping[str, jax.Array], z_c: jax.Array,

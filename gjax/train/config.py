@@ -64,7 +64,16 @@ def base_config() -> ml_collections.ConfigDict:
     section.marginal_weight = 1.0  # λ of the sliced Epps-Pulley anti-collapse loss
     section.num_slices = 256
     section.symmetric = True
+    section.fit = "gradient"  # "em": GMJE-EM, stepwise EM on stop-gradient embeddings
+    section.em_step_size = 0.05  # ρ of the running sufficient statistics (fit = "em")
     c[method] = section
+  c.gmje_mdn = ml_collections.ConfigDict()
+  c.gmje_mdn.num_components = 8
+  c.gmje_mdn.hidden = 512
+  c.gmje_mdn.marginal_weight = 1.0
+  c.gmje_mdn.num_slices = 256
+  c.gmje_mdn.symmetric = True
+  c.gmje_mdn.stop_gradient_target = True
   c.gje_naive = ml_collections.ConfigDict()
   c.gje_naive.ridge = 0.0
   c.gje_naive.marginal_weight = 0.0
@@ -161,6 +170,13 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
              g.covariance_type, "must be 'full', 'diag' or 'isotropic'")
     _require(g.marginal_weight >= 0, f"{method}.marginal_weight", g.marginal_weight, "must be >= 0")
     _require(g.num_slices >= 1, f"{method}.num_slices", g.num_slices, "must be >= 1")
+    _require(g.fit in ("gradient", "em"), f"{method}.fit", g.fit, "must be 'gradient' or 'em'")
+    _require(0 < g.em_step_size <= 1, f"{method}.em_step_size", g.em_step_size, "must be in (0, 1]")
+  mdn = config.gmje_mdn
+  _require(mdn.num_components >= 1, "gmje_mdn.num_components", mdn.num_components, "must be >= 1 (K)")
+  _require(mdn.hidden >= 1, "gmje_mdn.hidden", mdn.hidden, "must be >= 1")
+  _require(mdn.marginal_weight >= 0, "gmje_mdn.marginal_weight", mdn.marginal_weight, "must be >= 0")
+  _require(mdn.num_slices >= 1, "gmje_mdn.num_slices", mdn.num_slices, "must be >= 1")
   _require(config.gje.num_components == 1, "gje.num_components", config.gje.num_components,
            "GJE is the K = 1 case; use method 'gmje' for K > 1")
   _require(config.gje_naive.ridge >= 0, "gje_naive.ridge", config.gje_naive.ridge, "must be >= 0")

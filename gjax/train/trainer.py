@@ -38,10 +38,19 @@ log = logging.getLogger("gjax.train")
 
 @flax.struct.dataclass
 class TrainState:
+  """``model_state`` holds every mutable variable collection of the network
+  (``batch_stats`` of BatchNorm, and the running state of density heads such as
+  GMJE-EM's sufficient statistics, the GNG graph or the SMC memory bank)."""
+
   step: jax.Array
   params: Any
-  batch_stats: Any
+  model_state: Any
   opt_state: Any
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    """``{"params": ..., <collection>: ...}`` for ``model.apply``."""
+    return {"params": self.params, **self.model_state}
 
 
 def build_method(config):
@@ -83,8 +92,9 @@ def create_train_state(rng, model, tx, image_shape, replicated) -> TrainState:
     dummy = jnp.zeros((2,) + tuple(image_shape), jnp.float32)
     variables = model.init(rng, dummy, dummy, train=False)
     params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+    model_state = {name: value for name, value in variables.items() if name != "params"}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                      opt_state=tx.init(params))
   return jax.jit(init, out_shardings=replicated)(rng)
 
 
@@ -99,17 +109,17 @@ def make_train_step(model, objective, hparams, tx, augment: gdata.AugmentConfig,
     view_1, view_2 = gdata.two_views(aug_rng, batch["image"], augment)
 
     def loss_fn(params):
-      outputs, updates = model.apply(
-          {"params": params, "batch_stats": state.batch_stats}, view_1, view_2,
-          train=True, mutable=["batch_stats"])
+      outputs, model_state = model.apply(
+          {"params": params, **state.model_state}, view_1, view_2,
+          train=True, mutable=list(state.model_state))
       loss, metrics = objective.loss_fn(outputs, loss_rng, hparams)
-      return loss, (metrics, updates["batch_stats"])
+      return loss, (metrics, model_state)
 
-    (_, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params))
-    new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
+    new_state = TrainState(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state)
     return new_state, metrics
 
   return jax.jit(train_step, in_shardings=(replicated, {"image": batch_sharded, "label": batch_sharded}),
@@ -122,10 +132,27 @@ def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
 
 
 def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainState:
-  """Restores the latest checkpoint into ``state``'s structure and shardings."""
+  """Restores the latest checkpoint into ``state``'s structure and shardings.
+
+  Checkpoints written before ``TrainState`` held all mutable collections (a
+  ``batch_stats`` field instead of ``model_state``) restore too.
+  """
   step = manager.latest_step()
   abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  try:
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  except ValueError as error:
+    if set(state.model_state) - {"batch_stats"}:
+      raise
+    legacy = {"step": abstract.step, "params": abstract.params, "opt_state": abstract.opt_state,
+              "batch_stats": abstract.model_state.get("batch_stats", {})}
+    try:
+      restored = manager.restore(step, args=ocp.args.StandardRestore(legacy))
+    except ValueError:
+      raise error from None
+  log.info("restored a checkpoint written with the older batch_stats-only TrainState")
+  return TrainState(step=restored["step"], params=restored["params"], opt_state=restored["opt_state"],
+                    model_state={"batch_stats": restored["batch_stats"]} if state.model_state else {})
 
 
 def _format_eta(seconds: float) -> str:
@@ -211,7 +238,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
       window_start, window_steps = time.time(), 0
     if eval_every > 0 and (done % eval_every == 0 or done == total_steps):
       eval_metrics = representation_metrics(
-          model, {"params": state.params, "batch_stats": state.batch_stats}, eval_data, config, mesh,
+          model, state.variables, eval_data, config, mesh,
           config.eval.online_evaluators)
       eval_writer.write_scalars(done, dict(eval_metrics, epoch=done / train_input.steps_per_epoch))
       if is_main:
