@@ -26,6 +26,7 @@ from gjax.math.gaussian import (
     scale_tril_from_params,
     tri_solve,
 )
+from gjax.math.gng import GNGParams, GNGState, gng_init, gng_mixture, gng_quantization_error, gng_step, gng_update
 from gjax.math.kl import kl_diag_gaussian_standard_normal, kl_diag_gaussians
 from gjax.math.mixture import (
     ConditionalMixture,
@@ -42,6 +43,9 @@ from gjax.math.mixture import (
     mixture_statistics,
     online_em_step,
 )
+from gjax.math.memory_bank import (MOCO_QUEUE, ParticleBank, SMCParams, bank_info_nce, bank_init, bank_insert,
+                                   bank_move, bank_reweight, effective_sample_size, kernel_log_likelihood,
+                                   smc_bank_step, systematic_resample)
 from gjax.math.sliced import effective_rank, epps_pulley, random_unit_directions, sliced_epps_pulley
 from gjax.math.student_t import (
     multivariate_student_t_log_prob,
