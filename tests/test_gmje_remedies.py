@@ -11,7 +11,7 @@ from scipy import stats
 from scipy.special import logsumexp
 
 import gjax.math as gm
-from gjax.models.density_heads import OnlineEMMixtureDensity
+from gjax.models.density_heads import GNGDensity, OnlineEMMixtureDensity
 from gjax.models.heads import MixtureDensityNetwork
 from gjax.objectives import get_objective
 from gjax.train import base_config, train_and_evaluate
@@ -148,6 +148,9 @@ def _train_linear(method, steps, hp, k=3):
   if objective.head == "mdn":
     head = MixtureDensityNetwork(latent_dim=3, num_components=k, hidden=32)
     params["head"] = head.init(jax.random.PRNGKey(0), x1[:, :3])["params"]
+  elif objective.head == "gng_density":
+    head = GNGDensity(dim=6, capacity=16, params=gm.GNGParams(insert_every=20))
+    state = head.init(jax.random.PRNGKey(0))
   else:
     head = OnlineEMMixtureDensity(dim=6, num_components=k, covariance_type="full", step_size=0.1)
     state = head.init(jax.random.PRNGKey(0))
@@ -162,7 +165,7 @@ def _train_linear(method, steps, hp, k=3):
         for i in (1, 2):
           outputs.update({f"{n}_{i}": v for n, v in head.apply({"params": p["head"]}, outputs[f"z_{i}"]).items()})
       else:
-        density, new_state = head.apply(state, outputs, train=True, mutable=["density_em"])
+        density, new_state = head.apply(state, outputs, train=True, mutable=list(state))
         outputs.update(density)
       loss, metrics = objective.loss_fn(outputs, key, hp)
       return loss, (metrics, new_state)
@@ -178,12 +181,15 @@ def _train_linear(method, steps, hp, k=3):
   return history
 
 
-@pytest.mark.parametrize("method", ["gmje_em", "gmje_mdn"])
+@pytest.mark.parametrize("method", ["gmje_em", "gmje_mdn", "gmje_gng"])
 def test_remedy_keeps_every_direction_where_the_naive_loss_collapses(method):
   config = base_config()
   if method == "gmje_em":
     hp = _with(config.gmje, fit="em", num_components=3)
     history = _train_linear("gmje", 300, hp)
+  elif method == "gmje_gng":
+    history = _train_linear("gmje_gng", 300, config.gmje_gng)
+    assert history[-1]["gng_active"] == 16  # the graph grew to capacity
   else:
     history = _train_linear("gmje_mdn", 300, config.gmje_mdn)
   # Same data, encoder and optimiser as tests/test_gmje.py's naive run (rank < 1.5).
@@ -195,6 +201,9 @@ def test_remedy_keeps_every_direction_where_the_naive_loss_collapses(method):
 @pytest.mark.parametrize("method,overrides", [
     ("gmje", {"gmje.fit": "em", "gmje.num_components": 2, "gmje.covariance_type": "diag"}),
     ("gmje_mdn", {"gmje_mdn.num_components": 2, "gmje_mdn.hidden": 16}),
+    ("gmje_gng", {"gmje_gng.capacity": 8, "gmje_gng.insert_every": 8}),
+    ("gmje_smc", {"gmje_smc.bank_size": 24, "gmje_smc.reweight_strength": 1.0,
+                  "gmje_smc.resample_threshold": 0.9, "gmje_smc.move_std": 0.01}),
 ])
 def test_remedies_train_through_the_shared_trainer_on_8_devices(tmp_path, method, overrides):
   assert jax.device_count() == 8
@@ -209,15 +218,24 @@ def test_remedies_train_through_the_shared_trainer_on_8_devices(tmp_path, method
     again = train_and_evaluate(tiny_config(**{"method": method, "num_train_steps": 3, **overrides}),
                                str(tmp_path))
     assert again["start_step"] == 2 and again["final_step"] == 3
-  else:
+  elif method == "gmje_mdn":
     assert "mdn_var_1" not in state.params and "head" in state.params
+  elif method == "gmje_gng":
+    assert int(state.model_state["gng"]["density"]["active"].sum()) >= 2
+  else:
+    bank = state.model_state["memory_bank"]["density"]
+    assert int(bank["filled"].sum()) == 24  # two steps of 16 in a bank of 24: full, FIFO-wrapped
+    np.testing.assert_allclose(np.exp(bank["log_weights"]).sum(), 1.0, rtol=1e-5)
 
 
 @pytest.mark.parametrize("field,value,message", [
     ("gmje.fit", "sgd", "config.gmje.fit='sgd'"),
     ("gmje.em_step_size", 0.0, "config.gmje.em_step_size=0.0"),
     ("gmje_mdn.num_components", 0, "config.gmje_mdn.num_components=0"),
+    ("gmje_gng.capacity", 1, "config.gmje_gng.capacity=1"),
+    ("gmje_smc.bank_size", 8, "config.gmje_smc.bank_size=8"),
 ])
 def test_bad_remedy_config(tmp_path, field, value, message):
+  method = field.split(".")[0]
   with pytest.raises(ValueError, match=message.replace(".", r"\.")):
-    train_and_evaluate(tiny_config(**{"method": "gmje", field: value}), str(tmp_path))
+    train_and_evaluate(tiny_config(**{"method": method, field: value}), str(tmp_path))

@@ -124,3 +124,81 @@ class OnlineEMMixtureDensity(nn.Module):
         variable.value = value
       initialized.value = jnp.ones((), jnp.bool_)
     return _as_output(jax.tree_util.tree_map(jax.lax.stop_gradient, params))
+
+
+class GNGDensity(nn.Module):
+  """GMJE-GNG: a Growing Neural Gas over stop-gradient joint embeddings whose
+  active nodes are the components of an isotropic mixture (design doc,
+  "Remedies": GMJE-GNG; :mod:`gjax.math.gng`).
+
+  The graph lives in the mutable ``gng`` collection. In training, the first
+  batch places the two start nodes at two of its rows; every batch then feeds
+  its rows ``u = [z_c; z_t]`` to the graph as signals, in order, and the
+  mixture's variance is the batch's quantisation error per dimension (plus
+  ``min_variance``). Weights follow the nodes' decayed win counts.
+  """
+
+  dim: int
+  capacity: int = 64
+  symmetric: bool = True
+  params: gm.GNGParams = gm.GNGParams()
+  min_variance: float = 1e-4
+
+  @nn.compact
+  def __call__(self, outputs: Mapping[str, Any] | None = None, *, train: bool = False) -> dict[str, jax.Array]:
+    empty = gm.gng_init(jnp.zeros((2, self.dim), jnp.float32), self.capacity)
+    graph = {name: self.variable("gng", name, lambda v=value: v) for name, value in empty._asdict().items()}
+    initialized = self.variable("gng", "initialized", lambda: jnp.zeros((), jnp.bool_))
+    variance = self.variable("gng", "variance", lambda: jnp.ones((), jnp.float32))
+    state = gm.GNGState(**{name: v.value for name, v in graph.items()})
+    if train and outputs is not None and not self.is_initializing():
+      u = jax.lax.stop_gradient(joint_rows(outputs, self.symmetric)).astype(jnp.float32)
+      if u.shape[-1] != self.dim:
+        raise ValueError(f"joint embeddings have dimension {u.shape[-1]}, the GNG expects {self.dim}")
+      fresh = gm.gng_init(u[jnp.array([0, u.shape[0] - 1])], self.capacity)
+      state = jax.tree_util.tree_map(lambda a, b: jnp.where(initialized.value, a, b), state, fresh)
+      state = gm.gng_update(state, u, self.params)
+      for name, value in state._asdict().items():
+        graph[name].value = value
+      initialized.value = jnp.ones((), jnp.bool_)
+      variance.value = gm.gng_quantization_error(state, u) / self.dim + self.min_variance
+    mixture = gm.MixtureParams(*gm.gng_mixture(state, variance.value))
+    return _as_output(jax.tree_util.tree_map(jax.lax.stop_gradient, mixture)) | {
+        "gng_active": jnp.sum(state.active).astype(jnp.float32)}
+
+
+class MemoryBank(nn.Module):
+  """The SMC memory bank of past target embeddings (design doc, "Remedies":
+  SMC memory bank; :mod:`gjax.math.memory_bank`), in the ``memory_bank``
+  collection.
+
+  In training it returns the bank as it was before this batch (constants), then
+  runs one SMC step: reweight by the batch's contexts ``normalize(z_1)``,
+  resample if the ESS is low, move, and insert the batch's targets
+  ``normalize(z_2)``. The step's randomness is the fixed ``seed`` folded with
+  the bank's own step count, so a resumed run repeats it.
+  """
+
+  size: int
+  dim: int
+  params: gm.SMCParams = gm.MOCO_QUEUE
+  seed: int = 0
+
+  @nn.compact
+  def __call__(self, outputs: Mapping[str, Any] | None = None, *, train: bool = False) -> dict[str, jax.Array]:
+    empty = gm.bank_init(self.size, self.dim)
+    bank_vars = {name: self.variable("memory_bank", name, lambda v=value: v)
+                 for name, value in empty._asdict().items()}
+    steps = self.variable("memory_bank", "steps", lambda: jnp.zeros((), jnp.int32))
+    bank = gm.ParticleBank(**{name: v.value for name, v in bank_vars.items()})
+    result = {"bank_particles": bank.particles, "bank_log_weights": bank.log_weights, "bank_filled": bank.filled}
+    if train and outputs is not None and not self.is_initializing():
+      queries, targets = (jax.lax.stop_gradient(gm.normalize(outputs[f"z_{i}"].astype(jnp.float32)))
+                          for i in (1, 2))
+      key = jax.random.fold_in(jax.random.PRNGKey(self.seed), steps.value)
+      bank, diagnostics = gm.smc_bank_step(key, bank, queries, targets, self.params)
+      for name, value in bank._asdict().items():
+        bank_vars[name].value = value
+      steps.value = steps.value + 1
+      result |= {"bank_ess": diagnostics["ess"], "bank_resampled": diagnostics["resampled"]}
+    return result

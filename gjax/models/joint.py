@@ -9,11 +9,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gjax.models.density_heads import MixtureDensity, OnlineEMMixtureDensity
+from gjax import math as gm
+from gjax.models.density_heads import GNGDensity, MemoryBank, MixtureDensity, OnlineEMMixtureDensity
 from gjax.models.heads import MixtureDensityNetwork, Projector, VJEInferenceNetwork
 from gjax.models.resnet import build_encoder, embedding_dim
 
-HEADS = ("none", "vje_inference", "joint_density", "mdn")
+HEADS = ("none", "vje_inference", "joint_density", "mdn", "gng_density", "memory_bank")
 DENSITY_FITS = ("gradient", "em")
 
 
@@ -83,4 +84,13 @@ def build_two_view_model(model_config, head: str, hparams=None) -> TwoViewModel:
     else:
       density = MixtureDensity(dim=2 * latent_dim, num_components=hparams.num_components,
                                covariance_type=hparams.covariance_type)
+  if head == "gng_density":
+    density = GNGDensity(dim=2 * latent_dim, capacity=hparams.capacity, symmetric=hparams.symmetric,
+                         params=gm.GNGParams(hparams.epsilon_winner, hparams.epsilon_neighbor, hparams.max_age,
+                                             hparams.insert_every, hparams.insert_error_decay,
+                                             hparams.error_decay))
+  if head == "memory_bank":
+    density = MemoryBank(size=hparams.bank_size, dim=latent_dim,
+                         params=gm.SMCParams(hparams.reweight_strength, hparams.temperature,
+                                             hparams.resample_threshold, hparams.move_std))
   return TwoViewModel(encoder=encoder, projector=projector, head=head_module, density=density)

@@ -44,6 +44,17 @@ def collapse_metrics(outputs) -> dict[str, jax.Array]:
   return {**embedding_statistics(z), "z_effective_rank": gm.effective_rank(z)}
 
 
+def _density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any, covariance_type: str):
+  u = joint_rows(outputs, hparams.symmetric)
+  log_p = gm.mixture_log_prob(u, outputs["density_logits"], outputs["density_means"],
+                              outputs["density_cov"], covariance_type)
+  nll = -jnp.mean(log_p)
+  marginal = marginal_loss(outputs, rng, hparams.num_slices)
+  loss = nll + hparams.marginal_weight * marginal
+  extra = {k: outputs[k] for k in ("gng_active",) if k in outputs}
+  return loss, {"loss": loss, "nll": nll, "marginal": marginal, **extra, **collapse_metrics(outputs)}
+
+
 def joint_density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
   """``-mean log p(u) + λ · EppsPulley(z)`` under the head's global mixture.
 
@@ -51,13 +62,29 @@ def joint_density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams
   ``density_means``, ``density_cov``; ``hparams``: ``covariance_type``,
   ``marginal_weight`` (λ), ``num_slices``, ``symmetric``.
   """
-  u = joint_rows(outputs, hparams.symmetric)
-  log_p = gm.mixture_log_prob(u, outputs["density_logits"], outputs["density_means"],
-                              outputs["density_cov"], hparams.covariance_type)
-  nll = -jnp.mean(log_p)
-  marginal = marginal_loss(outputs, rng, hparams.num_slices)
-  loss = nll + hparams.marginal_weight * marginal
-  return loss, {"loss": loss, "nll": nll, "marginal": marginal, **collapse_metrics(outputs)}
+  return _density_loss(outputs, rng, hparams, hparams.covariance_type)
+
+
+def gng_density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
+  """GMJE-GNG: :func:`joint_density_loss` under the GNG's isotropic mixture."""
+  return _density_loss(outputs, rng, hparams, "isotropic")
+
+
+def memory_bank_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
+  """SMC-memory-bank GMJE: ``-log`` responsibility of the positive target among
+  the positive and the bank's weighted particles (:func:`gjax.math.bank_info_nce`),
+  both directions when ``symmetric``. With the MoCo-queue settings this is
+  InfoNCE with a queue (design doc, "Contrastive learning as the degenerate limit")."""
+  del rng
+  bank = gm.ParticleBank(outputs["bank_particles"], outputs["bank_log_weights"], outputs["bank_filled"],
+                         jnp.zeros((), jnp.int32))
+  z_1, z_2 = gm.normalize(outputs["z_1"]), gm.normalize(outputs["z_2"])
+  pairs = ((z_1, z_2), (z_2, z_1)) if hparams.symmetric else ((z_1, z_2),)
+  losses = [jnp.mean(gm.bank_info_nce(q, k, bank, hparams.temperature)) for q, k in pairs]
+  loss = sum(losses) / len(losses)
+  metrics = {"loss": loss, "bank_fill": jnp.mean(outputs["bank_filled"].astype(jnp.float32))}
+  metrics |= {k: outputs[k] for k in ("bank_ess", "bank_resampled") if k in outputs}
+  return loss, {**metrics, **collapse_metrics(outputs)}
 
 
 def naive_empirical_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
@@ -90,5 +117,9 @@ GJE = register(Objective("gje", joint_density_loss, head="joint_density",
                          description="Gaussian joint embedding: one global joint Gaussian (K=1)."))
 GMJE = register(Objective("gmje", joint_density_loss, head="joint_density",
                           description="Prototype GMJE: K global Gaussian components over [z_c; z_t]."))
+GMJE_GNG = register(Objective("gmje_gng", gng_density_loss, head="gng_density",
+                              description="GMJE-GNG: Growing Neural Gas prototypes as isotropic components."))
+GMJE_SMC = register(Objective("gmje_smc", memory_bank_loss, head="memory_bank",
+                              description="GMJE with an SMC memory bank of past targets (MoCo queue when degenerate)."))
 GJE_NAIVE = register(Objective("gje_naive", naive_empirical_loss, head="none",
                                description="Batch-empirical Gaussian NLL: the Mahalanobis Trace Trap."))

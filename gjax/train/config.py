@@ -74,6 +74,24 @@ def base_config() -> ml_collections.ConfigDict:
   c.gmje_mdn.num_slices = 256
   c.gmje_mdn.symmetric = True
   c.gmje_mdn.stop_gradient_target = True
+  c.gmje_gng = ml_collections.ConfigDict()  # Fritzke's defaults; capacity = the most nodes
+  c.gmje_gng.capacity = 64
+  c.gmje_gng.epsilon_winner = 0.05
+  c.gmje_gng.epsilon_neighbor = 0.006
+  c.gmje_gng.max_age = 50
+  c.gmje_gng.insert_every = 100
+  c.gmje_gng.insert_error_decay = 0.5
+  c.gmje_gng.error_decay = 0.995
+  c.gmje_gng.marginal_weight = 1.0
+  c.gmje_gng.num_slices = 256
+  c.gmje_gng.symmetric = True
+  c.gmje_smc = ml_collections.ConfigDict()  # defaults: the MoCo-queue limit
+  c.gmje_smc.bank_size = 4096
+  c.gmje_smc.temperature = 0.2
+  c.gmje_smc.reweight_strength = 0.0
+  c.gmje_smc.resample_threshold = 0.0
+  c.gmje_smc.move_std = 0.0
+  c.gmje_smc.symmetric = True
   c.gje_naive = ml_collections.ConfigDict()
   c.gje_naive.ridge = 0.0
   c.gje_naive.marginal_weight = 0.0
@@ -177,6 +195,21 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(mdn.hidden >= 1, "gmje_mdn.hidden", mdn.hidden, "must be >= 1")
   _require(mdn.marginal_weight >= 0, "gmje_mdn.marginal_weight", mdn.marginal_weight, "must be >= 0")
   _require(mdn.num_slices >= 1, "gmje_mdn.num_slices", mdn.num_slices, "must be >= 1")
+  gng = config.gmje_gng
+  _require(gng.capacity >= 2, "gmje_gng.capacity", gng.capacity, "must be >= 2 (the GNG start size)")
+  for field in ("epsilon_winner", "epsilon_neighbor", "insert_error_decay", "error_decay"):
+    _require(0 < gng[field] <= 1, f"gmje_gng.{field}", gng[field], "must be in (0, 1]")
+  for field in ("max_age", "insert_every", "num_slices"):
+    _require(gng[field] >= 1, f"gmje_gng.{field}", gng[field], "must be >= 1")
+  _require(gng.marginal_weight >= 0, "gmje_gng.marginal_weight", gng.marginal_weight, "must be >= 0")
+  smc = config.gmje_smc
+  _require(config.method != "gmje_smc" or smc.bank_size >= config.batch_size, "gmje_smc.bank_size", smc.bank_size,
+           f"the memory bank must hold at least one batch ({config.batch_size})")
+  _require(smc.temperature > 0, "gmje_smc.temperature", smc.temperature, "must be > 0")
+  _require(smc.reweight_strength >= 0, "gmje_smc.reweight_strength", smc.reweight_strength, "must be >= 0")
+  _require(0 <= smc.resample_threshold <= 1, "gmje_smc.resample_threshold", smc.resample_threshold,
+           "must be in [0, 1]")
+  _require(smc.move_std >= 0, "gmje_smc.move_std", smc.move_std, "must be >= 0")
   _require(config.gje.num_components == 1, "gje.num_components", config.gje.num_components,
            "GJE is the K = 1 case; use method 'gmje' for K > 1")
   _require(config.gje_naive.ridge >= 0, "gje_naive.ridge", config.gje_naive.ridge, "must be >= 0")
