@@ -240,10 +240,11 @@ def online_em_step(x, stats: MixtureStatistics, params: MixtureParams, covarianc
   """One stepwise-EM update on a mini-batch (GMJE-EM on stop-gradient embeddings).
 
   ``stats ← (1 - ρ) stats + ρ · E-step(x)``, then the M-step of the running
-  statistics. With ``ρ = 1`` it is :func:`em_step` on the batch. Returns
-  ``(stats, params, batch-mean log-likelihood before the step)``.
+  statistics. With ``ρ = 1`` it is :func:`em_step` on the batch. ``ρ`` may be
+  a traced scalar (a schedule under ``jit``). Returns ``(stats, params,
+  batch-mean log-likelihood before the step)``.
   """
-  if not 0.0 < step_size <= 1.0:
+  if isinstance(step_size, (int, float)) and not 0.0 < step_size <= 1.0:
     raise ValueError(f"step_size must be in (0, 1], got {step_size}")
   batch, log_likelihood = mixture_statistics(x, *params, covariance_type)
   stats = jax.tree_util.tree_map(lambda old, new: (1.0 - step_size) * old + step_size * new, stats, batch)
