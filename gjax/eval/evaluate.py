@@ -50,8 +50,9 @@ def load_eval_data(config):
 def representation_metrics(model, variables, eval_data, config, mesh,
                            evaluators) -> dict[str, float]:
   """The ``evaluators`` (names in ``gjax.train.config.EVALUATORS``) for the
-  model's current ``variables``: ``knn`` (plain k and weighted k on ``z`` and
-  ``mu``), ``linear_probe`` (top-1/top-5 on both) and ``posterior`` (test-set
+  model's current ``variables``: ``knn`` (plain k and weighted k on ``z``,
+  ``mu`` and, with a projector, the backbone output ``h``), ``linear_probe``
+  (top-1/top-5 on each) and ``posterior`` (test-set
   Var mean / Var CV and the effective rank of ``z``)."""
   train_x, train_y, test_x, test_y = eval_data
   augment = augment_config(config, train_x.shape[1:])
@@ -59,7 +60,10 @@ def representation_metrics(model, variables, eval_data, config, mesh,
   test_f = extract_features(model, variables, test_x, augment, mesh, config.eval.batch_size)
   num_classes = int(max(train_y.max(), test_y.max())) + 1
   results = {}
-  for feature in [f for f in ("z", "mu") if f in train_f]:
+  # With a projector, the backbone output h is evaluated too (the usual SSL
+  # protocol); without one h is z.
+  features = (("h",) if getattr(model, "projector", None) is not None else ()) + ("z", "mu")
+  for feature in [f for f in features if f in train_f]:
     if "knn" in evaluators:
       results[f"knn{config.eval.knn_k}_{feature}"] = knn_accuracy(
           train_f[feature], train_y, test_f[feature], test_y, k=config.eval.knn_k, num_classes=num_classes,

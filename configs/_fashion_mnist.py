@@ -1,0 +1,53 @@
+"""Fashion-MNIST settings shared by every method's CPU-sized config; imported
+by ``configs/<method>_fashion_mnist.py``, not a config of its own.
+
+Variants (``--config configs/<method>_fashion_mnist.py:<variant>``):
+
+* ``""``: the CPU default, ResNet-18 at a quarter width (CIFAR stem), 10 epochs.
+* ``compare``: the same-budget comparison of methods (GMJE issue, baselines
+  issue): ResNet-18 at an eighth width, 5 epochs, batch 256, k-NN on the test
+  split after every epoch (memory bank: 10 000 training images). Every method
+  runs it with the same backbone, data, augmentations, schedule and evaluators.
+* ``smoke``: a tiny run for checking the real-data path end to end.
+"""
+
+from gjax.train.config import base_config
+
+VARIANTS = ("", "compare", "smoke")
+
+
+def fashion_mnist_config(method: str, variant: str):
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r} of {method}_fashion_mnist; known: {VARIANTS[1:]}")
+  c = base_config()
+  c.method = method
+  c.dataset.name = "fashion_mnist"
+  c.model.encoder = "resnet18"
+  c.model.stem = "cifar"
+  c.model.width_multiplier = 0.25
+  c.model.bottleneck = 128
+  c.optim.base_learning_rate = 0.05
+  c.optim.weight_decay = 5e-6
+  c.optim.warmup_epochs = 1.0
+  c.batch_size = 256
+  c.num_epochs = 10.0
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 500
+  if variant == "compare":
+    c.model.width_multiplier = 0.125
+    c.num_epochs = 5.0
+    c.eval.every_epochs = 1.0
+    c.eval.online_evaluators = ("knn",)
+    c.eval.num_train_examples = 10000
+    c.eval.evaluators = ("knn", "linear_probe")
+    c.eval.linear_probe_epochs = 30
+    c.keep_checkpoints = 1
+  elif variant == "smoke":
+    c.model.width_multiplier = 0.125
+    c.dataset.num_train_examples = 4096
+    c.batch_size = 128
+    c.num_train_steps = 60
+    c.optim.warmup_epochs = 0.0
+    c.log_every_steps = 10
+    c.checkpoint_every_steps = 30
+  return c
