@@ -1,0 +1,169 @@
+"""Unconditional sampling from learned latent densities (GJE paper abstract;
+design doc "Unconditional sampling").
+
+Samples ``u = [z_c; z_t] ~ p(u)`` from a model's learned joint density are
+compared with held-out real joint embeddings (two random views of each test
+image through the same encoder) by the MMD with an RBF kernel and by k-NN
+precision and recall (Kynkäänniemi et al., 2019). The reference for each
+embedding space is a Gaussian fitted to that model's training embeddings
+afterwards; for a model without a density (VJE, the baselines) it is the only
+sampler.
+
+  python -m gjax.eval.sampling --out results/compare_fashion_mnist/sampling.md \
+      --run gje=configs/gje_fashion_mnist.py:compare,workdirs/compare/gje \
+      --run gmje=configs/gmje_fashion_mnist.py:compare,workdirs/compare/gmje \
+      --run vje=configs/vje_fashion_mnist.py:compare,workdirs/compare/vje
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gjax import math as gm
+
+
+def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  return np.maximum(np.sum(a * a, 1)[:, None] - 2 * a @ b.T + np.sum(b * b, 1)[None, :], 0.0)
+
+
+def mmd_rbf(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
+  """Unbiased ``MMD²`` between samples ``x [n, d]`` and ``y [m, d]`` with the
+  kernel ``exp(-||a - b||² / (2 h²))``."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  if x.shape[1] != y.shape[1]:
+    raise ValueError(f"samples of dimension {x.shape[1]} and {y.shape[1]} cannot be compared")
+  if bandwidth <= 0:
+    raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+  k = lambda a, b: np.exp(-_sq_dists(a, b) / (2 * bandwidth ** 2))
+  n, m = len(x), len(y)
+  kxx, kyy = k(x, x), k(y, y)
+  return float((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+               - 2 * k(x, y).mean())
+
+
+def median_distance(x: np.ndarray) -> float:
+  """The median pairwise distance (the usual MMD bandwidth)."""
+  d = np.sqrt(_sq_dists(x, x))
+  return float(np.median(d[np.triu_indices(len(x), 1)]))
+
+
+def knn_precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[float, float]:
+  """Precision: the fraction of ``fake`` inside the union of the real samples'
+  k-NN balls; recall: the fraction of ``real`` inside the fake samples' balls."""
+  def radii(a):
+    d = _sq_dists(a, a)
+    return np.sqrt(np.partition(d, k, axis=1)[:, k])  # column 0 is the point itself
+  def covered(ref, query):
+    return float(np.mean(np.any(np.sqrt(_sq_dists(query, ref)) <= radii(ref)[None, :], axis=1)))
+  return covered(real, fake), covered(fake, real)
+
+
+def fitted_gaussian_sampler(train: np.ndarray, ridge: float = 1e-4):
+  """Samples from ``N(mean, cov + ridge I)`` fitted to ``train [n, d]``."""
+  mean = train.mean(0)
+  chol = np.linalg.cholesky(np.cov(train.T) + ridge * np.eye(train.shape[1]))
+  return lambda rng, n: mean + rng.normal(size=(n, train.shape[1])) @ chol.T
+
+
+def sample_quality(real: np.ndarray, fake: np.ndarray, bandwidth: float, k: int = 5) -> dict[str, float]:
+  precision, recall = knn_precision_recall(real, fake, k)
+  return {"mmd2": mmd_rbf(real, fake, bandwidth), "precision": precision, "recall": recall}
+
+
+def _load_config(spec: str):
+  path, _, variant = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("run_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+def run_embeddings(config, workdir: str, num_examples: int, seed: int):
+  """Two-view joint embeddings of ``num_examples`` train and test images, and
+  the learned density (or ``None``)."""
+  from gjax import data as gdata
+  from gjax.eval.features import extract_features
+  from gjax.train.input_pipeline import augment_config, load_in_memory
+  from gjax.train.trainer import (build_method, checkpoint_manager, create_train_state, make_optimizer,
+                                  restore_latest)
+
+  mesh = gdata.data_mesh()
+  model = build_method(config)[2]
+  tx, _ = make_optimizer(config, 1, 2)
+  train_x, _ = load_in_memory(config, "train")
+  test_x, _ = load_in_memory(config, "test")
+  state = create_train_state(jax.random.PRNGKey(0), model, tx, train_x.shape[1:], gdata.replicated_sharding(mesh))
+  manager = checkpoint_manager(workdir, config)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
+  state = restore_latest(manager, state)
+  manager.close()
+  variables = state.variables
+  augment = augment_config(config, train_x.shape[1:])
+  rng = np.random.default_rng(seed)
+  joint = {}
+  for split, images in (("train", train_x), ("test", test_x)):
+    images = images[rng.choice(len(images), min(num_examples, len(images)), replace=False)]
+    views = [extract_features(model, variables, images, augment, mesh, config.eval.batch_size,
+                              view_rng=jax.random.PRNGKey(seed + 10 * i + (split == "test")))["z"]
+             for i in (1, 2)]
+    joint[split] = np.concatenate(views, axis=1)
+  density = None
+  if model.density is not None and "density_means" in model.apply(variables, method=lambda m: m.density(None)):
+    density = model.apply(variables, method=lambda m: m.density(None))
+  return joint, density
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--run", action="append", required=True, help="name=CONFIG[:variant],WORKDIR")
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--num_examples", type=int, default=2000)
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args(argv)
+  rows = []
+  for spec in args.run:
+    name, _, rest = spec.partition("=")
+    config_spec, _, workdir = rest.partition(",")
+    if not name or not config_spec or not workdir:
+      parser.error(f"--run {spec!r} must look like name=CONFIG[:variant],WORKDIR")
+    start = time.time()
+    config = _load_config(config_spec)
+    joint, density = run_embeddings(config, workdir, args.num_examples, args.seed)
+    real, bandwidth = joint["test"], median_distance(joint["test"])
+    rng = np.random.default_rng(args.seed)
+    samplers = {"Gaussian fitted afterwards": fitted_gaussian_sampler(joint["train"])}
+    if density is not None:
+      cov_type = config[config.method].covariance_type
+      samplers["learned density"] = lambda rng, n: np.asarray(gm.mixture_sample(
+          jax.random.PRNGKey(int(rng.integers(1 << 30))), density["density_logits"], density["density_means"],
+          density["density_cov"], cov_type, (n,)))
+    for sampler_name, sampler in samplers.items():
+      row = {"run": name, "method": config.method, "sampler": sampler_name,
+             **sample_quality(real, sampler(rng, len(real)), bandwidth)}
+      rows.append(row)
+      print(json.dumps(row), flush=True)
+    # The floor: held-out real train embeddings against the real test ones.
+    rows.append({"run": name, "method": config.method, "sampler": "real train embeddings (floor)",
+                 **sample_quality(real, joint["train"], bandwidth)})
+    print(f"{name}: {time.time() - start:.0f} s", flush=True)
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out, "w") as f:
+    f.write("| run | sampler | MMD² (RBF, median bandwidth) | k-NN precision | k-NN recall |\n|---|---|---|---|---|\n")
+    for r in rows:
+      f.write(f"| {r['run']} | {r['sampler']} | {r['mmd2']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} |\n")
+  with open(os.path.splitext(args.out)[0] + ".jsonl", "w") as f:
+    for r in rows:
+      f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+  main()
