@@ -10,7 +10,9 @@ from gjax.train.config import validate_config
 
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob("configs/*.py") if not os.path.basename(p).startswith("_"))
 VARIANTS = {"vje_fashion_mnist": ("", "smoke", "one_class", "compare"), "gmje_fashion_mnist": ("", "smoke", "compare"),
-            "gmje_mdn_fashion_mnist": ("", "smoke", "compare"), "gje_fashion_mnist": ("", "smoke", "compare")}
+            "gmje_mdn_fashion_mnist": ("", "smoke", "compare"), "gje_fashion_mnist": ("", "smoke", "compare"),
+            **{f"{m}_fashion_mnist": ("", "smoke", "compare")
+               for m in ("jepa", "simsiam", "vicreg", "simclr", "moco", "sigreg")}}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -29,7 +31,7 @@ def test_the_comparison_budget_is_shared():
   shared = ("model.encoder", "model.width_multiplier", "dataset", "batch_size", "num_epochs", "optim", "augment",
             "eval.every_epochs", "eval.evaluators", "seed")
   configs = [importlib.import_module(f"configs.{m}_fashion_mnist").get_config("compare")
-             for m in ("vje", "gje", "gmje", "gmje_mdn")]
+             for m in ("vje", "gje", "gmje", "gmje_mdn", "jepa", "simsiam", "vicreg", "simclr", "moco", "sigreg")]
 
   def get(c, path):
     for part in path.split("."):

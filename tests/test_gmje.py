@@ -12,7 +12,7 @@ import gjax.math as gm
 from gjax.models.density_heads import MixtureDensity
 from gjax.objectives import get_objective
 from gjax.train import base_config, train_and_evaluate
-from tests.test_train import tiny_config
+from tests.test_train import tiny_config, tiny_method_config
 
 
 def _outputs(seed=0, b=32, d=3, k=2, covariance_type="full"):
@@ -100,8 +100,8 @@ def test_trace_trap_collapses_and_the_remedies_do_not():
 
 
 def test_gmje_trains_through_the_shared_trainer(tmp_path):
-  config = tiny_config(**{"method": "gmje", "gmje.num_components": 2, "gmje.covariance_type": "diag",
-                          "num_train_steps": 2})
+  config = tiny_method_config(**{"method": "gmje", "gmje.num_components": 2, "gmje.covariance_type": "diag",
+                                 "num_train_steps": 2})
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary["final_step"] == 2 and np.isfinite(summary["metrics"]["loss"])
   density = summary["state"].params["density"]

@@ -15,7 +15,7 @@ from gjax.models.density_heads import GNGDensity, OnlineEMMixtureDensity
 from gjax.models.heads import MixtureDensityNetwork
 from gjax.objectives import get_objective
 from gjax.train import base_config, train_and_evaluate
-from tests.test_train import tiny_config
+from tests.test_train import tiny_config, tiny_method_config
 
 
 def _blobs(n=600, seed=0):
@@ -207,7 +207,7 @@ def test_remedy_keeps_every_direction_where_the_naive_loss_collapses(method):
 ])
 def test_remedies_train_through_the_shared_trainer_on_8_devices(tmp_path, method, overrides):
   assert jax.device_count() == 8
-  config = tiny_config(**{"method": method, "num_train_steps": 2, **overrides})
+  config = tiny_method_config(**{"method": method, "num_train_steps": 2, **overrides})
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary["final_step"] == 2 and np.isfinite(summary["metrics"]["loss"])
   state = summary["state"]
@@ -215,7 +215,7 @@ def test_remedies_train_through_the_shared_trainer_on_8_devices(tmp_path, method
     assert bool(state.model_state["density_em"]["density"]["initialized"])
     assert "density" not in state.params  # EM parameters are state, not trained by gradient
     # A resumed run restores the EM state too.
-    again = train_and_evaluate(tiny_config(**{"method": method, "num_train_steps": 3, **overrides}),
+    again = train_and_evaluate(tiny_method_config(**{"method": method, "num_train_steps": 3, **overrides}),
                                str(tmp_path))
     assert again["start_step"] == 2 and again["final_step"] == 3
   elif method == "gmje_mdn":

@@ -43,9 +43,9 @@ def test_fitted_gaussian_sampler_has_the_training_moments():
 
 def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
   from gjax.train import train_and_evaluate
-  from tests.test_train import tiny_config
+  from tests.test_train import tiny_method_config
 
-  config = tiny_config(**{"method": "gmje", "gmje.num_components": 2, "gmje.covariance_type": "diag",
+  config = tiny_method_config(**{"method": "gmje", "gmje.num_components": 2, "gmje.covariance_type": "diag",
                           "num_train_steps": 1})
   train_and_evaluate(config, str(tmp_path))
   joint, density = sampling.run_embeddings(config, str(tmp_path), 24, 0)

@@ -169,3 +169,10 @@ def test_train_classes_filters_the_training_split():
     load_in_memory(tiny_config(**{"dataset.train_classes": (42,)}), "train")
   with pytest.raises(ValueError, match="config.dataset.train_classes"):
     train_and_evaluate(tiny_config(**{"dataset.train_classes": (-1,)}), "/tmp/unused")
+
+
+def tiny_method_config(**overrides):
+  """``tiny_config`` on a ResNet-10 (one block per stage): for the tests that
+  only need every method to take a few real data-parallel steps, where compile
+  time dominates."""
+  return tiny_config(**{"model.encoder": "resnet10", **overrides})

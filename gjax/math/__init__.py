@@ -6,7 +6,7 @@ validated at trace time. Docstrings name the VJE paper equation or the
 """
 
 from gjax.math._numerics import EPS, normalize, safe_norm, softplus_variance
-from gjax.math.contrastive import gmje_degenerate_info_nce, info_nce
+from gjax.math.contrastive import gmje_degenerate_info_nce, info_nce, nt_xent
 from gjax.math.gaussian import (
     EmpiricalGaussianNLL,
     GaussianConditional,

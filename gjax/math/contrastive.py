@@ -48,3 +48,18 @@ def gmje_degenerate_info_nce(z_c: jax.Array, z_t: jax.Array, temperature: float)
   )
   log_resp = jax.nn.log_softmax(comp, axis=-1)
   return -jnp.mean(jnp.diagonal(log_resp))
+
+
+def nt_xent(z_1: jax.Array, z_2: jax.Array, temperature: float) -> jax.Array:
+  """SimCLR's NT-Xent (Chen et al., 2020): each of the ``2B`` embeddings is an
+  anchor whose positive is its other view and whose negatives are the other
+  ``2B - 2`` embeddings of both views; ``-mean log softmax`` of the positive,
+  cosine similarities over ``τ``."""
+  temperature = _check_pairs(z_1, z_2, temperature)
+  z = normalize(jnp.concatenate([z_1, z_2]))
+  n = z_1.shape[0]
+  logits = z @ z.T / temperature
+  logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)  # no self-pairs
+  positive = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
+  log_prob = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.mean(jnp.take_along_axis(log_prob, positive[:, None], axis=-1))

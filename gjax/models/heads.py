@@ -130,23 +130,49 @@ class VJEInferenceNetwork(nn.Module):
 
 
 class Projector(nn.Module):
-  """Optional projector ``Dense -> LayerNorm -> relu -> Dense``.
+  """Projector MLP: ``layers - 1`` hidden ``Dense -> norm -> activation``
+  blocks of width ``hidden_dim``, then ``Dense(out_dim)`` (normalised too with
+  ``norm_last``, without scale/shift).
 
-  VJE paper Section 5.2 ("Projection heads in VJE"): a 2-layer, 2048-d MLP after
-  the encoder, with LayerNorm instead of BatchNorm so that posterior statistics
-  do not depend on the batch. Off by default in VJE (Section 3).
+  The default (2 layers, LayerNorm, linear output) is the VJE paper's
+  Section 5.2 projector ("Projection heads in VJE": LayerNorm instead of
+  BatchNorm so posterior statistics do not depend on the batch); the baselines
+  use their own: SimSiam 2 layers with BatchNorm on the output too, VICReg 3
+  layers of 4096 with BatchNorm, SimCLR 2 layers.
   """
 
   hidden_dim: int = 2048
   out_dim: int = 2048
   activation: Activation = "relu"
+  layers: int = 2
+  norm: str = "layer"
+  norm_last: bool = False
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    return MLP((self.hidden_dim, self.out_dim), norm="layer",
-               activation=self.activation, dtype=self.dtype,
-               name="mlp")(x, train=train)
+    if self.layers < 1:
+      raise ValueError(f"projector layers must be >= 1, got {self.layers}")
+    widths = (self.hidden_dim,) * (self.layers - 1) + (self.out_dim,)
+    return MLP(widths, norm=self.norm, activation=self.activation, norm_last=self.norm_last,
+               last_norm_affine=False, dtype=self.dtype, name="mlp")(x, train=train)
+
+
+class Predictor(nn.Module):
+  """The predictor ``g_φ`` of JEPA (Eq. 40) and SimSiam: ``Dense(hidden) ->
+  BatchNorm -> ReLU -> Dense(dim)`` (SimSiam's bottleneck predictor).
+  Returns ``{"p": [B, dim]}``."""
+
+  dim: int
+  hidden: int = 512
+  activation: Activation = "relu"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, z, train: bool = False):
+    p = MLP((self.hidden, self.dim), norm="batch", activation=self.activation, dtype=self.dtype,
+            name="mlp")(z, train=train)
+    return {"p": p.astype(jnp.float32)}
 
 
 class MixtureDensityNetwork(nn.Module):

@@ -11,10 +11,10 @@ import jax.numpy as jnp
 
 from gjax import math as gm
 from gjax.models.density_heads import GNGDensity, MemoryBank, MixtureDensity, OnlineEMMixtureDensity
-from gjax.models.heads import MixtureDensityNetwork, Projector, VJEInferenceNetwork
+from gjax.models.heads import MixtureDensityNetwork, Predictor, Projector, VJEInferenceNetwork
 from gjax.models.resnet import build_encoder, embedding_dim
 
-HEADS = ("none", "vje_inference", "joint_density", "mdn", "gng_density", "memory_bank")
+HEADS = ("none", "vje_inference", "joint_density", "mdn", "gng_density", "memory_bank", "predictor")
 DENSITY_FITS = ("gradient", "em")
 
 
@@ -64,7 +64,9 @@ def build_two_view_model(model_config, head: str, hparams=None) -> TwoViewModel:
   projector = None
   if model_config.projector:
     projector = Projector(model_config.projector_hidden, model_config.projector_dim,
-                          activation=model_config.activation, dtype=dtype)
+                          activation=model_config.activation, layers=model_config.projector_layers,
+                          norm=model_config.projector_norm, norm_last=model_config.projector_norm_last,
+                          dtype=dtype)
     latent_dim = model_config.projector_dim
   head_module = None
   if head == "vje_inference":
@@ -73,6 +75,9 @@ def build_two_view_model(model_config, head: str, hparams=None) -> TwoViewModel:
   if head == "mdn":
     head_module = MixtureDensityNetwork(latent_dim=latent_dim, num_components=hparams.num_components,
                                         hidden=hparams.hidden, activation=model_config.activation, dtype=dtype)
+  if head == "predictor":
+    head_module = Predictor(dim=latent_dim, hidden=hparams.predictor_hidden, activation=model_config.activation,
+                            dtype=dtype)
   density = None
   if head == "joint_density":
     if hparams.fit not in DENSITY_FITS:
@@ -90,7 +95,9 @@ def build_two_view_model(model_config, head: str, hparams=None) -> TwoViewModel:
                                              hparams.insert_every, hparams.insert_error_decay,
                                              hparams.error_decay))
   if head == "memory_bank":
+    # The MoCo baseline's section has no SMC fields: its bank is the degenerate one.
+    smc = {name: hparams.get(name, getattr(gm.MOCO_QUEUE, name))
+           for name in ("reweight_strength", "resample_threshold", "move_std")}
     density = MemoryBank(size=hparams.bank_size, dim=latent_dim,
-                         params=gm.SMCParams(hparams.reweight_strength, hparams.temperature,
-                                             hparams.resample_threshold, hparams.move_std))
+                         params=gm.SMCParams(temperature=hparams.temperature, **smc))
   return TwoViewModel(encoder=encoder, projector=projector, head=head_module, density=density)

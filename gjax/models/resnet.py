@@ -28,6 +28,7 @@ Dtype = Any
 BASE_WIDTHS = (64, 128, 256, 512)
 #: name -> (blocks per stage, block kind).
 ARCHS = {
+    "resnet10": ((1, 1, 1, 1), "basic"),  # one block per stage: fast-compiling smoke and test runs
     "resnet18": ((2, 2, 2, 2), "basic"),
     "resnet34": ((3, 4, 6, 3), "basic"),
     "resnet50": ((3, 4, 6, 3), "bottleneck"),
@@ -161,7 +162,7 @@ class ResNet(_ConvBN):
 def build_encoder(name: str, stem: str = "imagenet",
                   width_multiplier: float = 1.0,
                   dtype: Dtype = jnp.float32) -> ResNet:
-  """``ResNet`` for ``name`` in {"resnet18", "resnet34", "resnet50"}.
+  """``ResNet`` for ``name`` in {"resnet10", "resnet18", "resnet34", "resnet50"}.
 
   Raises ``ValueError`` naming the bad ``name`` or ``stem`` and the allowed ones.
   """

@@ -48,6 +48,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.projector = False  # optional 2-layer projector with LayerNorm (Section 5.2)
   c.model.projector_hidden = 2048
   c.model.projector_dim = 2048
+  c.model.projector_layers = 2
+  c.model.projector_norm = "layer"  # "batch" for the SimSiam / VICReg / SimCLR projectors
+  c.model.projector_norm_last = False  # SimSiam normalises its projector's output too
 
   c.vje = ml_collections.ConfigDict()
   c.vje.nu = 3.0  # Student-t degrees of freedom; math.inf = Gaussian limit
@@ -97,6 +100,27 @@ def base_config() -> ml_collections.ConfigDict:
   c.gje_naive.marginal_weight = 0.0
   c.gje_naive.num_slices = 256
   c.gje_naive.symmetric = True
+
+  # Baselines on the same trainer (gjax/objectives/{jepa,simsiam,vicreg,simclr,moco,sigreg}.py).
+  c.jepa = ml_collections.ConfigDict()
+  c.jepa.predictor_hidden = 512
+  c.jepa.scale = 1.0  # λ of N(z_j; g(z_i), λI): the loss is ||z_j - g(z_i)||² / (2λ)
+  c.simsiam = ml_collections.ConfigDict()
+  c.simsiam.predictor_hidden = 512
+  c.vicreg = ml_collections.ConfigDict()
+  c.vicreg.invariance_weight = 25.0
+  c.vicreg.variance_weight = 25.0
+  c.vicreg.covariance_weight = 1.0
+  c.vicreg.std_target = 1.0
+  c.simclr = ml_collections.ConfigDict()
+  c.simclr.temperature = 0.2
+  c.moco = ml_collections.ConfigDict()
+  c.moco.bank_size = 4096
+  c.moco.temperature = 0.2
+  c.moco.symmetric = True
+  c.sigreg = ml_collections.ConfigDict()
+  c.sigreg.marginal_weight = 1.0
+  c.sigreg.num_slices = 256
 
   c.augment = ml_collections.ConfigDict()
   c.augment.crop_scale_min = 0.2
@@ -172,7 +196,9 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(m.width_multiplier > 0, "model.width_multiplier", m.width_multiplier, "must be > 0")
   _require(m.compute_dtype in COMPUTE_DTYPES, "model.compute_dtype", m.compute_dtype,
            f"must be one of {COMPUTE_DTYPES}")
-  for field in ("bottleneck", "projector_hidden", "projector_dim"):
+  _require(m.projector_norm in ("layer", "batch", "none"), "model.projector_norm", m.projector_norm,
+           "must be 'layer', 'batch' or 'none'")
+  for field in ("bottleneck", "projector_hidden", "projector_dim", "projector_layers"):
     _require(m[field] >= 1, f"model.{field}", m[field], "must be >= 1")
 
   v = config.vje
@@ -202,6 +228,18 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   for field in ("max_age", "insert_every", "num_slices"):
     _require(gng[field] >= 1, f"gmje_gng.{field}", gng[field], "must be >= 1")
   _require(gng.marginal_weight >= 0, "gmje_gng.marginal_weight", gng.marginal_weight, "must be >= 0")
+  for field in ("jepa.predictor_hidden", "simsiam.predictor_hidden", "moco.bank_size", "sigreg.num_slices"):
+    section, name = field.split(".")
+    _require(config[section][name] >= 1, field, config[section][name], "must be >= 1")
+  for field in ("jepa.scale", "simclr.temperature", "moco.temperature", "vicreg.std_target"):
+    section, name = field.split(".")
+    _require(config[section][name] > 0, field, config[section][name], "must be > 0")
+  for field in ("vicreg.invariance_weight", "vicreg.variance_weight", "vicreg.covariance_weight",
+                "sigreg.marginal_weight"):
+    section, name = field.split(".")
+    _require(config[section][name] >= 0, field, config[section][name], "must be >= 0")
+  _require(config.method != "moco" or config.moco.bank_size >= config.batch_size, "moco.bank_size",
+           config.moco.bank_size, f"the queue must hold at least one batch ({config.batch_size})")
   smc = config.gmje_smc
   _require(config.method != "gmje_smc" or smc.bank_size >= config.batch_size, "gmje_smc.bank_size", smc.bank_size,
            f"the memory bank must hold at least one batch ({config.batch_size})")

@@ -1,0 +1,10 @@
+"""JEPA (squared-error predictor) on Fashion-MNIST (CPU-sized; heads: configs/_baselines.py).
+
+  python train.py --config configs/jepa_fashion_mnist.py:compare --workdir workdirs/compare/jepa
+"""
+
+from configs._baselines import baseline_fashion_mnist_config
+
+
+def get_config(variant: str = ""):
+  return baseline_fashion_mnist_config("jepa", variant)

@@ -1,0 +1,10 @@
+"""InfoNCE with a MoCo queue on Fashion-MNIST (CPU-sized; heads: configs/_baselines.py).
+
+  python train.py --config configs/moco_fashion_mnist.py:compare --workdir workdirs/compare/moco
+"""
+
+from configs._baselines import baseline_fashion_mnist_config
+
+
+def get_config(variant: str = ""):
+  return baseline_fashion_mnist_config("moco", variant)

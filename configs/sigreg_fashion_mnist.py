@@ -1,0 +1,10 @@
+"""Gaussian-embedding regularisation (SIGReg) on Fashion-MNIST (CPU-sized; heads: configs/_baselines.py).
+
+  python train.py --config configs/sigreg_fashion_mnist.py:compare --workdir workdirs/compare/sigreg
+"""
+
+from configs._baselines import baseline_fashion_mnist_config
+
+
+def get_config(variant: str = ""):
+  return baseline_fashion_mnist_config("sigreg", variant)

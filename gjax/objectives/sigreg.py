@@ -1,0 +1,26 @@
+"""Gaussian-embedding regularisation (``../shared/papers/gaussian-embeddings-card.txt``;
+LeJEPA's SIGReg): ``L = mean_b ||z_1 - z_2||² + λ · D(p(Z) || N(0, I))``,
+with ``D`` the sliced Epps-Pulley statistic of both views' embeddings on
+random 1-D projections (:func:`gjax.math.sliced_epps_pulley`), the same
+marginal loss the GMJE family uses."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from gjax.objectives.gmje import collapse_metrics, marginal_loss
+from gjax.objectives.registry import Objective, register
+
+
+def sigreg_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
+  alignment = jnp.mean(jnp.sum(jnp.square(outputs["z_1"] - outputs["z_2"]), axis=-1))
+  gaussianity = marginal_loss(outputs, rng, hparams.num_slices)
+  loss = alignment + hparams.marginal_weight * gaussianity
+  return loss, {"loss": loss, "alignment": alignment, "marginal": gaussianity, **collapse_metrics(outputs)}
+
+
+SIGREG = register(Objective("sigreg", sigreg_loss, head="none",
+                            description="Gaussian embeddings: alignment + λ · sliced Epps-Pulley (SIGReg)."))

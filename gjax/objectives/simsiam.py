@@ -1,0 +1,33 @@
+"""SimSiam (Chen and He, 2021): ``L = ½ D(p_1, sg z_2) + ½ D(p_2, sg z_1)``,
+``D = -cos``; a BatchNorm projector and a bottleneck predictor. Its loss is
+the directional limit of VJE (Appendix B.4, "Recovering directional
+objectives"). ``output_std`` is SimSiam's own collapse indicator: the
+per-dimension std of the normalised output, ``1/sqrt(d)`` when spread and 0
+when collapsed."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from gjax import math as gm
+from gjax.objectives.gmje import collapse_metrics
+from gjax.objectives.registry import Objective, register
+
+
+def negative_cosine(p: jax.Array, z: jax.Array) -> jax.Array:
+  """``-mean_b cos(p_b, sg z_b)``."""
+  return -jnp.mean(jnp.sum(gm.normalize(p) * gm.normalize(jax.lax.stop_gradient(z)), axis=-1))
+
+
+def simsiam_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
+  del rng, hparams
+  loss = 0.5 * negative_cosine(outputs["p_1"], outputs["z_2"]) + 0.5 * negative_cosine(outputs["p_2"], outputs["z_1"])
+  output_std = jnp.mean(jnp.std(gm.normalize(outputs["z_1"]), axis=0))
+  return loss, {"loss": loss, "output_std": output_std, **collapse_metrics(outputs)}
+
+
+SIMSIAM = register(Objective("simsiam", simsiam_loss, head="predictor",
+                             description="SimSiam: negative cosine with a predictor and stop-gradient."))

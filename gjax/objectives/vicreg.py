@@ -1,0 +1,43 @@
+"""VICReg (Bardes et al., 2022): invariance, variance and covariance terms on
+the expander outputs of both views, with the original weights 25 / 25 / 1.
+
+``inv = mean_b ||z_1 - z_2||² / d``; per view ``var = mean_k relu(γ -
+sqrt(Var z_k + 1e-4))`` and ``cov = Σ_{k≠l} C_kl² / d`` (``C`` the batch
+covariance), summed over the two views."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from gjax.objectives.gmje import collapse_metrics
+from gjax.objectives.registry import Objective, register
+
+
+def variance_term(z: jax.Array, std_target: float) -> jax.Array:
+  return jnp.mean(jax.nn.relu(std_target - jnp.sqrt(jnp.var(z, axis=0) + 1e-4)))
+
+
+def covariance_term(z: jax.Array) -> jax.Array:
+  n, d = z.shape
+  centred = z - jnp.mean(z, axis=0)
+  cov = centred.T @ centred / (n - 1)
+  return (jnp.sum(jnp.square(cov)) - jnp.sum(jnp.square(jnp.diagonal(cov)))) / d
+
+
+def vicreg_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
+  del rng
+  z_1, z_2 = outputs["z_1"], outputs["z_2"]
+  invariance = jnp.mean(jnp.square(z_1 - z_2))
+  variance = variance_term(z_1, hparams.std_target) + variance_term(z_2, hparams.std_target)
+  covariance = covariance_term(z_1) + covariance_term(z_2)
+  loss = (hparams.invariance_weight * invariance + hparams.variance_weight * variance
+          + hparams.covariance_weight * covariance)
+  return loss, {"loss": loss, "invariance": invariance, "variance": variance, "covariance": covariance,
+                **collapse_metrics(outputs)}
+
+
+VICREG = register(Objective("vicreg", vicreg_loss, head="none",
+                            description="VICReg: invariance + variance + covariance regularisation."))
