@@ -51,3 +51,14 @@ def fashion_mnist_config(method: str, variant: str):
     c.log_every_steps = 10
     c.checkpoint_every_steps = 30
   return c
+
+
+def add_density_projector(c):
+  """The GJE family's projector: a density over z needs z to take negative
+  values (the ResNet's pooled output is post-ReLU), so the density sits on a
+  2-layer projector with a linear output as wide as the backbone's embedding;
+  k-NN and the linear probe also report the backbone output h."""
+  c.model.projector = True
+  c.model.projector_dim = 64 if c.model.width_multiplier == 0.125 else 128
+  c.model.projector_hidden = 4 * c.model.projector_dim
+  return c

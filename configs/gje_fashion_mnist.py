@@ -7,13 +7,10 @@ Schur-complement conditional with cross-view covariance on an accelerator.
   python train.py --config configs/gje_fashion_mnist.py:compare --workdir workdirs/compare/gje
 """
 
-from configs._fashion_mnist import fashion_mnist_config
+from configs._fashion_mnist import add_density_projector, fashion_mnist_config
 
 
 def get_config(variant: str = ""):
-  c = fashion_mnist_config("gje", variant)
-  c.model.projector = True
-  c.model.projector_dim = 64 if c.model.width_multiplier == 0.125 else 128
-  c.model.projector_hidden = 4 * c.model.projector_dim
+  c = add_density_projector(fashion_mnist_config("gje", variant))
   c.gje.covariance_type = "diag"
   return c
