@@ -51,16 +51,24 @@ def plot_training_curves(jsonl_path: str, out_png: str, title: str = "") -> None
   plt.close(fig)
 
 
-def plot_knn_over_training(runs: dict[str, str], out_png: str, metric: str = "knn30_z") -> None:
-  """k-NN accuracy over training (VJE Fig. 3) for ``{label: eval.jsonl path}``."""
-  fig, ax = plt.subplots(figsize=(6, 4))
+def plot_knn_over_training(runs: dict[str, str], out_png: str, metric="knn30_z") -> None:
+  """k-NN accuracy over training (VJE Fig. 3) for ``{label: eval.jsonl path}``.
+
+  ``metric`` is a name or a sequence of names; each run uses the first one it
+  logged (``("knn30_h", "knn30_z")``: the backbone output where a projector
+  makes it differ from z)."""
+  metrics = (metric,) if isinstance(metric, str) else tuple(metric)
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
   for label, path in runs.items():
-    rows = [r for r in read_metrics(path) if metric in r]
-    if not rows:
-      raise ValueError(f"{path} has no {metric!r} rows")
-    ax.plot([r.get("epoch", r["step"]) for r in rows], [100 * r[metric] for r in rows], marker="o", label=label)
+    logged = read_metrics(path)
+    name = next((m for m in metrics if any(m in r for r in logged)), None)
+    if name is None:
+      raise ValueError(f"{path} has none of the metrics {metrics}")
+    rows = [r for r in logged if name in r]
+    ax.plot([r.get("epoch", r["step"]) for r in rows], [100 * r[name] for r in rows], marker="o",
+            label=label if len(metrics) == 1 else f"{label} ({name})")
   ax.set_xlabel("epoch")
-  ax.set_ylabel(f"{metric} accuracy (%)")
+  ax.set_ylabel(f"{' / '.join(metrics)} accuracy (%)")
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()

@@ -1,0 +1,84 @@
+"""The same-budget comparison table and k-NN-over-training plot, from the
+workdirs that ``results/compare_fashion_mnist/run.sh`` fills.
+
+  python -m gjax.eval.compare --root workdirs/compare --out results/compare_fashion_mnist \
+      --methods vje,gje,gmje,gmje_mdn
+
+Per method: k-NN (k=30 and weighted k=200) and linear-probe top-1 on the
+backbone output (``h`` with a projector, else ``z``), on ``z`` and on ``mu``
+where they exist; the training wall time and throughput; and the collapse
+diagnostics at the end of training (per-dimension std of z, effective rank).
+A method whose diagnostics show collapse is reported as such, not dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from gjax.train.metrics import read_metrics
+
+COLLAPSE_STD = 1e-3  # below this per-dimension std (mean over dims) the embedding counts as collapsed
+
+
+def method_row(workdir: str, method: str) -> dict:
+  with open(os.path.join(workdir, "eval_results.json")) as f:
+    results = json.load(f)
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
+  last = read_metrics(os.path.join(workdir, "train.jsonl"))[-1]
+  backbone = "h" if f"knn30_h" in results else "z"
+  row = {"method": method, "backbone_feature": backbone, "wall_minutes": summary["wall_seconds"] / 60,
+         "images_per_second": last.get("images_per_second"), "final_loss": last["loss"],
+         "z_std_mean": last.get("z_std_mean"), "z_std_min": last.get("z_std_min"),
+         "z_effective_rank": last.get("z_effective_rank")}
+  for key, value in results.items():
+    if key.startswith(("knn", "linear_top1")):
+      row[key] = value
+  row["collapsed"] = bool(row["z_std_mean"] is not None and row["z_std_mean"] < COLLAPSE_STD)
+  return row
+
+
+def markdown(rows: list[dict]) -> str:
+  pct = lambda r, k: f"{100 * r[k]:.1f}" if k in r else "-"
+  lines = ["| method | k-NN30 backbone | k-NN200w backbone | linear backbone | k-NN30 z | linear z | k-NN30 mu | "
+           "linear mu | train min | img/s | z std mean / min | eff. rank z | collapsed |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    b = r["backbone_feature"]
+    fmt = lambda v, spec: format(v, spec) if isinstance(v, (int, float)) else "-"
+    lines.append(
+        f"| {r['method']} | {pct(r, f'knn30_{b}')} | {pct(r, f'knn200w_{b}')} | {pct(r, f'linear_top1_{b}')} | "
+        f"{pct(r, 'knn30_z')} | {pct(r, 'linear_top1_z')} | {pct(r, 'knn30_mu')} | {pct(r, 'linear_top1_mu')} | "
+        f"{r['wall_minutes']:.1f} | {fmt(r['images_per_second'], '.0f')} | "
+        f"{fmt(r['z_std_mean'], '.3f')} / {fmt(r['z_std_min'], '.3f')} | {fmt(r['z_effective_rank'], '.1f')} | "
+        f"{'yes' if r['collapsed'] else 'no'} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--root", required=True)
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--methods", required=True)
+  args = parser.parse_args(argv)
+  methods = args.methods.split(",")
+  missing = [m for m in methods if not os.path.exists(os.path.join(args.root, m, "eval_results.json"))]
+  if missing:
+    parser.error(f"no finished run for {missing} under {args.root} (run results/compare_fashion_mnist/run.sh)")
+  rows = [method_row(os.path.join(args.root, m), m) for m in methods]
+  os.makedirs(args.out, exist_ok=True)
+  with open(os.path.join(args.out, "results.md"), "w") as f:
+    f.write(markdown(rows))
+  with open(os.path.join(args.out, "results.jsonl"), "w") as f:
+    for r in rows:
+      f.write(json.dumps(r) + "\n")
+  from gjax.eval.plots import plot_knn_over_training
+  plot_knn_over_training({m: os.path.join(args.root, m, "eval.jsonl") for m in methods},
+                         os.path.join(args.out, "knn_over_training.png"), ("knn30_h", "knn30_z"))
+  print(markdown(rows))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,32 @@
+"""The comparison table and plot from finished run directories."""
+
+import json
+
+import pytest
+
+from gjax.eval import compare
+
+
+def _fake_run(root, method, results, std):
+  d = root / method
+  d.mkdir(parents=True)
+  (d / "eval_results.json").write_text(json.dumps(results))
+  (d / "summary.json").write_text(json.dumps({"wall_seconds": 600.0}))
+  (d / "train.jsonl").write_text(json.dumps({"step": 10, "loss": 1.0, "z_std_mean": std, "z_std_min": std / 2,
+                                             "z_effective_rank": 3.0, "images_per_second": 100.0}) + "\n")
+  key = "knn30_h" if "knn30_h" in results else "knn30_z"
+  (d / "eval.jsonl").write_text("".join(json.dumps({"step": s, "epoch": s / 5, key: 0.5 + s / 100}) + "\n"
+                                        for s in (5, 10)))
+
+
+def test_table_plot_and_collapse_flag(tmp_path):
+  _fake_run(tmp_path, "vje", {"knn30_z": 0.8, "knn200w_z": 0.7, "linear_top1_z": 0.85, "knn30_mu": 0.75}, 0.3)
+  _fake_run(tmp_path, "jepa", {"knn30_h": 0.4, "knn30_z": 0.1, "linear_top1_h": 0.5}, 1e-5)
+  out = tmp_path / "out"
+  compare.main(["--root", str(tmp_path), "--out", str(out), "--methods", "vje,jepa"])
+  table = (out / "results.md").read_text()
+  assert "| vje | 80.0 | 70.0 | 85.0 | 80.0 | 85.0 | 75.0 |" in table
+  assert "| jepa | 40.0 | - | 50.0 | 10.0 |" in table and table.rstrip().endswith("| yes |")
+  assert (out / "knn_over_training.png").stat().st_size > 0
+  with pytest.raises(SystemExit):
+    compare.main(["--root", str(tmp_path), "--out", str(out), "--methods", "vje,simclr"])
