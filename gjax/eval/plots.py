@@ -51,24 +51,26 @@ def plot_training_curves(jsonl_path: str, out_png: str, title: str = "") -> None
   plt.close(fig)
 
 
-def plot_knn_over_training(runs: dict[str, str], out_png: str, metric="knn30_z") -> None:
+def plot_knn_over_training(runs: dict[str, str], out_png: str, metric="knn30_z", every_metric: bool = False) -> None:
   """k-NN accuracy over training (VJE Fig. 3) for ``{label: eval.jsonl path}``.
 
   ``metric`` is a name or a sequence of names; each run uses the first one it
   logged (``("knn30_h", "knn30_z")``: the backbone output where a projector
-  makes it differ from z)."""
+  makes it differ from z), or with ``every_metric`` each one it logged (VJE's
+  Fig. 3 shows z and mu)."""
   metrics = (metric,) if isinstance(metric, str) else tuple(metric)
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
   for label, path in runs.items():
     logged = read_metrics(path)
-    name = next((m for m in metrics if any(m in r for r in logged)), None)
-    if name is None:
+    names = [m for m in metrics if any(m in r for r in logged)]
+    if not names:
       raise ValueError(f"{path} has none of the metrics {metrics}")
-    rows = [r for r in logged if name in r]
-    ax.plot([r.get("epoch", r["step"]) for r in rows], [100 * r[name] for r in rows], marker="o",
-            label=label if len(metrics) == 1 else f"{label} ({name})")
+    for name in names if every_metric else names[:1]:
+      rows = [r for r in logged if name in r]
+      ax.plot([r.get("epoch", r["step"]) for r in rows], [100 * r[name] for r in rows], marker="o",
+              label=label if len(metrics) == 1 else f"{label} ({name})")
   ax.set_xlabel("epoch")
-  ax.set_ylabel(f"{' / '.join(metrics)} accuracy (%)")
+  ax.set_ylabel(f"{metrics[0]} accuracy (%)" if len(metrics) == 1 else "k-NN accuracy (%)")
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
