@@ -54,11 +54,14 @@ def fashion_mnist_config(method: str, variant: str):
 
 
 def add_density_projector(c):
-  """The GJE family's projector: a density over z needs z to take negative
+  """The GJE family's projector and gradient clipping: a density over z needs z to take negative
   values (the ResNet's pooled output is post-ReLU), so the density sits on a
   2-layer projector with a linear output as wide as the backbone's embedding;
   k-NN and the linear probe also report the backbone output h."""
   c.model.projector = True
   c.model.projector_dim = 64 if c.model.width_multiplier == 0.125 else 128
   c.model.projector_hidden = 4 * c.model.projector_dim
+  # The joint NLL's gradients (global norm 50-200 early on) blew the first
+  # unclipped GMJE run up to NaN at step ~200 with SGD at lr 0.05.
+  c.optim.grad_clip_norm = 5.0
   return c

@@ -6,12 +6,14 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from gjax import data as gdata
 from gjax.train import base_config, create_train_state, make_optimizer, make_train_step, train_and_evaluate
 from gjax.train.input_pipeline import build_train_input
+from gjax.train import config as config_lib
 from gjax.train.trainer import build_method
 from gjax.train.metrics import read_metrics
 
@@ -176,3 +178,14 @@ def tiny_method_config(**overrides):
   only need every method to take a few real data-parallel steps, where compile
   time dominates."""
   return tiny_config(**{"model.encoder": "resnet10", **overrides})
+
+
+def test_gradient_clipping_bounds_the_update():
+  config = tiny_config(**{"optim.grad_clip_norm": 1.0, "optim.weight_decay": 0.0, "optim.momentum": 0.0})
+  tx, schedule = make_optimizer(config, steps_per_epoch=10, total_steps=10)
+  params = {"w": jnp.zeros(3)}
+  grads = {"w": jnp.array([30.0, 40.0, 0.0])}  # norm 50
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(jnp.linalg.norm(updates["w"]), float(schedule(0)) * 1.0, rtol=1e-5)
+  with pytest.raises(ValueError, match=r"config\.optim\.grad_clip_norm=-1\.0"):
+    config_lib.validate_config(tiny_config(**{"optim.grad_clip_norm": -1.0}), 8)

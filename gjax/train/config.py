@@ -133,6 +133,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.momentum = 0.9
   c.optim.weight_decay = 5e-6
   c.optim.warmup_epochs = 0.0
+  c.optim.grad_clip_norm = 0.0  # > 0: clip the global gradient norm to this before the update
 
   c.batch_size = 256  # global, over all devices and processes
   c.num_epochs = 800.0
@@ -265,6 +266,7 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(0 <= o.momentum < 1, "optim.momentum", o.momentum, "must be in [0, 1)")
   _require(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
   _require(o.warmup_epochs >= 0, "optim.warmup_epochs", o.warmup_epochs, "must be >= 0")
+  _require(o.grad_clip_norm >= 0, "optim.grad_clip_norm", o.grad_clip_norm, "must be >= 0 (0 = no clipping)")
 
   e = config.eval
   for field in ("knn_k", "knn_weighted_k", "batch_size"):

@@ -72,6 +72,8 @@ def make_optimizer(config, steps_per_epoch: int, total_steps: int):
 
   Weight decay is added to the gradient of every parameter before momentum,
   as ``torch.optim.SGD(weight_decay=...)`` does in the reference recipes.
+  With ``optim.grad_clip_norm > 0`` the gradient's global norm is clipped to
+  it first (the GJE family's density losses need it at SGD learning rates).
   """
   peak = config_lib.learning_rate(config)
   warmup = min(int(round(config.optim.warmup_epochs * steps_per_epoch)), total_steps - 1)
@@ -79,7 +81,9 @@ def make_optimizer(config, steps_per_epoch: int, total_steps: int):
     schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, total_steps, end_value=0.0)
   else:
     schedule = optax.cosine_decay_schedule(peak, total_steps)
+  clip = [optax.clip_by_global_norm(config.optim.grad_clip_norm)] if config.optim.grad_clip_norm > 0 else []
   tx = optax.chain(
+      *clip,
       optax.add_decayed_weights(config.optim.weight_decay),
       optax.sgd(schedule, momentum=config.optim.momentum),
   )
