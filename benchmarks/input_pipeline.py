@@ -14,7 +14,6 @@ The pipeline is not the bottleneck when its images/s is well above the step's.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -24,17 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 
 from gjax import data as gdata  # noqa: E402
+from gjax.cli import load_config  # noqa: E402
 from gjax.train import create_train_state, make_optimizer, make_train_step  # noqa: E402
 from gjax.train.trainer import build_method  # noqa: E402
 from gjax.train.input_pipeline import build_train_input  # noqa: E402
-
-
-def load_config(spec: str):
-  path, _, variant = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("bench_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(variant) if variant else module.get_config()
 
 
 def timed(fn, steps: int) -> float:

@@ -1,7 +1,9 @@
-"""What ``train.py`` and ``eval.py`` share: the two flags and the log set-up."""
+"""What ``train.py``, ``eval.py`` and the scripts share: the two flags, the log
+set-up, and loading a ``file.py[:variant]`` config outside of flags."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from typing import Callable
@@ -9,6 +11,15 @@ from typing import Callable
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
+
+
+def load_config(spec: str):
+  """``get_config(variant)`` of the config file named by ``path.py[:variant]``."""
+  path, _, variant = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("gjax_loaded_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant)
 
 
 def run_with_config(action: Callable[[object, str], object], workdir_help: str) -> None:

@@ -18,7 +18,6 @@ sampler.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import time
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gjax import math as gm
+from gjax.cli import load_config
 
 
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -78,14 +78,6 @@ def sample_quality(real: np.ndarray, fake: np.ndarray, bandwidth: float, k: int 
   return {"mmd2": mmd_rbf(real, fake, bandwidth), "precision": precision, "recall": recall}
 
 
-def _load_config(spec: str):
-  path, _, variant = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("run_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(variant)
-
-
 def run_embeddings(config, workdir: str, num_examples: int, seed: int):
   """Two-view joint embeddings of ``num_examples`` train and test images, and
   the learned density (or ``None``)."""
@@ -116,9 +108,9 @@ def run_embeddings(config, workdir: str, num_examples: int, seed: int):
                               view_rng=jax.random.PRNGKey(seed + 10 * i + (split == "test")))["z"]
              for i in (1, 2)]
     joint[split] = np.concatenate(views, axis=1)
-  density = None
-  if model.density is not None and "density_means" in model.apply(variables, method=lambda m: m.density(None)):
-    density = model.apply(variables, method=lambda m: m.density(None))
+  density = model.apply(variables, method=lambda m: m.density(None)) if model.density is not None else None
+  if density is not None and "density_means" not in density:  # a memory bank is not a joint density
+    density = None
   return joint, density
 
 
@@ -136,7 +128,7 @@ def main(argv=None):
     if not name or not config_spec or not workdir:
       parser.error(f"--run {spec!r} must look like name=CONFIG[:variant],WORKDIR")
     start = time.time()
-    config = _load_config(config_spec)
+    config = load_config(config_spec)
     joint, density = run_embeddings(config, workdir, args.num_examples, args.seed)
     real, bandwidth = joint["test"], median_distance(joint["test"])
     rng = np.random.default_rng(args.seed)

@@ -116,9 +116,9 @@ class OnlineEMMixtureDensity(nn.Module):
       fresh = gm.MixtureParams(jnp.zeros((k,)), picked, fresh_cov)
       start = jax.tree_util.tree_map(lambda a, b: jnp.where(initialized.value, a, b), params, fresh)
       stats = gm.MixtureStatistics(weight.value, first.value, second.value)
-      first_stats, _ = gm.mixture_statistics(u, *start, self.covariance_type)
-      stats = jax.tree_util.tree_map(lambda a, b: jnp.where(initialized.value, a, b), stats, first_stats)
-      stats, params, _ = gm.online_em_step(u, stats, start, self.covariance_type, self.step_size, self.cov_floor)
+      # On the first batch a step of size 1 makes the statistics that batch's own.
+      step_size = jnp.where(initialized.value, self.step_size, 1.0)
+      stats, params, _ = gm.online_em_step(u, stats, start, self.covariance_type, step_size, self.cov_floor)
       for variable, value in ((logits, params.logits), (means, params.means), (cov, params.cov),
                               (weight, stats.weight), (first, stats.first), (second, stats.second)):
         variable.value = value
