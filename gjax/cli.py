@@ -1,10 +1,12 @@
-"""What ``train.py``, ``eval.py`` and the scripts share: the two flags, the log
-set-up, and loading a ``file.py[:variant]`` config outside of flags."""
+"""What ``train.py``, ``eval.py`` and the scripts share: the flags (config,
+workdir, multi-host), the log set-up, ``jax.distributed`` start-up, and loading
+a ``file.py[:variant]`` config outside of flags."""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -22,6 +24,45 @@ def load_config(spec: str):
   return module.get_config(variant)
 
 
+#: Environment variables by which JAX's cluster detection recognises a multi-host
+#: job (Cloud TPU VMs / pod slices, SLURM, Open MPI); see ``jax._src.clusters``.
+CLUSTER_ENV_VARS = ("TPU_WORKER_HOSTNAMES", "TPU_ACCELERATOR_TYPE", "MEGASCALE_COORDINATOR_ADDRESS",
+                    "SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri")
+
+
+def initialize_distributed(mode: str, coordinator_address: str | None, num_processes: int | None,
+                           process_id: int | None) -> bool:
+  """Starts ``jax.distributed`` when the job spans several processes.
+
+  ``mode="auto"``: with ``coordinator_address`` the three values are passed
+  explicitly; otherwise JAX's own detection runs when a cluster environment is
+  present (:data:`CLUSTER_ENV_VARS`: TPU pod slices, SLURM, Open MPI) and a
+  single process runs alone. ``"on"`` always initialises, ``"off"`` never.
+  Returns whether it initialised.
+  """
+  if mode not in ("auto", "on", "off"):
+    raise ValueError(f"--distributed={mode!r} must be 'auto', 'on' or 'off'")
+  explicit = (coordinator_address, num_processes, process_id)
+  if any(value is not None for value in explicit) and not all(value is not None for value in explicit):
+    raise ValueError("--coordinator_address, --num_processes and --process_id go together; got "
+                     f"{coordinator_address!r}, {num_processes!r}, {process_id!r}")
+  if mode == "off":
+    if coordinator_address is not None:
+      raise ValueError(f"--coordinator_address={coordinator_address!r} given with --distributed=off")
+    return False
+  if coordinator_address is None and mode == "auto" and not any(v in os.environ for v in CLUSTER_ENV_VARS):
+    return False
+  import jax
+
+  if coordinator_address is None:
+    jax.distributed.initialize()
+  else:
+    if not 0 <= process_id < num_processes:
+      raise ValueError(f"--process_id={process_id} must be in [0, --num_processes={num_processes})")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  return True
+
+
 def run_with_config(action: Callable[[object, str], object], workdir_help: str) -> None:
   """Defines ``--config`` (a config file, overridable as ``--config.x=y``) and
   ``--workdir``, then runs ``action(config, workdir)`` under ``absl.app``."""
@@ -31,6 +72,16 @@ def run_with_config(action: Callable[[object, str], object], workdir_help: str) 
   flags.FLAGS.register_flag_by_module(main_module, flags.FLAGS["config"])
   workdir_flag = flags.DEFINE_string("workdir", None, workdir_help, module_name=main_module)
   flags.mark_flags_as_required(["config", "workdir"])
+  distributed = flags.DEFINE_enum(
+      "distributed", "auto", ["auto", "on", "off"],
+      "Multi-host start-up (jax.distributed.initialize): auto = with --coordinator_address, or when a "
+      "TPU pod / SLURM / Open MPI environment is detected.", module_name=main_module)
+  coordinator = flags.DEFINE_string("coordinator_address", None, "host:port of process 0's coordinator.",
+                                    module_name=main_module)
+  num_processes = flags.DEFINE_integer("num_processes", None, "Number of processes in the job.",
+                                       module_name=main_module)
+  process_id = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).",
+                                    module_name=main_module)
 
   def main(argv):
     if len(argv) > 1:
@@ -42,6 +93,11 @@ def run_with_config(action: Callable[[object, str], object], workdir_help: str) 
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s] %(message)s", "%H:%M:%S"))
     gjax_log.addHandler(handler)
     gjax_log.propagate = False
+    if initialize_distributed(distributed.value, coordinator.value, num_processes.value, process_id.value):
+      import jax
+
+      if jax.process_index() != 0:  # only process 0 logs progress; warnings still show
+        gjax_log.setLevel(logging.WARNING)
     action(config_flag.value, workdir_flag.value)
 
   app.run(main)

@@ -31,6 +31,7 @@ from gjax.data.sharding import (
     data_mesh,
     make_global_batch,
     replicated_sharding,
+    to_host,
 )
 
 _TFDS_NAMES = ("SUPPORTED_DATASETS", "make_tfds_dataset", "tfds_batches",
@@ -50,6 +51,6 @@ __all__ = [
     "make_synthetic_images", "read_idx",
     "AugmentConfig", "augment_batch", "eval_preprocess", "normalize", "two_views",
     "DATA_AXIS", "batch_sharding", "data_mesh", "make_global_batch",
-    "replicated_sharding",
+    "replicated_sharding", "to_host",
     *_TFDS_NAMES,
 ]

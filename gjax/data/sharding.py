@@ -63,3 +63,16 @@ def make_global_batch(local_batch: Any, mesh: Mesh) -> Any:
     return jax.make_array_from_process_local_data(sharding, leaf)
 
   return jax.tree_util.tree_map_with_path(to_global, local_batch)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """The whole value of a global array as a host array, on every process.
+
+  Fully addressable arrays (one process, or replicated) are read locally; an
+  array sharded over several processes is all-gathered first.
+  """
+  if x.is_fully_addressable or x.is_fully_replicated:
+    return np.asarray(x.addressable_data(0) if not x.is_fully_addressable else x)
+  from jax.experimental import multihost_utils
+
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))

@@ -32,7 +32,8 @@ def extract_features(model, variables, images: np.ndarray, augment: gdata.Augmen
   index, so the views are reproducible).
 
   Batches are padded to a multiple of the device count and sharded on the
-  mesh's ``data`` axis; the padding rows are dropped from the result.
+  mesh's ``data`` axis; the padding rows are dropped from the result. With
+  several processes each passes the same ``images`` and gets all features.
   """
   num_devices = mesh.devices.size
   batch_size = max(num_devices, batch_size - batch_size % num_devices)
@@ -52,7 +53,8 @@ def extract_features(model, variables, images: np.ndarray, augment: gdata.Augmen
     if valid < batch_size:
       batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)])
     key = jax.random.fold_in(jax.random.PRNGKey(0) if view_rng is None else view_rng, start // batch_size)
-    out = jax.device_get(embed(variables, gdata.make_global_batch(batch, mesh), key, view_rng is not None))
+    # Every process holds the whole batch; device_put keeps each process's rows.
+    out = embed(variables, jax.device_put(batch, gdata.batch_sharding(mesh)), key, view_rng is not None)
     for key, value in out.items():
-      chunks.setdefault(key, []).append(np.asarray(value[:valid]))
+      chunks.setdefault(key, []).append(gdata.to_host(value)[:valid])
   return {key: np.concatenate(parts) for key, parts in chunks.items()}

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gjax.data.sharding import batch_sharding, data_mesh, replicated_sharding
+from gjax.data.sharding import batch_sharding, data_mesh, replicated_sharding, to_host
 from gjax.eval.features import check_features
 from gjax.math import normalize
 
@@ -35,7 +35,7 @@ def knn_predict(train_features, train_labels, test_features, *, k: int = 30, num
   The training features are replicated on every device of ``mesh`` (default:
   all devices) and each chunk of test features is sharded over them on the
   ``data`` axis, so every device scores its share of the chunk against the
-  whole memory bank. Features are host arrays held by this (single) process.
+  whole memory bank. Features are host arrays, the same on every process.
   """
   train_features, test_features = np.asarray(train_features), np.asarray(test_features)
   check_features("train_features", train_features)
@@ -58,7 +58,7 @@ def knn_predict(train_features, train_labels, test_features, *, k: int = 30, num
     padded = np.pad(block, ((0, (-valid) % num_devices), (0, 0)))
     votes = _knn_votes(jax.device_put(padded, batch_sharding(mesh)), train, labels, k=k,
                        num_classes=num_classes, weighted=weighted, temperature=temperature)
-    preds.append(np.asarray(jnp.argmax(votes, axis=-1))[:valid])
+    preds.append(to_host(jnp.argmax(votes, axis=-1))[:valid])
   return np.concatenate(preds)
 
 

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gjax.data.sharding import data_mesh, make_global_batch, replicated_sharding
+from gjax.data.sharding import data_mesh, make_global_batch, replicated_sharding, to_host
 from gjax.eval.features import check_features
 
 #: Columns whose training-set standard deviation is below this are only centred.
@@ -122,11 +122,6 @@ def _make_train_step(optimizer: optax.GradientTransformation, mesh: jax.sharding
     return optax.apply_updates(params, updates), opt_state, loss
 
   return train_step
-
-
-def _to_host(x: jax.Array) -> np.ndarray:
-  """The local copy of a replicated array (works when it spans processes)."""
-  return np.asarray(x.addressable_data(0))
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
@@ -223,8 +218,8 @@ def fit_linear_probe(train_x, train_y, *, num_classes: int | None = None, epochs
       x, y = make_global_batch((features[idx], train_y[idx]), mesh)
       params, opt_state, loss = train_step(params, opt_state, x, y)
       epoch_losses.append(loss)
-  final_loss = float(np.mean([_to_host(l) for l in epoch_losses]))
-  return LinearProbe(weights=_to_host(params["weights"]), bias=_to_host(params["bias"]),
+  final_loss = float(np.mean([to_host(l) for l in epoch_losses]))
+  return LinearProbe(weights=to_host(params["weights"]), bias=to_host(params["bias"]),
                      mean=mean, std=std, final_loss=final_loss)
 
 

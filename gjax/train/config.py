@@ -13,6 +13,7 @@ import os
 
 import ml_collections
 
+from gjax.models.heads import ACTIVATIONS
 from gjax.models.resnet import ARCHS, STEMS
 from gjax.objectives import registered_methods
 
@@ -156,6 +157,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
+  # A step with a non-finite loss, gradient or update never changes the state;
+  # "stop" ends the run naming the step, "skip" goes on (at most
+  # max_consecutive_skips such steps in a row).
+  c.nonfinite_policy = "stop"
+  c.max_consecutive_skips = 10
   c.lock()
   return c
 
@@ -177,17 +183,69 @@ def _require(ok: bool, field: str, value, what: str) -> None:
     raise ValueError(f"config.{field}={value!r} is invalid: {what}")
 
 
+#: Float fields for which ``math.inf`` is meaningful (the Gaussian limit).
+INFINITY_ALLOWED = ("vje.nu",)
+
+
+def _leaves(tree, prefix: str = ""):
+  for key, value in tree.items():
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+def _check_schema(config) -> None:
+  """Every field of ``config`` exists in :func:`base_config` with the same type.
+
+  ints are accepted where floats are expected; floats must be finite (except
+  :data:`INFINITY_ALLOWED`); tuples may also be lists. A config built by hand
+  (an unlocked dict, a ``config.json`` read back) is held to the same schema
+  as one changed through ``config_flags``.
+  """
+  reference = dict(_leaves(base_config()))
+  given = dict(_leaves(config))
+  unknown = sorted(set(given) - set(reference))
+  _require(not unknown, unknown[0] if unknown else "", given.get(unknown[0]) if unknown else None,
+           f"unknown field(s) {unknown}")
+  missing = sorted(set(reference) - set(given))
+  _require(not missing, missing[0] if missing else "", None, f"missing field(s) {missing}")
+  for name, default in reference.items():
+    value = given[name]
+    if isinstance(default, bool):
+      ok, what = isinstance(value, bool), "must be a bool"
+    elif isinstance(default, int):
+      ok, what = isinstance(value, int) and not isinstance(value, bool), "must be an int"
+    elif isinstance(default, float):
+      ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "must be a number"
+      if ok and not math.isfinite(value) and not (name in INFINITY_ALLOWED and value == math.inf):
+        ok, what = False, "must be finite"
+    elif isinstance(default, str):
+      ok, what = isinstance(value, str), "must be a string"
+    elif isinstance(default, (tuple, list)):
+      ok, what = isinstance(value, (tuple, list)), "must be a tuple"
+    else:
+      raise TypeError(f"base_config field {name} has an unsupported type {type(default).__name__}")
+    _require(ok, name, value, what)
+
+
 def validate_config(config, num_devices: int, process_count: int = 1) -> None:
-  """Checks every field's type and range; raises ``ValueError`` naming the field."""
+  """Checks every field's type and range; raises ``ValueError`` naming the field.
+
+  Unknown and missing fields are errors too (:func:`_check_schema`).
+  """
+  _check_schema(config)
   _require(config.method in registered_methods(), "method", config.method,
            f"must be one of {registered_methods()}")
-  _require(isinstance(config.seed, int), "seed", config.seed, "must be an int")
+  _require(config.seed >= 0, "seed", config.seed, "must be >= 0")
   d = config.dataset
   _require(d.name in DATASETS, "dataset.name", d.name, f"must be one of {DATASETS}")
   _require(d.num_train_examples == -1 or d.num_train_examples > 0, "dataset.num_train_examples",
            d.num_train_examples, "must be -1 (all) or > 0")
   _require(all(isinstance(k, int) and k >= 0 for k in d.train_classes), "dataset.train_classes",
            d.train_classes, "must be a tuple of non-negative class indices")
+  for field in ("synthetic_image_size", "synthetic_channels"):
+    _require(d[field] >= 1, f"dataset.{field}", d[field], "must be >= 1")
   if d.data_dir:
     _require(os.path.isdir(d.data_dir), "dataset.data_dir", d.data_dir, "is not a directory")
 
@@ -197,6 +255,7 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(m.width_multiplier > 0, "model.width_multiplier", m.width_multiplier, "must be > 0")
   _require(m.compute_dtype in COMPUTE_DTYPES, "model.compute_dtype", m.compute_dtype,
            f"must be one of {COMPUTE_DTYPES}")
+  _require(m.activation in ACTIVATIONS, "model.activation", m.activation, f"must be one of {sorted(ACTIVATIONS)}")
   _require(m.projector_norm in ("layer", "batch", "none"), "model.projector_norm", m.projector_norm,
            "must be 'layer', 'batch' or 'none'")
   for field in ("bottleneck", "projector_hidden", "projector_dim", "projector_layers"):
@@ -229,7 +288,8 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   for field in ("max_age", "insert_every", "num_slices"):
     _require(gng[field] >= 1, f"gmje_gng.{field}", gng[field], "must be >= 1")
   _require(gng.marginal_weight >= 0, "gmje_gng.marginal_weight", gng.marginal_weight, "must be >= 0")
-  for field in ("jepa.predictor_hidden", "simsiam.predictor_hidden", "moco.bank_size", "sigreg.num_slices"):
+  for field in ("jepa.predictor_hidden", "simsiam.predictor_hidden", "moco.bank_size", "sigreg.num_slices",
+                "gje_naive.num_slices", "gmje_smc.bank_size"):
     section, name = field.split(".")
     _require(config[section][name] >= 1, field, config[section][name], "must be >= 1")
   for field in ("jepa.scale", "simclr.temperature", "moco.temperature", "vicreg.std_target"):
@@ -294,3 +354,7 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
            config.num_train_steps, "must be -1 (use num_epochs) or > 0")
   for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     _require(config[field] >= 1, field, config[field], "must be >= 1")
+  _require(config.nonfinite_policy in ("stop", "skip"), "nonfinite_policy", config.nonfinite_policy,
+           "must be 'stop' or 'skip'")
+  _require(config.max_consecutive_skips >= 0, "max_consecutive_skips", config.max_consecutive_skips,
+           "must be >= 0")

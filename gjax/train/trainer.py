@@ -6,8 +6,15 @@ pipeline, the two-view network with the method's head (``config.method`` ->
 the batch is sharded on the ``data`` axis, the state replicated, and the
 per-pixel augmentation runs inside the step with one key per example.
 Checkpoints (Orbax ``CheckpointManager``) are periodic and final; a run
-restarted in the same workdir resumes from the latest one, with the data order
-continuing where it stopped. Only process 0 writes logs and metric files.
+restarted in the same workdir resumes from the latest readable one, with the
+data order continuing where it stopped. Only process 0 writes logs and metric
+files.
+
+Long runs survive faults: SIGTERM / SIGINT save a checkpoint and end the run
+cleanly; an unreadable checkpoint is moved aside with a warning and the
+previous one used; a step whose loss, gradient or updated parameters are not
+finite never changes the state, and stops the run naming the step and the
+loss parts (``nonfinite_policy="stop"``) or is skipped (``"skip"``).
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ import json
 import logging
 import math
 import os
+import shutil
+import signal
+import threading
 import time
 from typing import Any
 
@@ -119,11 +129,20 @@ def make_train_step(model, objective, hparams, tx, augment: gdata.AugmentConfig,
       loss, metrics = objective.loss_fn(outputs, loss_rng, hparams)
       return loss, (metrics, model_state)
 
-    (_, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params))
-    new_state = TrainState(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state)
+    grad_norm, param_norm = optax.tree.norm(grads), optax.tree.norm(params)
+    # A non-finite loss, gradient or update leaves the state as it was (the
+    # host then stops or skips, config.nonfinite_policy); the step counter moves
+    # on so that the data order and the schedule stay those of the run.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm)
+    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm, param_norm=param_norm,
+                   nonfinite=1.0 - finite.astype(jnp.float32))
+    new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
+                           model_state=keep(model_state, state.model_state),
+                           opt_state=keep(opt_state, state.opt_state))
     return new_state, metrics
 
   return jax.jit(train_step, in_shardings=(replicated, {"image": batch_sharded, "label": batch_sharded}),
@@ -135,13 +154,12 @@ def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
 
 
-def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainState:
-  """Restores the latest checkpoint into ``state``'s structure and shardings.
+def _restore_step(manager: ocp.CheckpointManager, step: int, state: TrainState) -> TrainState:
+  """Restores checkpoint ``step`` into ``state``'s structure and shardings.
 
   Checkpoints written before ``TrainState`` held all mutable collections (a
   ``batch_stats`` field instead of ``model_state``) restore too.
   """
-  step = manager.latest_step()
   abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
   try:
     return manager.restore(step, args=ocp.args.StandardRestore(abstract))
@@ -159,9 +177,150 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainSt
                     model_state={"batch_stats": restored["batch_stats"]} if state.model_state else {})
 
 
+def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainState:
+  """Restores the newest readable checkpoint into ``state``'s structure.
+
+  A checkpoint that cannot be read (half written on a file system without
+  atomic renames, corrupt) is skipped with a warning and the previous one is
+  used; the skipped ones are then moved out of the manager's directory to
+  ``checkpoints_unreadable/`` (nothing is deleted) so the run can write those
+  steps again. If no checkpoint can be read, the newest one's error is raised
+  and nothing is moved (a config that no longer matches the checkpoints fails
+  here, naming the mismatch).
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint in {manager.directory}")
+  failures: list[tuple[int, Exception]] = []
+  for step in steps:
+    try:
+      restored = _restore_step(manager, step, state)
+    except Exception as error:  # noqa: BLE001 - any read failure: try the previous checkpoint
+      log.warning("checkpoint at step %d in %s cannot be read (%s: %s); trying the previous one",
+                  step, manager.directory, type(error).__name__, str(error).splitlines()[0][:300])
+      failures.append((step, error))
+      continue
+    if failures:
+      _move_aside(manager, [bad for bad, _ in failures])
+      log.warning("resumed from step %d; unreadable checkpoint(s) %s moved to checkpoints_unreadable/",
+                  step, [bad for bad, _ in failures])
+    return restored
+  raise failures[0][1]
+
+
+def _move_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+  directory = os.fspath(manager.directory)
+  aside = os.path.join(os.path.dirname(directory), "checkpoints_unreadable")
+  if jax.process_index() == 0:
+    os.makedirs(aside, exist_ok=True)
+    for step in steps:
+      source = os.path.join(directory, str(step))
+      target = os.path.join(aside, f"{step}-{int(time.time())}")
+      shutil.move(source, target)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("gjax_checkpoints_moved_aside")
+  manager.reload()
+
+
+class StopSignals:
+  """Context manager: SIGTERM / SIGINT ask the training loop to checkpoint and end.
+
+  The first signal sets :attr:`received` (its name); the loop saves and returns
+  at the next step boundary. A second SIGINT interrupts at once. Handlers are
+  installed only in the main thread and restored on exit.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.received: str | None = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    name = signal.Signals(signum).name
+    if self.received is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.received = name
+    log.warning("%s received: saving a checkpoint at the end of this step, then stopping", name)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous = {}
+    return False
+
+
+def _any_process(flag: bool) -> bool:
+  """Whether ``flag`` is set on any process (a collective: every process calls it)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(flag, np.int32))))
+
+
+def _describe_step(metrics: dict[str, float]) -> str:
+  return " ".join(f"{k}={v:.6g}" for k, v in metrics.items() if k != "nonfinite")
+
+
 def _format_eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class _NonFiniteGuard:
+  """Host side of the non-finite check; the step itself never applies such an update.
+
+  ``hold(step, metrics)`` keeps a step's metrics; ``check_previous()`` reads
+  the held step's flag (blocking only until that step is done, so the device
+  still has the next one queued). Policy ``stop`` raises ``FloatingPointError``
+  naming the step and its loss parts, before anything later is checkpointed;
+  ``skip`` logs it and goes on, up to ``max_consecutive_skips`` in a row.
+  """
+
+  def __init__(self, config, manager: ocp.CheckpointManager):
+    self.policy = config.nonfinite_policy
+    self.max_consecutive = config.max_consecutive_skips
+    self.manager = manager
+    self.skipped = 0
+    self.consecutive = 0
+    self._held: tuple[int, dict[str, jax.Array]] | None = None
+
+  def hold(self, step: int, metrics: dict[str, jax.Array]) -> None:
+    self._held = (step, metrics)
+
+  def check_previous(self) -> None:
+    if self._held is None:
+      return
+    step, metrics = self._held
+    self._held = None
+    if not float(gdata.to_host(metrics["nonfinite"])):
+      self.consecutive = 0
+      return
+    parts = _describe_step({k: float(gdata.to_host(v)) for k, v in metrics.items()})
+    last = self.manager.latest_step()
+    if self.policy == "skip":
+      self.skipped += 1
+      self.consecutive += 1
+      log.warning("step %d: non-finite loss, gradient or update (%s); step skipped (%d in a row)",
+                  step, parts, self.consecutive)
+      if self.consecutive <= self.max_consecutive:
+        return
+      reason = f"{self.consecutive} consecutive non-finite steps (max_consecutive_skips={self.max_consecutive})"
+    else:
+      reason = "nonfinite_policy='stop'"
+    raise FloatingPointError(
+        f"training stopped at step {step}: non-finite loss, gradient or update ({parts}); {reason}. "
+        f"The parameters were not updated by that step and the last checkpoint "
+        f"({'none' if last is None else f'step {last}'}) is intact.")
 
 
 def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None) -> dict[str, Any]:
@@ -210,54 +369,75 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   images_per_step = config.batch_size
 
   batches = global_batches(train_input.batches(start_step), mesh)
-  for step in range(start_step, end_step):
-    batch = next(batches)
-    t0 = time.time()
-    state, metrics = train_step(state, batch)
-    pending.append(metrics)
-    if compile_seconds is None:  # first call: compilation + one step
-      jax.block_until_ready(metrics)
-      compile_seconds = time.time() - t0
-      window_start = time.time()
-    else:
-      window_steps += 1
-    done = step + 1
-    if done % config.log_every_steps == 0 or done == end_step:
-      host = jax.device_get(pending)
-      pending = []
-      last_metrics = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-      elapsed = time.time() - window_start
-      throughput = window_steps * images_per_step / elapsed if window_steps and elapsed > 0 else float("nan")
-      last_metrics.update(learning_rate=float(schedule(done - 1)), images_per_second=throughput,
-                          epoch=done / train_input.steps_per_epoch)
-      writer.write_scalars(done, last_metrics)
-      if is_main:
-        rate = window_steps / elapsed if window_steps and elapsed > 0 else float("nan")
-        eta = (total_steps - done) / rate if rate == rate and rate > 0 else float("nan")
-        parts = " ".join(f"{k} {last_metrics[k]:.4g}" for k in ("loss", "directional", "radial", "kl",
-                                                                "var_mean", "var_cv", "z_std_min")
-                         if k in last_metrics)
-        log.info("step %d/%d (%.1f%%) %s | %.0f img/s | ETA %s", done, total_steps, 100 * done / total_steps,
-                 parts, throughput, _format_eta(eta) if eta == eta else "?")
-      window_start, window_steps = time.time(), 0
-    if eval_every > 0 and (done % eval_every == 0 or done == total_steps):
-      eval_metrics = representation_metrics(
-          model, state.variables, eval_data, config, mesh,
-          config.eval.online_evaluators)
-      eval_writer.write_scalars(done, dict(eval_metrics, epoch=done / train_input.steps_per_epoch))
-      if is_main:
-        log.info("eval at step %d: %s", done, " ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()))
-      window_start, window_steps = time.time(), 0  # evaluation time is not training throughput
-    if done % config.checkpoint_every_steps == 0 or done == end_step:
-      manager.save(done, args=ocp.args.StandardSave(state))
-  manager.wait_until_finished()
-  manager.close()
-  writer.close()
-  if eval_every > 0:
-    eval_writer.close()
+  guard = _NonFiniteGuard(config, manager)
+  preempted = None
+  try:
+    with StopSignals() as signals:
+      for step in range(start_step, end_step):
+        batch = next(batches)
+        t0 = time.time()
+        state, metrics = train_step(state, batch)
+        pending.append(metrics)
+        guard.check_previous()  # the step before this one: the device keeps a step queued
+        guard.hold(step + 1, metrics)
+        if compile_seconds is None:  # first call: compilation + one step
+          jax.block_until_ready(metrics)
+          compile_seconds = time.time() - t0
+          window_start = time.time()
+        else:
+          window_steps += 1
+        done = step + 1
+        at_log = done % config.log_every_steps == 0 or done == end_step
+        if at_log:
+          host = jax.device_get(pending)
+          pending = []
+          host = [m for m in host if not m["nonfinite"]] or host  # skipped steps do not enter the means
+          last_metrics = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+          elapsed = time.time() - window_start
+          throughput = window_steps * images_per_step / elapsed if window_steps and elapsed > 0 else float("nan")
+          last_metrics.update(learning_rate=float(schedule(done - 1)), images_per_second=throughput,
+                              epoch=done / train_input.steps_per_epoch, skipped_steps=guard.skipped)
+          writer.write_scalars(done, last_metrics)
+          if is_main:
+            rate = window_steps / elapsed if window_steps and elapsed > 0 else float("nan")
+            eta = (total_steps - done) / rate if rate == rate and rate > 0 else float("nan")
+            parts = " ".join(f"{k} {last_metrics[k]:.4g}" for k in ("loss", "directional", "radial", "kl",
+                                                                    "var_mean", "var_cv", "z_std_min")
+                             if k in last_metrics)
+            log.info("step %d/%d (%.1f%%) %s | %.0f img/s | ETA %s", done, total_steps,
+                     100 * done / total_steps, parts, throughput, _format_eta(eta) if eta == eta else "?")
+          window_start, window_steps = time.time(), 0
+        if eval_every > 0 and (done % eval_every == 0 or done == total_steps):
+          guard.check_previous()
+          eval_metrics = representation_metrics(
+              model, state.variables, eval_data, config, mesh,
+              config.eval.online_evaluators)
+          eval_writer.write_scalars(done, dict(eval_metrics, epoch=done / train_input.steps_per_epoch))
+          if is_main:
+            log.info("eval at step %d: %s", done, " ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()))
+          window_start, window_steps = time.time(), 0  # evaluation time is not training throughput
+        # One process alone may have been signalled: in multi-host runs the
+        # processes agree at log boundaries, a single process checks every step.
+        if (jax.process_count() == 1 or at_log) and _any_process(signals.received is not None):
+          preempted = signals.received or "a signal to another process"
+        if done % config.checkpoint_every_steps == 0 or done == end_step or preempted:
+          guard.check_previous()  # a checkpoint never holds a step that is not checked
+          manager.save(done, args=ocp.args.StandardSave(state))
+        if preempted:
+          manager.wait_until_finished()
+          if is_main:
+            log.warning("stopped by %s at step %d/%d; checkpoint saved, rerun the same command to resume",
+                        preempted, done, total_steps)
+          break
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+    if eval_every > 0:
+      eval_writer.close()
   summary = {"final_step": int(state.step), "total_steps": total_steps, "start_step": start_step,
              "wall_seconds": time.time() - run_start, "compile_seconds": compile_seconds,
-             "metrics": last_metrics}
+             "metrics": last_metrics, "skipped_steps": guard.skipped, "preempted": preempted}
   if is_main and end_step > start_step:  # a resume with nothing left to do keeps the old summary
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2)

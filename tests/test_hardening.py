@@ -1,0 +1,319 @@
+"""Long-run hardening: preemption signals, kill -9 and resume, unreadable
+checkpoints, non-finite steps, determinism, the config schema."""
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from gjax.cli import load_config
+from gjax.train import base_config, train_and_evaluate
+from gjax.train import config as config_lib
+from gjax.train import trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A tiny synthetic run through the real command line (train.py) and in process.
+TINY = {"dataset.name": "synthetic", "dataset.synthetic_image_size": 16, "dataset.num_train_examples": -1,
+        "model.width_multiplier": 0.0625, "model.bottleneck": 16, "batch_size": 16,
+        "optim.base_learning_rate": 0.5}
+
+
+def tiny(**overrides):
+  config = load_config(os.path.join(REPO, "configs/vje_fashion_mnist.py:smoke"))
+  for key, value in {**TINY, **overrides}.items():
+    *path, last = key.split(".")
+    target = config
+    for part in path:
+      target = target[part]
+    target[last] = value
+  return config
+
+
+def train_command(workdir, **overrides):
+  return [sys.executable, "train.py", "--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", str(workdir)] + [
+      f"--config.{k}={v}" for k, v in {**TINY, **overrides}.items()]
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+def assert_states_equal(a, b):
+  a, b = jax.device_get(a), jax.device_get(b)
+  assert int(a.step) == int(b.step)
+  for part in ("params", "opt_state", "model_state"):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, getattr(a, part), getattr(b, part))
+
+
+def restore(workdir, config):
+  """The newest checkpoint of ``workdir`` restored into ``config``'s state."""
+  from gjax import data as gdata
+  from gjax.train.input_pipeline import build_train_input
+
+  train_input = build_train_input(config)
+  _, _, model = trainer.build_method(config)
+  tx, _ = trainer.make_optimizer(config, train_input.steps_per_epoch, trainer.total_train_steps(
+      config, train_input.steps_per_epoch))
+  mesh = gdata.data_mesh()
+  state = trainer.create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape,
+                                     gdata.replicated_sharding(mesh))
+  manager = trainer.checkpoint_manager(str(workdir), config)
+  try:
+    return trainer.restore_latest(manager, state)
+  finally:
+    manager.close()
+
+
+def wait_for(predicate, process, timeout=300.0):
+  start = time.time()
+  while not predicate():
+    if process.poll() is not None:
+      raise AssertionError(f"training ended before the test could interrupt it:\n{process.stderr.read()[-3000:]}")
+    if time.time() - start > timeout:
+      process.kill()
+      raise AssertionError("timed out waiting for the training subprocess")
+    time.sleep(0.02)
+
+
+# --------------------------------------------------------------------------- preemption
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+  workdir = tmp_path / "run"
+  process = subprocess.Popen(
+      train_command(workdir, num_train_steps=5000, log_every_steps=5, checkpoint_every_steps=4000),
+      cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+  wait_for(lambda: (workdir / "train.jsonl").exists() and (workdir / "train.jsonl").read_text().strip(), process)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode == 0, stderr[-3000:]
+  assert "stopped by SIGTERM" in stderr
+  steps = checkpoint_steps(workdir)
+  assert len(steps) == 1 and 5 <= steps[0] < 4000, steps  # saved at the signal, not at a periodic step
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["preempted"] == "SIGTERM" and summary["final_step"] == steps[0]
+
+
+def test_sigint_in_process_stops_after_the_current_step(tmp_path, monkeypatch):
+  config = tiny(num_train_steps=50, checkpoint_every_steps=100, log_every_steps=1)
+  original = trainer.make_train_step
+  handler_before = signal.getsignal(signal.SIGINT)
+
+  def make_step_sending_sigint_at_step_3(*args, **kwargs):
+    step_fn = original(*args, **kwargs)
+    calls = []
+
+    def step(state, batch):
+      calls.append(1)
+      if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGINT)
+      return step_fn(state, batch)
+    return step
+
+  monkeypatch.setattr(trainer, "make_train_step", make_step_sending_sigint_at_step_3)
+  summary = train_and_evaluate(config, str(tmp_path))
+  assert summary["preempted"] == "SIGINT" and summary["final_step"] == 3
+  assert checkpoint_steps(tmp_path) == [3]
+  assert signal.getsignal(signal.SIGINT) is handler_before  # handlers restored
+
+
+def test_kill_9_loses_only_the_steps_since_the_checkpoint_and_resumes_exactly(tmp_path):
+  overrides = dict(num_train_steps=60, log_every_steps=5, checkpoint_every_steps=5)
+  workdir = tmp_path / "killed"
+  process = subprocess.Popen(train_command(workdir, **overrides), cwd=REPO, stderr=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, text=True)
+  wait_for(lambda: checkpoint_steps(workdir), process)
+  process.kill()  # SIGKILL: no handler runs
+  process.wait(timeout=60)
+  saved = checkpoint_steps(workdir)
+  assert saved and saved[-1] < 60, saved
+  config = tiny(**overrides)
+  resumed = train_and_evaluate(config, str(workdir))
+  assert resumed["start_step"] == saved[-1]  # nothing before the last checkpoint is redone or lost
+  full = train_and_evaluate(config, str(tmp_path / "uninterrupted"))
+  assert_states_equal(resumed["state"], full["state"])
+
+
+# --------------------------------------------------------------------------- unreadable checkpoints
+
+
+def _corrupt(step_dir):
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      path = os.path.join(root, name)
+      size = os.path.getsize(path)
+      with open(path, "wb") as f:
+        f.write(b"\x00garbage" * max(1, size // 16))
+
+
+def test_corrupt_latest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog):
+  config = tiny(num_train_steps=4, checkpoint_every_steps=2, log_every_steps=2)
+  full = train_and_evaluate(config, str(tmp_path / "full"))
+  workdir = tmp_path / "run"
+  train_and_evaluate(config, str(workdir))
+  assert checkpoint_steps(workdir) == [2, 4]
+  _corrupt(workdir / "checkpoints" / "4")
+  # A half-written checkpoint (Orbax's temporary directory of an unfinished save) is not a step.
+  os.makedirs(workdir / "checkpoints" / "6.orbax-checkpoint-tmp-1234" / "default")
+  with caplog.at_level(logging.WARNING, logger="gjax.train"):
+    resumed = train_and_evaluate(config, str(workdir))
+  assert "checkpoint at step 4" in caplog.text and "cannot be read" in caplog.text
+  assert resumed["start_step"] == 2 and resumed["final_step"] == 4
+  assert_states_equal(resumed["state"], full["state"])
+  assert [name.split("-")[0] for name in os.listdir(workdir / "checkpoints_unreadable")] == ["4"]
+
+
+def test_no_readable_checkpoint_raises_and_moves_nothing(tmp_path):
+  config = tiny(num_train_steps=2, checkpoint_every_steps=2, log_every_steps=2)
+  train_and_evaluate(config, str(tmp_path))
+  other = tiny(num_train_steps=2, **{"model.bottleneck": 32})  # a config the checkpoint does not fit
+  with pytest.raises(ValueError):
+    train_and_evaluate(other, str(tmp_path))
+  assert checkpoint_steps(tmp_path) == [2] and not (tmp_path / "checkpoints_unreadable").exists()
+
+
+# --------------------------------------------------------------------------- non-finite steps
+
+
+def _objective_with_nan_on(predicate):
+  """Wraps ``config.method``'s objective: the loss is NaN where ``predicate(rng)``."""
+  original = trainer.build_method
+
+  def build_method(config):
+    objective, hparams, model = original(config)
+
+    def loss_fn(outputs, rng, hparams):
+      loss, metrics = objective.loss_fn(outputs, rng, hparams)
+      return jnp.where(predicate(rng), jnp.nan, loss), metrics
+    return dataclasses.replace(objective, loss_fn=loss_fn), hparams, model
+  return build_method
+
+
+def test_injected_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+  config = tiny(num_train_steps=8, checkpoint_every_steps=1, log_every_steps=1)
+  good = train_and_evaluate(config, str(tmp_path / "good"), stop_after_steps=2)
+  monkeypatch.setattr(trainer, "build_method", _objective_with_nan_on(lambda rng: True))
+  with pytest.raises(FloatingPointError, match=r"training stopped at step 3: non-finite") as info:
+    train_and_evaluate(config, str(tmp_path / "good"))
+  message = str(info.value)
+  assert "loss=nan" in message and "directional=" in message and "kl=" in message  # the loss parts
+  assert "last checkpoint (step 2) is intact" in message
+  assert checkpoint_steps(tmp_path / "good")[-1] == 2
+  assert_states_equal(restore(tmp_path / "good", config), good["state"])
+
+
+def test_huge_learning_rate_is_caught_at_the_update(tmp_path):
+  config = tiny(num_train_steps=4, log_every_steps=1, **{"optim.base_learning_rate": 1e30})
+  with pytest.raises(FloatingPointError, match=r"step 1: non-finite .*param_norm=inf"):
+    train_and_evaluate(config, str(tmp_path))
+  assert checkpoint_steps(tmp_path) == []
+
+
+def test_skip_policy_skips_nonfinite_steps_and_keeps_training(tmp_path, monkeypatch):
+  config = tiny(num_train_steps=12, log_every_steps=4, nonfinite_policy="skip")
+  monkeypatch.setattr(trainer, "build_method", _objective_with_nan_on(
+      lambda rng: jax.random.bernoulli(jax.random.fold_in(rng, 7), 0.4)))
+  summary = train_and_evaluate(config, str(tmp_path))
+  assert 0 < summary["skipped_steps"] < 12 and summary["final_step"] == 12
+  params = jax.device_get(summary["state"].params)
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(params))
+  rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+  # Skipped steps stay out of the logged means; a window of only skipped steps logs NaN.
+  assert all(math.isfinite(float(row["loss"])) or row["nonfinite"] == 1.0 for row in rows)
+  assert any(math.isfinite(float(row["loss"])) for row in rows)
+  assert rows[-1]["skipped_steps"] == summary["skipped_steps"]
+  # Too many in a row stops the run.
+  always = tiny(num_train_steps=12, log_every_steps=4, nonfinite_policy="skip", max_consecutive_skips=2)
+  monkeypatch.setattr(trainer, "build_method", _objective_with_nan_on(lambda rng: True))
+  with pytest.raises(FloatingPointError, match="3 consecutive non-finite steps"):
+    train_and_evaluate(always, str(tmp_path / "always"))
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_same_config_and_seed_give_bitwise_identical_runs(tmp_path):
+  config = tiny(num_train_steps=4, log_every_steps=1, checkpoint_every_steps=4)
+  first = train_and_evaluate(config, str(tmp_path / "a"))
+  second = train_and_evaluate(config, str(tmp_path / "b"))
+  assert_states_equal(first["state"], second["state"])
+  losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "train.jsonl").read_text().splitlines()]
+            for run in ("a", "b")]
+  assert losses[0] == losses[1]
+  other_seed = train_and_evaluate(tiny(num_train_steps=4, seed=1), str(tmp_path / "c"))
+  assert not np.array_equal(jax.tree_util.tree_leaves(jax.device_get(other_seed["state"].params))[0],
+                            jax.tree_util.tree_leaves(jax.device_get(first["state"].params))[0])
+
+
+# --------------------------------------------------------------------------- config schema
+
+
+def _fields(config, prefix=""):
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      yield from _fields(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+def _with(field, value):
+  config = base_config()
+  config.unlock()
+  *path, last = field.split(".")
+  target = config
+  for part in path:
+    target = target[part]
+  target.__dict__["_fields"][last] = value  # bypass ConfigDict's own type check
+  return config
+
+
+def _bad_values(field, default):
+  """A wrong-typed value and, for numbers and names, an out-of-range one."""
+  if isinstance(default, bool):
+    return [1]
+  if isinstance(default, int):
+    return ["3", 2.5, -10**9]
+  if isinstance(default, float):
+    return ["3", -1e9, math.nan]
+  if isinstance(default, str):
+    return [3, "no-such-value"]
+  return [5, ("no-such-value",)]  # tuples
+
+
+@pytest.mark.parametrize("field,default", list(_fields(base_config())))
+def test_every_config_field_has_a_type_and_a_range(field, default):
+  for value in _bad_values(field, default):
+    with pytest.raises(ValueError, match=rf"config\.{field}="):
+      config_lib.validate_config(_with(field, value), 1)
+
+
+def test_unknown_and_missing_fields_are_rejected():
+  config = base_config()
+  config.unlock()
+  config.vje.nuu = 3.0
+  with pytest.raises(ValueError, match=r"config\.vje\.nuu=3\.0 .*unknown field"):
+    config_lib.validate_config(config, 1)
+  config = base_config()
+  config.unlock()
+  del config.optim["momentum"]
+  with pytest.raises(ValueError, match=r"config\.optim\.momentum=None .*missing field"):
+    config_lib.validate_config(config, 1)
+  config = base_config()
+  config.unlock()
+  config.vje.nu = math.inf  # the Gaussian limit stays allowed
+  config_lib.validate_config(config, 1)
