@@ -3,6 +3,8 @@ the same step, timed in the same process so the figure is a ratio on one machine
 
   python benchmarks/train_step.py --arch resnet18 --stem cifar --image 32 --batch 64,128 --width 0.25,1.0
   python benchmarks/train_step.py --arch resnet50 --stem imagenet --image 224 --batch 32 --width 1.0
+  XLA_FLAGS=--xla_cpu_use_onednn=true python benchmarks/train_step.py ...   # an XLA CPU option
+  python benchmarks/train_step.py --fake_devices 4 --no-torch                  # device scaling
 
 The step: both views through the encoder (BatchNorm in training mode), the
 VJE inference network, the loss of Eq. 38 (directional + radial Student-t NLL
@@ -12,6 +14,9 @@ momentum 0.9 and weight decay. Rows:
 * ``jax step (views given)``: that step under ``jax.jit`` on pre-made views;
 * ``jax step (incl. augmentation)``: gjax's own train step, which also makes
   both augmented views on the device (what ``train.py`` runs);
+* ``jax step (host batch each step)``: the same plus the host -> device copy
+  of a fresh uint8 numpy batch every step (``make_global_batch``), i.e. the
+  whole of ``train.py``'s step but the data set read;
 * ``torch step (views given)``: the PyTorch reference (``torch.nn`` ResNet of
   the same shape, the same loss written with ``torch`` ops).
 
@@ -31,6 +36,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+if "--fake_devices" in sys.argv:  # must reach XLA before jax starts
+  _count = sys.argv[sys.argv.index("--fake_devices") + 1]
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_count}")
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -42,7 +51,7 @@ from gjax.train.input_pipeline import augment_config  # noqa: E402
 from gjax.train.trainer import TrainState, build_method  # noqa: E402
 
 
-def bench_config(arch: str, stem: str, image: int, batch: int, width: float):
+def bench_config(arch: str, stem: str, image: int, batch: int, width: float, dtype: str = "float32"):
   c = base_config()
   c.method = "vje"
   c.dataset.name = "synthetic"
@@ -50,6 +59,7 @@ def bench_config(arch: str, stem: str, image: int, batch: int, width: float):
   c.dataset.synthetic_channels = 3
   c.model.encoder, c.model.stem, c.model.width_multiplier = arch, stem, width
   c.model.bottleneck = 512 if arch == "resnet50" else 128
+  c.model.compute_dtype = dtype
   c.batch_size = batch
   return c
 
@@ -83,16 +93,18 @@ def jax_rows(config, steps: int) -> list[tuple[str, float, float]]:
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     return TrainState(state.step + 1, optax.apply_updates(state.params, updates), model_state, opt_state), loss
 
+  gjax_step = make_train_step(model, objective, hparams, tx, augment_config(config, shape), jax.random.PRNGKey(1),
+                              mesh)
+  host_batch = {"image": images, "label": np.zeros(config.batch_size, np.int32)}
   rows = []
   for name, step, args in (
-      ("jax step (views given)", jax.jit(views_step, donate_argnums=(0,)), (*views, jax.random.PRNGKey(1))),
-      ("jax step (incl. augmentation)",
-       make_train_step(model, objective, hparams, tx, augment_config(config, shape), jax.random.PRNGKey(1), mesh),
-       (batch,))):
+      ("jax step (views given)", jax.jit(views_step, donate_argnums=(0,)), lambda: (*views, jax.random.PRNGKey(1))),
+      ("jax step (incl. augmentation)", gjax_step, lambda: (batch,)),
+      ("jax step (host batch each step)", gjax_step, lambda: (gdata.make_global_batch(host_batch, mesh),))):
     holder = {"state": jax.tree_util.tree_map(jnp.copy, state)}
 
     def run():
-      holder["state"], out = step(holder["state"], *args)
+      holder["state"], out = step(holder["state"], *args())
       jax.block_until_ready(out)
 
     start = time.perf_counter()
@@ -104,12 +116,10 @@ def jax_rows(config, steps: int) -> list[tuple[str, float, float]]:
   return rows
 
 
-def torch_row(config, steps: int):
-  try:
-    import torch
-    from torch import nn
-  except ImportError:
-    return None
+def torch_resnet(config):
+  """The PyTorch ResNet of ``config.model``'s shape (``torch.nn``, NCHW), pooled features out."""
+  import torch
+  from torch import nn
 
   expansion = 4 if config.model.encoder == "resnet50" else 1
   stages = {"resnet10": (1, 1, 1, 1), "resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3),
@@ -144,6 +154,19 @@ def torch_row(config, steps: int):
       layers.append(Block(cin, width, 2 if (i > 0 and j == 0) else 1))
       cin = width * expansion
   encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+  encoder.out_features = cin
+  return encoder
+
+
+def torch_row(config, steps: int):
+  try:
+    import torch
+    from torch import nn
+  except ImportError:
+    return None
+
+  encoder = torch_resnet(config)
+  cin = encoder.out_features
   dim, bottleneck = cin, config.model.bottleneck
   trunk = nn.Sequential(nn.Linear(dim, bottleneck), nn.LayerNorm(bottleneck), nn.ReLU(),
                         nn.Linear(bottleneck, bottleneck), nn.LayerNorm(bottleneck), nn.ReLU(),
@@ -197,14 +220,18 @@ def main():
   parser.add_argument("--batch", default="64")
   parser.add_argument("--width", default="0.25")
   parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="the JAX model's compute dtype (parameters stay float32)")
   parser.add_argument("--no-torch", action="store_true")
+  parser.add_argument("--fake_devices", type=int, default=0, help="CPU: split the host into this many devices")
   args = parser.parse_args()
-  print(f"{jax.device_count()} {jax.devices()[0].platform} device(s); load {os.getloadavg()[0]:.2f}")
+  print(f"{jax.device_count()} {jax.devices()[0].platform} device(s); XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
+        f"load {os.getloadavg()[0]:.2f}")
   print("| arch | stem | image | width | batch | step | ms/step | images/s | compile s | torch / this |")
   print("|---|---|---|---|---|---|---|---|---|---|")
   for width in (float(w) for w in args.width.split(",")):
     for batch in (int(b) for b in args.batch.split(",")):
-      config = bench_config(args.arch, args.stem, args.image, batch, width)
+      config = bench_config(args.arch, args.stem, args.image, batch, width, args.dtype)
       rows = jax_rows(config, args.steps)
       torch_result = None if args.no_torch else torch_row(config, args.steps)
       if torch_result is not None:
@@ -212,7 +239,7 @@ def main():
       torch_s = torch_result[1] if torch_result else math.nan
       for name, seconds, compile_s in rows:
         print(f"| {args.arch} | {args.stem} | {args.image} | {width} | {batch} | {name} | {1e3 * seconds:.1f} | "
-              f"{batch / seconds:.0f} | {compile_s:.1f} | {torch_s / seconds:.2f} |", flush=True)
+              f"{batch / seconds:.3g} | {compile_s:.1f} | {torch_s / seconds:.2f} |", flush=True)
   print(f"load at end {os.getloadavg()[0]:.2f}")
 
 

@@ -247,9 +247,13 @@ def test_skip_policy_skips_nonfinite_steps_and_keeps_training(tmp_path, monkeypa
 # --------------------------------------------------------------------------- determinism
 
 
-def test_same_config_and_seed_give_bitwise_identical_runs(tmp_path):
+def test_same_config_and_seed_give_bitwise_identical_runs(tmp_path, monkeypatch):
   config = tiny(num_train_steps=4, log_every_steps=1, checkpoint_every_steps=4)
+  steps = []
+  original = trainer.make_train_step
+  monkeypatch.setattr(trainer, "make_train_step", lambda *a, **k: steps.append(original(*a, **k)) or steps[-1])
   first = train_and_evaluate(config, str(tmp_path / "a"))
+  assert steps[0]._cache_size() == 1  # one compilation for the whole run: no recompiles, no layout churn
   second = train_and_evaluate(config, str(tmp_path / "b"))
   assert_states_equal(first["state"], second["state"])
   losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "train.jsonl").read_text().splitlines()]
@@ -317,3 +321,18 @@ def test_unknown_and_missing_fields_are_rejected():
   config.unlock()
   config.vje.nu = math.inf  # the Gaussian limit stays allowed
   config_lib.validate_config(config, 1)
+
+
+# --------------------------------------------------------------------------- mixed precision
+
+
+def test_bfloat16_compute_trains_with_float32_parameters_and_losses(tmp_path):
+  runs = {dtype: train_and_evaluate(tiny(num_train_steps=2, log_every_steps=1, **{"model.compute_dtype": dtype}),
+                                    str(tmp_path / dtype)) for dtype in ("float32", "bfloat16")}
+  params = jax.device_get(runs["bfloat16"]["state"].params)
+  assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(params)} == {np.dtype(np.float32)}
+  losses = {dtype: [json.loads(line)["loss"] for line in (tmp_path / dtype / "train.jsonl").read_text().splitlines()]
+            for dtype in runs}
+  assert all(math.isfinite(loss) for loss in losses["bfloat16"])
+  np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.05)  # bf16 rounding, same model
+  assert losses["bfloat16"] != losses["float32"]  # the compute dtype did change the arithmetic
