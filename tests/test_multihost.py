@@ -106,3 +106,26 @@ def test_distributed_flags_are_checked():
   finally:
     os.environ.clear()
     os.environ.update(env)
+
+
+def test_a_signal_to_one_process_checkpoints_and_stops_all_of_them(tmp_path):
+  import signal
+  import time
+
+  workdir = tmp_path / "run"
+  port = free_port()
+  overrides = dict(num_train_steps=5000, log_every_steps=5, checkpoint_every_steps=4000)
+  processes = [subprocess.Popen(train_command(workdir, **overrides) + distributed_flags(port, i), cwd=REPO,
+                                env=env_with_devices(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
+  metrics = workdir / "train.jsonl"
+  start = time.time()
+  while not (metrics.exists() and metrics.read_text().strip()):
+    assert all(p.poll() is None for p in processes) and time.time() - start < 300
+    time.sleep(0.05)
+  processes[1].send_signal(signal.SIGTERM)  # a preemption notice reaching one host only
+  errors = [p.communicate(timeout=300)[1] for p in processes]
+  assert [p.returncode for p in processes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+  assert "stopped by a signal to another process" in errors[0]
+  steps = sorted(int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit())
+  assert len(steps) == 1 and steps[0] % 5 == 0 and steps[0] < 4000, steps  # both saved the same log-boundary step
