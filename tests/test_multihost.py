@@ -13,12 +13,18 @@ import numpy as np
 import pytest
 
 from gjax.cli import initialize_distributed
+from gjax.eval import evaluate
 from gjax.train import train_and_evaluate
 from tests.test_hardening import REPO, TINY, restore, tiny, train_command
 
 STEPS = dict(num_train_steps=3, log_every_steps=1, checkpoint_every_steps=3)
 EVAL = {"eval.num_train_examples": 512, "eval.knn_k": 5, "eval.knn_weighted_k": 20,
         "eval.linear_probe_epochs": 2}
+
+
+def eval_command(workdir):
+  return [sys.executable, "eval.py", "--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", str(workdir)] + [
+      f"--config.{k}={v}" for k, v in {**TINY, **STEPS, **EVAL}.items()]
 
 
 def free_port() -> int:
@@ -52,11 +58,6 @@ def distributed_flags(port: int, process_id: int) -> list[str]:
   return [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={process_id}"]
 
 
-def eval_command(workdir):
-  return [sys.executable, "eval.py", "--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", str(workdir)] + [
-      f"--config.{k}={v}" for k, v in {**TINY, **STEPS, **EVAL}.items()]
-
-
 def test_two_processes_train_and_evaluate_like_one_process_with_as_many_devices(tmp_path):
   two, one = tmp_path / "two_processes", tmp_path / "one_process"
   port = free_port()
@@ -75,11 +76,11 @@ def test_two_processes_train_and_evaluate_like_one_process_with_as_many_devices(
             for run in (two, one)]
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
-  # eval.py unchanged on 2 processes gives the 1-process results.
+  # eval.py unchanged on 2 processes gives the results of a 1-process evaluation of the 1-process run.
   port = free_port()
-  run_processes([(eval_command(two) + distributed_flags(port, i), env_with_devices(2)) for i in range(2)]
-                + [(eval_command(one), env_with_devices(4))])
-  results = [json.loads((run / "eval_results.json").read_text()) for run in (two, one)]
+  run_processes([(eval_command(two) + distributed_flags(port, i), env_with_devices(2)) for i in range(2)])
+  results = [json.loads((two / "eval_results.json").read_text()),
+             evaluate(tiny(**STEPS, **EVAL), str(one))]
   assert results[0]["num_test"] == results[1]["num_test"] == 512
   for key in ("knn5_z", "knn20w_z", "knn5_mu", "linear_top1_z", "linear_top1_mu"):
     assert results[0][key] == pytest.approx(results[1][key], abs=1.5 / 512), key
