@@ -59,7 +59,7 @@ def plot_knn_over_training(runs: dict[str, str], out_png: str, metric="knn30_z",
   makes it differ from z), or with ``every_metric`` each one it logged (VJE's
   Fig. 3 shows z and mu)."""
   metrics = (metric,) if isinstance(metric, str) else tuple(metric)
-  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  fig, ax = plt.subplots(figsize=(6.5 + (2.5 if len(runs) > 4 else 0), 4.2))
   for label, path in runs.items():
     logged = read_metrics(path)
     names = [m for m in metrics if any(m in r for r in logged)]
@@ -72,7 +72,10 @@ def plot_knn_over_training(runs: dict[str, str], out_png: str, metric="knn30_z",
   ax.set_xlabel("epoch")
   ax.set_ylabel(f"{metrics[0]} accuracy (%)" if len(metrics) == 1 else "k-NN accuracy (%)")
   ax.grid(alpha=0.3)
-  ax.legend()
+  if len(runs) > 4:  # many runs: the legend beside the axes, not over the curves
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+  else:
+    ax.legend()
   fig.tight_layout()
   fig.savefig(out_png, dpi=110)
   plt.close(fig)
