@@ -7,6 +7,17 @@ import numpy as np
 from jax.test_util import check_grads
 
 
+def set_fields(config, overrides: dict):
+  """Sets ``{"section.field": value}`` overrides on a config, in place; returns it."""
+  for key, value in overrides.items():
+    *path, last = key.split(".")
+    target = config
+    for part in path:
+      target = target[part]
+    target[last] = value
+  return config
+
+
 def random_spd(rng: np.random.Generator, d: int, jitter: float = 0.5) -> np.ndarray:
   a = rng.normal(size=(d, d))
   return a @ a.T / d + jitter * np.eye(d)

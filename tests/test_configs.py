@@ -9,7 +9,7 @@ import pytest
 from gjax.train.config import validate_config
 
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob("configs/*.py") if not os.path.basename(p).startswith("_"))
-VARIANTS = {"vje_fashion_mnist": ("", "smoke", "one_class", "compare"), "gmje_fashion_mnist": ("", "smoke", "compare"),
+VARIANTS = {"vje_fashion_mnist": ("", "smoke", "one_class", "one_class_paper", "compare"), "gmje_fashion_mnist": ("", "smoke", "compare"),
             "gmje_mdn_fashion_mnist": ("", "smoke", "compare"), "gje_fashion_mnist": ("", "smoke", "compare"),
             **{f"{m}_fashion_mnist": ("", "smoke", "compare")
                for m in ("jepa", "simsiam", "vicreg", "simclr", "moco", "sigreg")}}

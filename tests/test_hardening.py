@@ -21,6 +21,7 @@ from gjax.cli import load_config
 from gjax.train import base_config, train_and_evaluate
 from gjax.train import config as config_lib
 from gjax.train import trainer
+from tests.helpers import set_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,14 +32,7 @@ TINY = {"dataset.name": "synthetic", "dataset.synthetic_image_size": 16, "datase
 
 
 def tiny(**overrides):
-  config = load_config(os.path.join(REPO, "configs/vje_fashion_mnist.py:smoke"))
-  for key, value in {**TINY, **overrides}.items():
-    *path, last = key.split(".")
-    target = config
-    for part in path:
-      target = target[part]
-    target[last] = value
-  return config
+  return set_fields(load_config(os.path.join(REPO, "configs/vje_fashion_mnist.py:smoke")), {**TINY, **overrides})
 
 
 def train_command(workdir, **overrides):
@@ -267,14 +261,6 @@ def test_same_config_and_seed_give_bitwise_identical_runs(tmp_path, monkeypatch)
 # --------------------------------------------------------------------------- config schema
 
 
-def _fields(config, prefix=""):
-  for key, value in config.items():
-    if hasattr(value, "items"):
-      yield from _fields(value, f"{prefix}{key}.")
-    else:
-      yield f"{prefix}{key}", value
-
-
 def _with(field, value):
   config = base_config()
   config.unlock()
@@ -299,7 +285,7 @@ def _bad_values(field, default):
   return [5, ("no-such-value",)]  # tuples
 
 
-@pytest.mark.parametrize("field,default", list(_fields(base_config())))
+@pytest.mark.parametrize("field,default", list(config_lib.config_fields(base_config())))
 def test_every_config_field_has_a_type_and_a_range(field, default):
   for value in _bad_values(field, default):
     with pytest.raises(ValueError, match=rf"config\.{field}="):

@@ -215,8 +215,23 @@ def test_variance_and_entropy_scores_closed_form():
   import scipy.stats
   ref = scipy.stats.multivariate_normal(np.zeros(5), np.diag(var[0].astype(np.float64))).entropy()
   np.testing.assert_allclose(entropy_score(var)[0], ref, rtol=1e-5)
-  scores = vje_anomaly_scores(*posterior_batch(3), 0.5)
-  assert set(scores) == {"joint", "variance_sum", "entropy"}
+  z, mu, var64 = posterior_batch(3)
+  scores = vje_anomaly_scores(z, mu, var64, 0.5)
+  assert set(scores) == {"joint", "joint_kernel", "joint_log_det", "joint_radial", "neg_elbo", "variance_sum",
+                         "entropy"}
+  # The parts against plain numpy (Eq. 24, 29, 9), and the ELBO = joint + KL.
+  z, mu, v = (np.asarray(a, np.float64) for a in (z, mu, var64))
+  unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
+  q = np.sum((unit(mu) - unit(z)) ** 2 / v, -1)
+  d = z.shape[-1]
+  np.testing.assert_allclose(scores["joint_kernel"], 0.5 * (0.5 + d) * np.log1p(q / 0.5), rtol=1e-4)
+  np.testing.assert_allclose(scores["joint_log_det"], 0.5 * np.log(v).sum(-1), rtol=1e-5, atol=1e-5)
+  dr = np.linalg.norm(z, axis=-1) - np.linalg.norm(mu, axis=-1)
+  np.testing.assert_allclose(scores["joint_radial"], 0.5 * 1.5 * np.log1p(dr ** 2 / 0.5), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(scores["joint"], scores["joint_kernel"] + scores["joint_log_det"]
+                             + scores["joint_radial"], rtol=1e-5, atol=1e-5)
+  kl = 0.5 * np.sum(v + mu ** 2 - 1 - np.log(v), -1)
+  np.testing.assert_allclose(scores["neg_elbo"], np.asarray(scores["joint"]) + kl, rtol=1e-4, atol=1e-4)
   assert jax.jit(entropy_score)(var).shape == (6,)
 
 

@@ -16,6 +16,7 @@ from gjax.train.input_pipeline import build_train_input
 from gjax.train import config as config_lib
 from gjax.train.trainer import build_method
 from gjax.train.metrics import read_metrics
+from tests.helpers import set_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,13 +35,7 @@ def tiny_config(**overrides):
   c.log_every_steps = 2
   c.checkpoint_every_steps = 2
   c.optim.base_learning_rate = 0.5
-  for key, value in overrides.items():
-    target = c
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
-  return c
+  return set_fields(c, overrides)
 
 
 def _one_step(config, devices):

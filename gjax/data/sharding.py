@@ -71,8 +71,10 @@ def to_host(x: jax.Array) -> np.ndarray:
   Fully addressable arrays (one process, or replicated) are read locally; an
   array sharded over several processes is all-gathered first.
   """
-  if x.is_fully_addressable or x.is_fully_replicated:
-    return np.asarray(x.addressable_data(0) if not x.is_fully_addressable else x)
+  if x.is_fully_addressable:
+    return np.asarray(x)
+  if x.is_fully_replicated:
+    return np.asarray(x.addressable_data(0))
   from jax.experimental import multihost_utils
 
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from gjax.math import EPS, reparameterize_diag, student_t_directional_nll, student_t_radial_nll
+from gjax.math import (EPS, kl_diag_gaussian_standard_normal, reparameterize_diag, student_t_directional_parts,
+                       student_t_radial_nll)
 from gjax.math import _checks
 
 _LOG_2PI_E = math.log(2.0 * math.pi * math.e)
@@ -89,15 +90,38 @@ def _check_same_shape(**arrays) -> tuple[int, ...]:
 
 
 @functools.partial(jax.jit, static_argnames=("nu", "num_samples", "eps", "radial_scale"))
-def _joint_nll_score(obs, mu, var, rng, *, nu, num_samples, eps, radial_scale):
-  def score_at(s):
-    return (student_t_directional_nll(obs, s, var, nu, eps)
-            + student_t_radial_nll(obs, s, nu, radial_scale))
+def _joint_nll_parts(obs, mu, var, rng, *, nu, num_samples, eps, radial_scale):
+  def parts_at(s):
+    kernel, log_det = student_t_directional_parts(obs, s, var, nu, eps)
+    return {"kernel": kernel, "log_det": jnp.broadcast_to(log_det, kernel.shape),
+            "radial": student_t_radial_nll(obs, s, nu, radial_scale)}
 
   if num_samples == 0:
-    return score_at(mu)
+    return parts_at(mu)
   noise = jax.random.normal(rng, (num_samples,) + mu.shape, mu.dtype)
-  return jnp.mean(score_at(reparameterize_diag(mu, var, noise)), axis=0)
+  return {k: jnp.mean(v, axis=0) for k, v in parts_at(reparameterize_diag(mu, var, noise)).items()}
+
+
+def joint_nll_parts(z, mu, var, nu: float, *, num_samples: int = 0, rng=None, z_obs=None,
+                    eps: float = EPS, radial_scale: float = 1.0) -> dict[str, jax.Array]:
+  """The three parts of the Eq. 39 score, each ``[...]``, higher = more anomalous:
+  ``kernel`` (the directional fit ``(nu + D)/2 · log(1 + Q/nu)``), ``log_det``
+  (``½ Σ_d log σ²_d``, the directional normaliser's scale term) and ``radial``
+  (Eq. 29). Their sum is :func:`joint_nll_score`; the arguments are its own."""
+  nu = _checks.check_nu(nu)
+  if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
+    raise ValueError(f"num_samples must be an integer >= 0, got {num_samples!r}")
+  num_samples = int(num_samples)
+  if num_samples > 0 and rng is None:
+    raise ValueError(f"num_samples={num_samples} > 0 needs a PRNG key rng")
+  arrays = {"z": z, "mu": mu, "var": var}
+  if z_obs is not None:
+    arrays["z_obs"] = z_obs
+  _check_same_shape(**arrays)
+  _checks.check_positive("var", var)
+  obs = jnp.asarray(z if z_obs is None else z_obs)
+  return _joint_nll_parts(obs, jnp.asarray(mu), jnp.asarray(var), rng, nu=nu,
+                          num_samples=num_samples, eps=float(eps), radial_scale=float(radial_scale))
 
 
 def joint_nll_score(z, mu, var, nu: float, *, num_samples: int = 0, rng=None, z_obs=None,
@@ -146,20 +170,9 @@ def joint_nll_score(z, mu, var, nu: float, *, num_samples: int = 0, rng=None, z_
       ``num_samples > 0`` without ``rng``, a concrete ``var`` entry is <= 0, or
       ``nu`` is not > 0.
   """
-  nu = _checks.check_nu(nu)
-  if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
-    raise ValueError(f"num_samples must be an integer >= 0, got {num_samples!r}")
-  num_samples = int(num_samples)
-  if num_samples > 0 and rng is None:
-    raise ValueError(f"num_samples={num_samples} > 0 needs a PRNG key rng")
-  arrays = {"z": z, "mu": mu, "var": var}
-  if z_obs is not None:
-    arrays["z_obs"] = z_obs
-  _check_same_shape(**arrays)
-  _checks.check_positive("var", var)
-  obs = jnp.asarray(z if z_obs is None else z_obs)
-  return _joint_nll_score(obs, jnp.asarray(mu), jnp.asarray(var), rng, nu=nu,
-                          num_samples=num_samples, eps=float(eps), radial_scale=float(radial_scale))
+  parts = joint_nll_parts(z, mu, var, nu, num_samples=num_samples, rng=rng, z_obs=z_obs, eps=eps,
+                          radial_scale=radial_scale)
+  return parts["kernel"] + parts["log_det"] + parts["radial"]
 
 
 def variance_sum_score(var) -> jax.Array:
@@ -188,13 +201,23 @@ def entropy_score(var) -> jax.Array:
 
 
 def vje_anomaly_scores(z, mu, var, nu: float, **joint_kwargs) -> dict[str, jax.Array]:
-  """All three Section 5.3 scores: ``{"joint", "variance_sum", "entropy"}``.
+  """The three Section 5.3 scores ``{"joint", "variance_sum", "entropy"}``,
+  and the parts of Eq. 39 and the ELBO, so a table shows which carries the signal:
+  ``joint_kernel``, ``joint_log_det``, ``joint_radial`` (:func:`joint_nll_parts`;
+  ``joint`` is their sum) and ``neg_elbo`` = ``joint + KL(q || N(0, I))``, the
+  per-example negative conditional ELBO (Eq. 37 for one direction, ``beta = 1``).
 
-  ``joint_kwargs`` go to :func:`joint_nll_score` (``num_samples``, ``rng``,
+  ``joint_kwargs`` go to :func:`joint_nll_parts` (``num_samples``, ``rng``,
   ``z_obs``, ``eps``, ``radial_scale``).
   """
+  parts = joint_nll_parts(z, mu, var, nu, **joint_kwargs)
+  joint = parts["kernel"] + parts["log_det"] + parts["radial"]
   return {
-      "joint": joint_nll_score(z, mu, var, nu, **joint_kwargs),
+      "joint": joint,
+      "joint_kernel": parts["kernel"],
+      "joint_log_det": parts["log_det"],
+      "joint_radial": parts["radial"],
+      "neg_elbo": joint + kl_diag_gaussian_standard_normal(jnp.asarray(mu), jnp.asarray(var)),
       "variance_sum": variance_sum_score(var),
       "entropy": entropy_score(var),
   }

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -36,16 +37,27 @@ from gjax.eval.sweep import grid_points, markdown_table, run_sweep
 from gjax.train.input_pipeline import augment_config, load_in_memory
 from gjax.train.metrics import read_metrics
 
-SCORES = ("joint", "joint_two_view", "variance_sum", "entropy", "gde_z", "gde_mu")
+SCORES = ("joint", "joint_kernel", "joint_log_det", "joint_radial", "neg_elbo", "joint_sampled", "joint_two_view",
+          "variance_sum", "entropy", "gde_z", "gde_mu")
+#: Reparameterised samples of the ``joint_sampled`` score (Eq. 39 averaged over the posterior).
+SAMPLED_SCORE_SAMPLES = 16
+#: The training diagnostics kept per row (the last logged window of train.jsonl).
+TRAIN_DIAGNOSTICS = ("loss", "directional_kernel", "directional_log_det", "radial", "kl", "var_mean", "var_cv",
+                     "z_std_min", "active_units", "mu_spread_ratio", "mu_cosine", "z_cosine", "z_dead_channels")
 
 
 def score_one_class(config, workdir: str) -> dict[str, float]:
   """Pretrains on ``config.dataset.train_classes`` (one class) and returns the
-  AUROC of each score on the full test split."""
+  AUROC of each score on the full test split (:data:`SCORES`), the training
+  diagnostics at the end of training (``train_*``), the posterior diagnostics
+  on the test split (``test_*``) and the wall time of the row."""
+  from gjax.math import posterior_diagnostics
   from gjax.train.trainer import build_method, train_and_evaluate
 
+  start = time.time()
   (normal,) = config.dataset.train_classes
   summary = train_and_evaluate(config, workdir)
+  train_seconds = time.time() - start
   state = summary["state"]
   train_x, _ = load_in_memory(config, "train")  # the normal class only
   test_x, test_y = load_in_memory(config, "test")
@@ -58,6 +70,9 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
   scores = vje_anomaly_scores(features["z"], features["mu"], features["var"], config.vje.nu,
                               num_samples=config.eval.anomaly_samples,
                               rng=jax.random.PRNGKey(config.seed) if config.eval.anomaly_samples else None)
+  scores["joint_sampled"] = joint_nll_score(features["z"], features["mu"], features["var"], config.vje.nu,
+                                            num_samples=SAMPLED_SCORE_SAMPLES,
+                                            rng=jax.random.PRNGKey(config.seed + 3))
   if config.eval.anomaly_views == 2:
     # Training semantics (Eq. 38): one view's posterior scores the other view's
     # embedding, averaged over both directions, on two random views per image.
@@ -69,8 +84,13 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
   for feature in ("z", "mu"):
     scores[f"gde_{feature}"] = gaussian_density_score(train_features[feature], features[feature])
   is_anomaly = test_y != normal
-  return {f"auroc_{name}": auroc(np.asarray(score), is_anomaly) for name, score in scores.items()} | {
-      "final_loss": read_metrics(os.path.join(workdir, "train.jsonl"))[-1]["loss"]}
+  last = read_metrics(os.path.join(workdir, "train.jsonl"))[-1]
+  test_diagnostics = posterior_diagnostics(*(np.asarray(features[k]) for k in ("mu", "var", "z")))
+  return ({f"auroc_{name}": auroc(np.asarray(score), is_anomaly) for name, score in scores.items()}
+          | {"final_loss": last["loss"]}
+          | {f"train_{k}": last[k] for k in TRAIN_DIAGNOSTICS if k in last}
+          | {f"test_{k}": float(v) for k, v in test_diagnostics.items()}
+          | {"train_seconds": train_seconds, "wall_seconds": time.time() - start})
 
 
 def run_one_class(config, root: str, grid: Mapping[str, Sequence] | None = None,

@@ -27,7 +27,8 @@ from gjax.math.gaussian import (
     tri_solve,
 )
 from gjax.math.gng import GNGParams, GNGState, gng_init, gng_mixture, gng_quantization_error, gng_step, gng_update
-from gjax.math.kl import kl_diag_gaussian_standard_normal, kl_diag_gaussians
+from gjax.math.kl import (free_bits_kl, kl_diag_gaussian_standard_normal, kl_diag_gaussian_standard_normal_per_dim,
+                          kl_diag_gaussians)
 from gjax.math.mixture import (
     ConditionalMixture,
     MixtureParams,
@@ -46,14 +47,18 @@ from gjax.math.mixture import (
 from gjax.math.memory_bank import (MOCO_QUEUE, ParticleBank, SMCParams, bank_info_nce, bank_init, bank_insert,
                                    bank_move, bank_reweight, effective_sample_size, kernel_log_likelihood,
                                    smc_bank_step, systematic_resample)
+from gjax.math.posterior import (ACTIVE_UNIT_THRESHOLD, DEAD_CHANNEL_RATIO, active_units, dead_channels,
+                                  mean_pairwise_cosine, mu_spread_to_posterior_std, posterior_diagnostics)
 from gjax.math.sliced import effective_rank, epps_pulley, random_unit_directions, sliced_epps_pulley
 from gjax.math.student_t import (
     multivariate_student_t_log_prob,
     multivariate_student_t_nll,
     student_t_directional_nll,
+    student_t_directional_parts,
     student_t_kernel,
     student_t_log_normalizer,
+    student_t_nll_parts,
     student_t_radial_log_normalizer,
     student_t_radial_nll,
 )
-from gjax.math.vje import vje_symmetric_loss
+from gjax.math.vje import KL_CONVENTIONS, vje_symmetric_loss

@@ -34,7 +34,7 @@ def vje_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
   ``outputs``: ``z_1, z_2`` (encoder embeddings, ``[B, D]``) and, from the
   inference network, ``mu_1, var_1, mu_2, var_2`` (``var`` already
   ``softplus + 1e-6``). ``hparams``: ``nu, beta, use_directional, use_radial,
-  use_kl``. Draws one reparameterised sample per view (Appendix A).
+  use_kl, kl_convention, free_bits``. Draws one reparameterised sample per view (Appendix A).
   """
   z_1, z_2 = outputs["z_1"], outputs["z_2"]
   key_1, key_2 = jax.random.split(rng)
@@ -45,10 +45,16 @@ def vje_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
       noise_1, noise_2,
       nu=hparams.nu, beta=hparams.beta,
       use_directional=hparams.use_directional, use_radial=hparams.use_radial, use_kl=hparams.use_kl,
+      kl_convention=hparams.kl_convention, free_bits=hparams.free_bits,
   )
   var = jnp.concatenate([outputs["var_1"], outputs["var_2"]])
+  mu = jnp.concatenate([outputs["mu_1"], outputs["mu_2"]])
   z = jnp.concatenate([z_1, z_2])
-  metrics = {"loss": loss, **parts, **posterior_statistics(var), **embedding_statistics(z)}
+  # Collapse diagnostics on the global batch (both views): active units,
+  # spread of mu against the posterior std, pairwise cosines, dead z channels.
+  diagnostics = gm.posterior_diagnostics(jax.lax.stop_gradient(mu), jax.lax.stop_gradient(var),
+                                         jax.lax.stop_gradient(z))
+  metrics = {"loss": loss, **parts, **posterior_statistics(var), **embedding_statistics(z), **diagnostics}
   return loss, metrics
 
 

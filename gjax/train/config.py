@@ -13,6 +13,7 @@ import os
 
 import ml_collections
 
+from gjax.math.vje import KL_CONVENTIONS
 from gjax.models.heads import ACTIVATIONS
 from gjax.models.resnet import ARCHS, STEMS
 from gjax.objectives import registered_methods
@@ -59,6 +60,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.vje.use_directional = True
   c.vje.use_radial = True
   c.vje.use_kl = True
+  # "mean": beta * (KL_1 + KL_2) / 2 (Eq. 38, Algorithm 4); "sum": beta * (KL_1 + KL_2) (Eq. 9-10).
+  c.vje.kl_convention = "mean"
+  # > 0: floor each dimension's batch-mean KL at this many nats (free bits; not in the paper).
+  c.vje.free_bits = 0.0
 
   # GJE / GMJE family (design doc gje-formulation.md). K = 1 with "full" is GJE.
   for method, components in (("gje", 1), ("gmje", 8)):
@@ -187,10 +192,11 @@ def _require(ok: bool, field: str, value, what: str) -> None:
 INFINITY_ALLOWED = ("vje.nu",)
 
 
-def _leaves(tree, prefix: str = ""):
+def config_fields(tree, prefix: str = ""):
+  """``(dotted name, value)`` of every leaf field of a config (or nested dict)."""
   for key, value in tree.items():
     if isinstance(value, (ml_collections.ConfigDict, dict)):
-      yield from _leaves(value, f"{prefix}{key}.")
+      yield from config_fields(value, f"{prefix}{key}.")
     else:
       yield f"{prefix}{key}", value
 
@@ -203,8 +209,8 @@ def _check_schema(config) -> None:
   (an unlocked dict, a ``config.json`` read back) is held to the same schema
   as one changed through ``config_flags``.
   """
-  reference = dict(_leaves(base_config()))
-  given = dict(_leaves(config))
+  reference = dict(config_fields(base_config()))
+  given = dict(config_fields(config))
   unknown = sorted(set(given) - set(reference))
   _require(not unknown, unknown[0] if unknown else "", given.get(unknown[0]) if unknown else None,
            f"unknown field(s) {unknown}")
@@ -264,6 +270,9 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   v = config.vje
   _require(v.nu > 0, "vje.nu", v.nu, "must be > 0 (math.inf for the Gaussian limit)")
   _require(v.beta >= 0 and math.isfinite(v.beta), "vje.beta", v.beta, "must be finite and >= 0")
+  _require(v.kl_convention in KL_CONVENTIONS, "vje.kl_convention", v.kl_convention,
+           f"must be one of {KL_CONVENTIONS}")
+  _require(v.free_bits >= 0, "vje.free_bits", v.free_bits, "must be >= 0 (0 = off)")
   _require(v.use_directional or v.use_radial or v.use_kl, "vje.use_*", False,
            "at least one of use_directional, use_radial, use_kl must be True")
 

@@ -267,8 +267,9 @@ def _any_process(flag: bool) -> bool:
   return bool(np.any(multihost_utils.process_allgather(np.asarray(flag, np.int32))))
 
 
-def _describe_step(metrics: dict[str, float]) -> str:
-  return " ".join(f"{k}={v:.6g}" for k, v in metrics.items() if k != "nonfinite")
+#: Logged every window but left out of the progress line (it shows the objective's own metrics).
+_BOOKKEEPING_METRICS = ("grad_norm", "param_norm", "nonfinite", "learning_rate", "images_per_second", "epoch",
+                        "skipped_steps")
 
 
 def _format_eta(seconds: float) -> str:
@@ -279,11 +280,12 @@ def _format_eta(seconds: float) -> str:
 class _NonFiniteGuard:
   """Host side of the non-finite check; the step itself never applies such an update.
 
-  ``hold(step, metrics)`` keeps a step's metrics; ``check_previous()`` reads
-  the held step's flag (blocking only until that step is done, so the device
-  still has the next one queued). Policy ``stop`` raises ``FloatingPointError``
-  naming the step and its loss parts, before anything later is checkpointed;
-  ``skip`` logs it and goes on, up to ``max_consecutive_skips`` in a row.
+  ``check(rows)`` takes the host metrics ``[(step, metrics), ...]`` of the
+  steps since the last check; the loop fetches them in one transfer at every
+  log, evaluation and checkpoint boundary (no per-step synchronisation).
+  Policy ``stop`` raises ``FloatingPointError`` naming the first non-finite
+  step and its loss parts, so nothing after it is checkpointed; ``skip`` logs
+  each and goes on, up to ``max_consecutive_skips`` in a row.
   """
 
   def __init__(self, config, manager: ocp.CheckpointManager):
@@ -292,35 +294,29 @@ class _NonFiniteGuard:
     self.manager = manager
     self.skipped = 0
     self.consecutive = 0
-    self._held: tuple[int, dict[str, jax.Array]] | None = None
 
-  def hold(self, step: int, metrics: dict[str, jax.Array]) -> None:
-    self._held = (step, metrics)
-
-  def check_previous(self) -> None:
-    if self._held is None:
-      return
-    step, metrics = self._held
-    self._held = None
-    if not float(gdata.to_host(metrics["nonfinite"])):
-      self.consecutive = 0
-      return
-    parts = _describe_step({k: float(gdata.to_host(v)) for k, v in metrics.items()})
-    last = self.manager.latest_step()
-    if self.policy == "skip":
-      self.skipped += 1
-      self.consecutive += 1
-      log.warning("step %d: non-finite loss, gradient or update (%s); step skipped (%d in a row)",
-                  step, parts, self.consecutive)
-      if self.consecutive <= self.max_consecutive:
-        return
-      reason = f"{self.consecutive} consecutive non-finite steps (max_consecutive_skips={self.max_consecutive})"
-    else:
-      reason = "nonfinite_policy='stop'"
-    raise FloatingPointError(
-        f"training stopped at step {step}: non-finite loss, gradient or update ({parts}); {reason}. "
-        f"The parameters were not updated by that step and the last checkpoint "
-        f"({'none' if last is None else f'step {last}'}) is intact.")
+  def check(self, rows: list[tuple[int, dict[str, np.ndarray]]]) -> None:
+    for step, metrics in rows:
+      if not metrics["nonfinite"]:
+        self.consecutive = 0
+        continue
+      parts = " ".join(f"{k}={float(v):.6g}" for k, v in metrics.items() if k != "nonfinite")
+      if self.policy == "skip":
+        self.skipped += 1
+        self.consecutive += 1
+        log.warning("step %d: non-finite loss, gradient or update (%s); step skipped (%d in a row)",
+                    step, parts, self.consecutive)
+        if self.consecutive <= self.max_consecutive:
+          continue
+        reason = (f"{self.consecutive} consecutive non-finite steps "
+                  f"(max_consecutive_skips={self.max_consecutive})")
+      else:
+        reason = "nonfinite_policy='stop'"
+      last = self.manager.latest_step()
+      raise FloatingPointError(
+          f"training stopped at step {step}: non-finite loss, gradient or update ({parts}); {reason}. "
+          f"The parameters were not updated by that step and the last checkpoint "
+          f"({'none' if last is None else f'step {last}'}) is intact.")
 
 
 def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None) -> dict[str, Any]:
@@ -362,7 +358,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
     eval_data = load_eval_data(config)
     eval_writer = MetricWriter(workdir, "eval", enabled=is_main)
   end_step = total_steps if stop_after_steps is None else min(total_steps, start_step + stop_after_steps)
-  pending: list[dict[str, jax.Array]] = []
+  unfetched: list[tuple[int, dict[str, jax.Array]]] = []  # device metrics since the last boundary
+  window: list[dict[str, np.ndarray]] = []  # host metrics of the current log window
   last_metrics: dict[str, float] = {}
   run_start = time.time()
   window_start, window_steps, compile_seconds = None, 0, None
@@ -371,15 +368,21 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   batches = global_batches(train_input.batches(start_step), mesh)
   guard = _NonFiniteGuard(config, manager)
   preempted = None
+
+  def fetch_and_check():
+    """One transfer of the metrics since the last boundary; the non-finite check on them."""
+    rows = jax.device_get(unfetched)
+    unfetched.clear()
+    guard.check(rows)
+    window.extend(metrics for _, metrics in rows)
+
   try:
     with StopSignals() as signals:
       for step in range(start_step, end_step):
         batch = next(batches)
         t0 = time.time()
         state, metrics = train_step(state, batch)
-        pending.append(metrics)
-        guard.check_previous()  # the step before this one: the device keeps a step queued
-        guard.hold(step + 1, metrics)
+        unfetched.append((step + 1, metrics))
         if compile_seconds is None:  # first call: compilation + one step
           jax.block_until_ready(metrics)
           compile_seconds = time.time() - t0
@@ -389,9 +392,9 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
         done = step + 1
         at_log = done % config.log_every_steps == 0 or done == end_step
         if at_log:
-          host = jax.device_get(pending)
-          pending = []
-          host = [m for m in host if not m["nonfinite"]] or host  # skipped steps do not enter the means
+          fetch_and_check()
+          host = [m for m in window if not m["nonfinite"]] or list(window)  # skipped steps: not in the means
+          window.clear()
           last_metrics = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
           elapsed = time.time() - window_start
           throughput = window_steps * images_per_step / elapsed if window_steps and elapsed > 0 else float("nan")
@@ -401,14 +404,14 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
           if is_main:
             rate = window_steps / elapsed if window_steps and elapsed > 0 else float("nan")
             eta = (total_steps - done) / rate if rate == rate and rate > 0 else float("nan")
-            parts = " ".join(f"{k} {last_metrics[k]:.4g}" for k in ("loss", "directional", "radial", "kl",
-                                                                    "var_mean", "var_cv", "z_std_min")
-                             if k in last_metrics)
+            # Whatever the objective returns (its loss parts and diagnostics), loss first.
+            parts = " ".join(f"{k} {v:.4g}" for k, v in sorted(last_metrics.items(), key=lambda kv: kv[0] != "loss")
+                             if k not in _BOOKKEEPING_METRICS)
             log.info("step %d/%d (%.1f%%) %s | %.0f img/s | ETA %s", done, total_steps,
                      100 * done / total_steps, parts, throughput, _format_eta(eta) if eta == eta else "?")
           window_start, window_steps = time.time(), 0
         if eval_every > 0 and (done % eval_every == 0 or done == total_steps):
-          guard.check_previous()
+          fetch_and_check()
           eval_metrics = representation_metrics(
               model, state.variables, eval_data, config, mesh,
               config.eval.online_evaluators)
@@ -421,7 +424,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
         if (jax.process_count() == 1 or at_log) and _any_process(signals.received is not None):
           preempted = signals.received or "a signal to another process"
         if done % config.checkpoint_every_steps == 0 or done == end_step or preempted:
-          guard.check_previous()  # a checkpoint never holds a step that is not checked
+          fetch_and_check()  # a checkpoint never holds a step that is not checked
           manager.save(done, args=ocp.args.StandardSave(state))
         if preempted:
           manager.wait_until_finished()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The posterior-semantics study of the one-class protocol (VJE Section 5.3) on
+# Fashion-MNIST: a 3-class screen (normal classes 0, 4, 8) of every setting,
+# in priority order, each a resumable sweep root under $ROOT. Every row of every
+# table records all scores, the diagnostics at the end of training and its wall
+# time. Then: python -m gjax.eval.one_class_report --root $ROOT --out results/one_class_fashion_mnist
+#
+#   ROOT=workdirs/posterior_study bash results/one_class_fashion_mnist/run_posterior_study.sh [NAME ...]
+#
+# With NAMEs, only those settings run (e.g. a 10-class rerun: CLASSES=0,1,2,3,4,5,6,7,8,9).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=${ROOT:-workdirs/posterior_study}
+CLASSES=${CLASSES:-0,4,8}
+OC="python -m gjax.eval.one_class --classes $CLASSES"
+CFG=configs/vje_fashion_mnist.py
+
+declare -A RUNS=(
+  [base_nu0.5]="--config $CFG:one_class --config.vje.nu=0.5"
+  [paper_recipe]="--config $CFG:one_class_paper"
+  [free_bits]="--config $CFG:one_class --config.vje.nu=0.5 --grid vje.free_bits=0.5,2.0"
+  [beta_mean]="--config $CFG:one_class --config.vje.nu=0.5 --grid vje.beta=0.5,0.75,1.25"
+  [beta_sum]="--config $CFG:one_class --config.vje.nu=0.5 --config.vje.kl_convention=sum --grid vje.beta=1.0,0.75,1.25"
+  [base_nu1]="--config $CFG:one_class --config.vje.nu=1.0"
+  [paper_lr]="--config $CFG:one_class_paper --grid optim.base_learning_rate=0.0005,0.005"
+  [width_quarter]="--config $CFG:one_class --config.vje.nu=0.5 --config.model.width_multiplier=0.25"
+)
+ORDER=(base_nu0.5 paper_recipe free_bits beta_mean beta_sum base_nu1 paper_lr width_quarter)
+[ $# -gt 0 ] && ORDER=("$@")
+for name in "${ORDER[@]}"; do
+  [ -n "${RUNS[$name]:-}" ] || { echo "unknown setting $name; known: ${!RUNS[*]}" >&2; exit 2; }
+  echo "=== $name ($(date -Is)): $OC ${RUNS[$name]} --workdir $ROOT/$name"
+  start=$(date +%s)
+  $OC ${RUNS[$name]} --workdir "$ROOT/$name"
+  echo "=== $name done in $(( $(date +%s) - start )) s"
+done
