@@ -30,6 +30,28 @@ CLUSTER_ENV_VARS = ("TPU_WORKER_HOSTNAMES", "TPU_ACCELERATOR_TYPE", "MEGASCALE_C
                     "SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri")
 
 
+#: ``jax.distributed.initialize`` timeouts (seconds). Start-up waits long for
+#: peers that are slow to import or start (JAX's default is 300 s); a peer that
+#: stops sending heartbeats (it died) ends the others after HEARTBEAT_TIMEOUT_S
+#: (default 100 s); a process that finished waits at most SHUTDOWN_TIMEOUT_S for
+#: its peers at exit (default 300 s, which left a job hanging ~5 min after a
+#: failure).
+INITIALIZATION_TIMEOUT_S = 900
+HEARTBEAT_TIMEOUT_S = 60
+SHUTDOWN_TIMEOUT_S = 120
+
+
+def _use_coordination_barriers() -> None:
+  """Orbax's barriers through the coordination service (timeout 300 s) rather
+  than a device collective: a collective's first use sets up a Gloo context on
+  CPU, which gives up after 30 s when one process is still compiling or
+  loading (seen on a loaded 2-core machine: DEADLINE_EXCEEDED in
+  CheckpointManager -> sync_global_devices)."""
+  import orbax.checkpoint  # noqa: F401  (defines the flag)
+
+  flags.FLAGS["experimental_orbax_use_distributed_barrier"].value = True
+
+
 def initialize_distributed(mode: str, coordinator_address: str | None, num_processes: int | None,
                            process_id: int | None) -> bool:
   """Starts ``jax.distributed`` when the job spans several processes.
@@ -38,7 +60,9 @@ def initialize_distributed(mode: str, coordinator_address: str | None, num_proce
   explicitly; otherwise JAX's own detection runs when a cluster environment is
   present (:data:`CLUSTER_ENV_VARS`: TPU pod slices, SLURM, Open MPI) and a
   single process runs alone. ``"on"`` always initialises, ``"off"`` never.
-  Returns whether it initialised.
+  The timeouts are :data:`INITIALIZATION_TIMEOUT_S`, :data:`HEARTBEAT_TIMEOUT_S`
+  and :data:`SHUTDOWN_TIMEOUT_S`; Orbax then synchronises through the
+  coordination service. Returns whether it initialised.
   """
   if mode not in ("auto", "on", "off"):
     raise ValueError(f"--distributed={mode!r} must be 'auto', 'on' or 'off'")
@@ -54,12 +78,15 @@ def initialize_distributed(mode: str, coordinator_address: str | None, num_proce
     return False
   import jax
 
+  timeouts = dict(initialization_timeout=INITIALIZATION_TIMEOUT_S, heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
+                  shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_S)
   if coordinator_address is None:
-    jax.distributed.initialize()
+    jax.distributed.initialize(**timeouts)
   else:
     if not 0 <= process_id < num_processes:
       raise ValueError(f"--process_id={process_id} must be in [0, --num_processes={num_processes})")
-    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    jax.distributed.initialize(coordinator_address, num_processes, process_id, **timeouts)
+  _use_coordination_barriers()
   return True
 
 
@@ -93,11 +120,24 @@ def run_with_config(action: Callable[[object, str], object], workdir_help: str) 
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s] %(message)s", "%H:%M:%S"))
     gjax_log.addHandler(handler)
     gjax_log.propagate = False
-    if initialize_distributed(distributed.value, coordinator.value, num_processes.value, process_id.value):
-      import jax
+    if not initialize_distributed(distributed.value, coordinator.value, num_processes.value, process_id.value):
+      action(config_flag.value, workdir_flag.value)
+      return
+    import jax
 
-      if jax.process_index() != 0:  # only process 0 logs progress; warnings still show
-        gjax_log.setLevel(logging.WARNING)
-    action(config_flag.value, workdir_flag.value)
+    if jax.process_index() != 0:  # only process 0 logs progress; warnings still show
+      gjax_log.setLevel(logging.WARNING)
+    try:
+      action(config_flag.value, workdir_flag.value)
+    except BaseException:  # pylint: disable=broad-except
+      # A normal exit would wait at jax.distributed's shutdown barrier for peers
+      # that may be blocked in a collective with this process; exiting at once
+      # lets the coordination service see this process gone and end the peers
+      # (within HEARTBEAT_TIMEOUT_S) instead of every process hanging.
+      gjax_log.exception("process %d of %d failed; exiting without waiting for its peers",
+                         jax.process_index(), jax.process_count())
+      logging.shutdown()
+      sys.stderr.flush()
+      os._exit(1)
 
   app.run(main)

@@ -17,5 +17,19 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # The same small programs (train steps, inits) are compiled by several tests and
 # subprocesses; a persistent compilation cache shared by them saves minutes.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/gjax-test-jax-cache")
+# It lives in the repository (.jax_cache/, git-ignored), not elsewhere on the machine.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_REPO, ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+# Temporary files that libraries make outside pytest's tmp_path (TFDS's mock
+# data, tempfile users in subprocesses) go to one directory per test process,
+# removed when it ends, so the suite leaves nothing of theirs behind.
+import atexit
+import shutil
+import tempfile
+
+_TMP = tempfile.mkdtemp(prefix="gjax-tests-")
+os.environ["TMPDIR"] = _TMP
+tempfile.tempdir = _TMP
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)

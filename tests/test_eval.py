@@ -1,5 +1,6 @@
 """k-NN evaluators and eval on a checkpoint of a tiny training run."""
 
+import json
 import os
 import subprocess
 import sys
@@ -77,6 +78,17 @@ def test_evaluate_on_a_tiny_checkpoint(tmp_path):
     assert 0.0 <= results[key] <= 1.0, key
   assert np.isfinite(results["test_var_mean"]) and results["test_var_mean"] > 0
   assert 1.0 <= results["test_z_effective_rank"] <= 32.0
+  # The posterior diagnostics, in eval_results.json and in train.jsonl.
+  from gjax.train.metrics import read_metrics
+  for row in (results, json.loads((tmp_path / "eval_results.json").read_text())):
+    assert 0 <= row["test_active_units"] <= 32 and 0 <= row["test_z_dead_channels"] <= 32
+    assert -1 <= row["test_mu_cosine"] <= 1 and -1 <= row["test_z_cosine"] <= 1 and row["test_mu_spread_ratio"] >= 0
+  logged = read_metrics(str(tmp_path / "train.jsonl"))[-1]
+  for key in ("active_units", "mu_spread_ratio", "mu_cosine", "z_cosine", "z_dead_channels",
+              "directional_kernel", "directional_log_det"):
+    assert np.isfinite(logged[key]), key
+  np.testing.assert_allclose(logged["directional_kernel"] + logged["directional_log_det"], logged["directional"],
+                             rtol=1e-4)
   with pytest.raises(ValueError, match="unknown evaluator"):
     evaluate(tiny_config(**{"eval.evaluators": ("knn", "fid")}), str(tmp_path))
   assert os.path.exists(tmp_path / "eval_results.json")
@@ -105,8 +117,13 @@ def test_one_class_protocol_on_two_classes(tmp_path):
   out = run_one_class(config, str(tmp_path), {"vje.nu": [3.0]}, classes=[0, 1])
   assert len(out["rows"]) == 2 and len(out["summary"]) == 1
   for row in out["rows"]:
-    for score in ("joint", "joint_two_view", "variance_sum", "entropy", "gde_z", "gde_mu"):
+    from gjax.eval.one_class import SCORES, TRAIN_DIAGNOSTICS
+    for score in SCORES:
       assert 0.0 <= row[f"auroc_{score}"] <= 1.0
+    # The diagnostics at the end of training and on the test split, and the row's wall time.
+    assert all(f"train_{k}" in row for k in TRAIN_DIAGNOSTICS)
+    assert 0 <= row["test_active_units"] <= 32 and -1 <= row["test_mu_cosine"] <= 1
+    assert 0 < row["train_seconds"] <= row["wall_seconds"]
   summary = out["summary"][0]
   np.testing.assert_allclose(summary["mean_auroc_joint"], np.mean([r["auroc_joint"] for r in out["rows"]]))
   assert "mean_auroc_entropy" in (tmp_path / "summary.md").read_text()
@@ -129,3 +146,16 @@ def test_knn_sharded_over_8_devices_matches_1_device():
                          mesh=data_mesh(jax.devices()[:1]))
     assert sharded.shape == (203,)
     np.testing.assert_array_equal(sharded, single)
+
+
+def test_a_stopped_one_class_training_is_not_scored(tmp_path, monkeypatch):
+  """SIGTERM during a class's training: no row is written and the sweep ends (resumable)."""
+  from gjax.eval import one_class
+  from gjax.train import trainer
+
+  monkeypatch.setattr(trainer, "train_and_evaluate",
+                      lambda config, workdir: {"preempted": "SIGTERM", "final_step": 3})
+  config = tiny_config(**{"num_train_steps": 2})
+  with pytest.raises(SystemExit, match="stopped by SIGTERM at step 3; rerun the same command to resume"):
+    one_class.run_one_class(config, str(tmp_path), {"vje.nu": [3.0]}, classes=[0, 1])
+  assert not list(tmp_path.rglob("result.json"))

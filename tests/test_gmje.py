@@ -50,15 +50,18 @@ def test_naive_loss_mahalanobis_term_is_the_dimension():
   np.testing.assert_allclose(loss, metrics["nll"])
 
 
-def _train_linear_encoder(method, steps, hp, k=1):
-  """Adam on a linear encoder z = x W of two noisy views of the same points."""
-  rng = np.random.default_rng(0)
+def _train_linear_encoder(method, steps, hp, k=1, seed=0):
+  """Adam on a linear encoder z = x W of two noisy views of the same points.
+
+  Each history row also has ``sv_ratio``: the smallest over the largest
+  singular value of the centred ``z`` (0 when a direction has collapsed)."""
+  rng = np.random.default_rng(seed)
   x = rng.normal(size=(256, 6)).astype(np.float32)
   x1 = x + 0.1 * rng.normal(size=x.shape).astype(np.float32)
   x2 = x + 0.1 * rng.normal(size=x.shape).astype(np.float32)
   objective = get_objective(method)
   density = MixtureDensity(dim=6, num_components=k, covariance_type="full")
-  params = {"W": jnp.asarray(np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32))}
+  params = {"W": jnp.asarray(np.random.default_rng(seed + 1).normal(size=(6, 3)).astype(np.float32))}
   if objective.head == "joint_density":
     params["density"] = density.init(jax.random.PRNGKey(0))["params"]
   tx = optax.adam(0.01)
@@ -72,6 +75,9 @@ def _train_linear_encoder(method, steps, hp, k=1):
       return objective.loss_fn(outputs, key, hp)
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
+    z = x1 @ params["W"]
+    singular = jnp.linalg.svd(z - jnp.mean(z, axis=0), compute_uv=False)
+    metrics = dict(metrics, sv_ratio=singular[-1] / singular[0])
     return optax.apply_updates(params, updates), opt_state, metrics
 
   opt_state = tx.init(params)
@@ -82,19 +88,32 @@ def _train_linear_encoder(method, steps, hp, k=1):
   return history
 
 
-def test_trace_trap_collapses_and_the_remedies_do_not():
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_trace_trap_collapses_a_direction(seed):
   config = base_config()
-  naive = _train_linear_encoder("gje_naive", 600, config.gje_naive)
-  # The Mahalanobis term stays 2d = 6 throughout: no gradient from it...
+  naive = _train_linear_encoder("gje_naive", 600, config.gje_naive, seed=seed)
+  # The trap itself: the Mahalanobis term is 2d = 6 at every step, whatever
+  # the embedding, so it gives no gradient...
   assert all(abs(h["mahalanobis"] - 6.0) < 1e-3 for h in naive)
-  # ...so the loss falls without bound by collapsing a direction of z.
-  assert naive[-1]["loss"] < naive[0]["loss"] - 10
-  assert naive[-1]["z_effective_rank"] < 1.5 < naive[0]["z_effective_rank"]
+  # ...and the only thing left, ½ log det of the batch covariance, is lowered
+  # by shrinking a direction of z. What is asserted is the defining quantity,
+  # the smallest singular value of z against the largest: it falls more than
+  # 10x (measured on seeds 0-4 over 600 steps on AMD Zen 3: 30-130x, to
+  # 0.002-0.006 from 0.16-0.65). The later trajectory is not asserted: near a
+  # singular covariance, float32 log-det gradients make Adam erratic, and the
+  # final effective rank (1.2-1.8 at step 600) depends on the CPU's rounding.
+  assert min(h["sv_ratio"] for h in naive) < 0.1 * naive[0]["sv_ratio"]
+  assert min(h["loss"] for h in naive) < naive[0]["loss"] - 5  # measured: 10.4-16 nats lower
+
+
+def test_the_trace_trap_remedies_keep_every_direction():
+  config = base_config()
   gje = _train_linear_encoder("gje", 300, config.gje)
   config.gmje.num_components = 3
   gmje = _train_linear_encoder("gmje", 300, config.gmje, k=3)
   for remedy in (gje, gmje):
     assert remedy[-1]["z_effective_rank"] > 2.8  # all three directions kept
+    assert min(h["sv_ratio"] for h in remedy) > 0.1
     assert 0.5 < remedy[-1]["z_std_mean"] < 2.0  # near the N(0, I) marginal target
     assert remedy[-1]["loss"] < remedy[0]["loss"]
 

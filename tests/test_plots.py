@@ -34,5 +34,5 @@ def test_plots_reject_missing_metrics(tmp_path):
   with pytest.raises(ValueError, match="no metric rows"):
     plots.plot_training_curves(str(tmp_path / "empty.jsonl"), str(tmp_path / "x.png"))
   _write_jsonl(tmp_path / "eval.jsonl", [{"step": 1, "loss": 1.0}])
-  with pytest.raises(ValueError, match="has none of the metrics \('knn30_z',\)"):
+  with pytest.raises(ValueError, match=r"has none of the metrics \('knn30_z',\)"):
     plots.plot_knn_over_training({"a": str(tmp_path / "eval.jsonl")}, str(tmp_path / "x.png"))

@@ -17,7 +17,7 @@ from gjax import data as gdata
 from gjax.eval.features import extract_features
 from gjax.eval.knn import knn_accuracy
 from gjax.eval.linear_probe import train_linear_probe
-from gjax.math import effective_rank
+from gjax.math import effective_rank, posterior_diagnostics
 from gjax.objectives.vje import posterior_statistics
 from gjax.train import config as config_lib
 from gjax.train.input_pipeline import augment_config, load_in_memory
@@ -53,7 +53,8 @@ def representation_metrics(model, variables, eval_data, config, mesh,
   model's current ``variables``: ``knn`` (plain k and weighted k on ``z``,
   ``mu`` and, with a projector, the backbone output ``h``), ``linear_probe``
   (top-1/top-5 on each) and ``posterior`` (test-set
-  Var mean / Var CV and the effective rank of ``z``)."""
+  Var mean / Var CV, the effective rank of ``z`` and
+  :func:`gjax.math.posterior_diagnostics`)."""
   train_x, train_y, test_x, test_y = eval_data
   augment = augment_config(config, train_x.shape[1:])
   train_f = extract_features(model, variables, train_x, augment, mesh, config.eval.batch_size)
@@ -82,6 +83,9 @@ def representation_metrics(model, variables, eval_data, config, mesh,
     results["test_z_effective_rank"] = float(effective_rank(jnp.asarray(test_f["z"])))
     if "var" in test_f:
       stats = posterior_statistics(jnp.asarray(test_f["var"]))
+      # Collapse diagnostics of the posterior on the test split: active units,
+      # spread of mu against the posterior std, pairwise cosines, dead z channels.
+      stats.update(posterior_diagnostics(*(jnp.asarray(test_f[k]) for k in ("mu", "var", "z"))))
       results.update({f"test_{k}": float(v) for k, v in stats.items()})
   return results
 

@@ -57,6 +57,11 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
   start = time.time()
   (normal,) = config.dataset.train_classes
   summary = train_and_evaluate(config, workdir)
+  if summary.get("preempted"):
+    # A stopped run is not a result: no row is written, the sweep ends, and
+    # the same command resumes this class from its checkpoint.
+    raise SystemExit(f"one-class training in {workdir} was stopped by {summary['preempted']} at step "
+                     f"{summary['final_step']}; rerun the same command to resume")
   train_seconds = time.time() - start
   state = summary["state"]
   train_x, _ = load_in_memory(config, "train")  # the normal class only

@@ -218,9 +218,8 @@ def _move_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
       target = os.path.join(aside, f"{step}-{int(time.time())}")
       shutil.move(source, target)
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices("gjax_checkpoints_moved_aside")
+    # A coordination-service barrier (with a timeout), not a device collective.
+    ocp.multihost.sync_global_processes("gjax_checkpoints_moved_aside")
   manager.reload()
 
 

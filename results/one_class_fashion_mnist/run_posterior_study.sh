@@ -18,14 +18,19 @@ CFG=configs/vje_fashion_mnist.py
 declare -A RUNS=(
   [base_nu0.5]="--config $CFG:one_class --config.vje.nu=0.5"
   [paper_recipe]="--config $CFG:one_class_paper"
-  [free_bits]="--config $CFG:one_class --config.vje.nu=0.5 --grid vje.free_bits=0.5,2.0"
-  [beta_mean]="--config $CFG:one_class --config.vje.nu=0.5 --grid vje.beta=0.5,0.75,1.25"
-  [beta_sum]="--config $CFG:one_class --config.vje.nu=0.5 --config.vje.kl_convention=sum --grid vje.beta=1.0,0.75,1.25"
+  [free_bits]="--config $CFG:one_class --config.vje.nu=0.5 --grid vje.free_bits=0.5"
+  [beta_mean]="--config $CFG:one_class --config.vje.nu=0.5 --grid vje.beta=0.5"
+  [beta_sum]="--config $CFG:one_class --config.vje.nu=0.5 --config.vje.kl_convention=sum --grid vje.beta=1.0"
   [base_nu1]="--config $CFG:one_class --config.vje.nu=1.0"
+  [beta_mean_more]="--config $CFG:one_class --config.vje.nu=0.5 --grid vje.beta=0.75,1.25"
+  [beta_sum_more]="--config $CFG:one_class --config.vje.nu=0.5 --config.vje.kl_convention=sum --grid vje.beta=0.75,1.25"
+  [free_bits_more]="--config $CFG:one_class --config.vje.nu=0.5 --grid vje.free_bits=2.0"
   [paper_lr]="--config $CFG:one_class_paper --grid optim.base_learning_rate=0.0005,0.005"
   [width_quarter]="--config $CFG:one_class --config.vje.nu=0.5 --config.model.width_multiplier=0.25"
 )
-ORDER=(base_nu0.5 paper_recipe free_bits beta_mean beta_sum base_nu1 paper_lr width_quarter)
+# beta = 0.5 under "sum" is beta = 1.0 under "mean" (base_nu0.5) to the last bit: not run twice.
+ORDER=(base_nu0.5 paper_recipe free_bits beta_mean beta_sum base_nu1 beta_mean_more beta_sum_more free_bits_more
+       paper_lr width_quarter)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   [ -n "${RUNS[$name]:-}" ] || { echo "unknown setting $name; known: ${!RUNS[*]}" >&2; exit 2; }
