@@ -159,3 +159,40 @@ def test_a_stopped_one_class_training_is_not_scored(tmp_path, monkeypatch):
   with pytest.raises(SystemExit, match="stopped by SIGTERM at step 3; rerun the same command to resume"):
     one_class.run_one_class(config, str(tmp_path), {"vje.nu": [3.0]}, classes=[0, 1])
   assert not list(tmp_path.rglob("result.json"))
+
+
+def test_one_class_report_tables_come_from_the_rows(tmp_path):
+  from gjax.eval import one_class_report
+  from gjax.eval.one_class import SCORES, TRAIN_DIAGNOSTICS
+
+  rng = np.random.default_rng(0)
+  expected = {}
+  for setting, beta in (("base", 1.0), ("beta_half", 0.5)):
+    for c in (0, 3):
+      d = tmp_path / "study" / setting / f"dataset.train_classes=_{c},_"
+      d.mkdir(parents=True)
+      config = tiny_config(**{"vje.beta": beta, "dataset.train_classes": (c,)})
+      (d / "config.json").write_text(config.to_json())
+      result = {f"auroc_{s}": float(rng.uniform(0.4, 0.9)) for s in SCORES}
+      result.update({f"train_{k}": 1.0 for k in TRAIN_DIAGNOSTICS}, test_active_units=float(c), wall_seconds=60.0)
+      (d / "result.json").write_text(json.dumps(result))
+      (d / "train.jsonl").write_text("".join(json.dumps({"step": s, "active_units": 1.0, "kl": 2.0}) + "\n"
+                                             for s in (1, 2)))
+      expected.setdefault(setting, []).append(result)
+  (tmp_path / "ref.md").write_text("| class | auroc_ocsvm | auroc_gde | auroc_knn5 |\n|---|---|---|---|\n"
+                                   "| 0 | 0.8 | 0.9 | 0.95 |\n| 3 | 0.7 | 0.8 | 0.85 |\n")
+  summary = one_class_report.write_report(str(tmp_path / "study"), str(tmp_path / "out"), str(tmp_path / "ref.md"))
+  by_setting = {s["setting"]: s for s in summary}
+  for setting, results in expected.items():
+    s = by_setting[setting]
+    assert s["classes"] == "0,3" and s["wall_minutes"] == pytest.approx(2.0)
+    assert s["test_active_units"] == pytest.approx(1.5)
+    for score in SCORES:
+      assert s[score] == pytest.approx(100 * np.mean([r[f"auroc_{score}"] for r in results]))
+    assert s["paper_ordering"] == (s["joint"] > s["variance_sum"] > s["entropy"])
+  table = (tmp_path / "out" / "posterior_study.md").read_text()
+  assert "| beta_half | 0.5 | mean |" in table and "| 85 | 90 |" in table  # raw-pixel GDE / 5-NN means
+  for png in ("per_class_auroc_best.png", "diagnostics_over_training_best.png", "heatmap_beta_nu_joint_study.png"):
+    assert (tmp_path / "out" / png).stat().st_size > 1000
+  with pytest.raises(FileNotFoundError, match="no finished one-class rows"):
+    one_class_report.read_study(str(tmp_path / "out"))

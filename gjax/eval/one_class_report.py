@@ -1,0 +1,206 @@
+"""Tables and plots of a one-class study (VJE Section 5.3), made from its files.
+
+  python -m gjax.eval.one_class_report --root workdirs/posterior_study \
+      --out results/one_class_fashion_mnist [--raw_pixel_reference results/one_class_fashion_mnist/raw_pixel_reference.md]
+
+``ROOT/<setting>/<grid point, class>/`` are the directories that
+``python -m gjax.eval.one_class`` writes (``run_posterior_study.sh`` makes one
+``<setting>`` per line). Every row of the tables is read from a
+``result.json`` and the ``config.json`` beside it, so nothing is typed by
+hand: the mean AUROC over the classes of every score (which part of Eq. 39
+carries the signal), whether the paper's ordering (Eq. 39 > variance sum >
+entropy) holds, the diagnostics at the end of training and on the test split,
+and the wall time. Writes ``posterior_study.md`` / ``posterior_study.jsonl``,
+per-class AUROC bars and the diagnostics over training of the best and the
+paper's setting, and the beta x nu heat map of the settings swept.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from gjax.eval.sweep import markdown_table
+from gjax.train.metrics import read_metrics
+
+#: The config fields that tell the settings of a study apart (read from config.json).
+SETTING_FIELDS = ("vje.beta", "vje.nu", "vje.kl_convention", "vje.free_bits", "optim.base_learning_rate",
+                  "optim.lr_scaling", "batch_size", "model.width_multiplier", "num_epochs")
+#: Scores of the AUROC table, in its column order.
+TABLE_SCORES = ("joint", "joint_kernel", "joint_log_det", "joint_radial", "neg_elbo", "joint_sampled",
+                "joint_two_view", "variance_sum", "entropy", "gde_z", "gde_mu")
+#: Diagnostics of the second table (means over classes).
+TABLE_DIAGNOSTICS = ("train_active_units", "test_active_units", "train_mu_spread_ratio", "test_mu_spread_ratio",
+                     "test_mu_cosine", "test_z_cosine", "train_z_dead_channels", "train_var_mean",
+                     "train_directional_kernel", "train_directional_log_det", "train_kl")
+#: Curves of the diagnostics-over-training plot.
+CURVES = ("active_units", "mu_spread_ratio", "mu_cosine", "directional_kernel", "directional_log_det", "kl")
+
+
+def _field(config: dict, dotted: str):
+  value = config
+  for part in dotted.split("."):
+    value = value[part]
+  return value
+
+
+def read_study(root: str) -> list[dict[str, Any]]:
+  """One row per finished (setting, class): the result, the setting's fields and its directory."""
+  rows = []
+  for result_path in sorted(glob.glob(os.path.join(root, "*", "*", "result.json"))):
+    directory = os.path.dirname(result_path)
+    with open(result_path) as f:
+      result = json.load(f)
+    config_path = os.path.join(directory, "config.json")
+    if not os.path.exists(config_path):
+      raise FileNotFoundError(f"{config_path} is missing: cannot tell which setting {result_path} belongs to")
+    with open(config_path) as f:
+      config = json.load(f)
+    setting = {field: _field(config, field) for field in SETTING_FIELDS}
+    rows.append({"setting": os.path.basename(os.path.dirname(directory)), **setting,
+                 "class": int(_field(config, "dataset.train_classes")[0]), "dir": directory, **result})
+  if not rows:
+    raise FileNotFoundError(f"no finished one-class rows (*/*/result.json) under {root}")
+  return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Mean over classes per distinct setting; the classes it covers; wall time in minutes."""
+  groups: dict[tuple, list[dict]] = {}
+  for row in rows:
+    groups.setdefault((row["setting"],) + tuple(row[f] for f in SETTING_FIELDS), []).append(row)
+  summary = []
+  for key, members in groups.items():
+    out = {"setting": key[0], **dict(zip(SETTING_FIELDS, key[1:])),
+           "classes": ",".join(str(m["class"]) for m in sorted(members, key=lambda m: m["class"]))}
+    for score in TABLE_SCORES:
+      values = [m[f"auroc_{score}"] for m in members if f"auroc_{score}" in m]
+      out[score] = 100 * float(np.mean(values)) if len(values) == len(members) else float("nan")
+    out["paper_ordering"] = bool(out["joint"] > out["variance_sum"] > out["entropy"])
+    for diag in TABLE_DIAGNOSTICS:
+      values = [m[diag] for m in members if diag in m]
+      out[diag] = float(np.mean(values)) if len(values) == len(members) else float("nan")
+    out["wall_minutes"] = sum(m.get("wall_seconds", float("nan")) for m in members) / 60
+    out["rows"] = members
+    summary.append(out)
+  return summary
+
+
+def read_reference(path: str) -> dict[int, dict[str, float]]:
+  """Per-class rows of the raw-pixel reference table written by ``one_class --raw_pixel_reference``."""
+  with open(path) as f:
+    lines = [line.strip() for line in f if line.strip().startswith("|")]
+  header = [c.strip() for c in lines[0].strip("|").split("|")]
+  table = {}
+  for line in lines[2:]:
+    cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+    if cells["class"].isdigit():
+      table[int(cells["class"])] = {k: float(v) for k, v in cells.items() if k != "class"}
+  return table
+
+
+def _short(setting: dict) -> str:
+  return (f"{setting['setting']}: beta={setting['vje.beta']:g} ({setting['vje.kl_convention']}), "
+          f"nu={setting['vje.nu']:g}, free_bits={setting['vje.free_bits']:g}")
+
+
+def write_report(root: str, out: str, reference_path: str | None = None) -> list[dict[str, Any]]:
+  from gjax.eval import plots
+
+  rows = read_study(root)
+  summary = summarise(rows)
+  reference = read_reference(reference_path) if reference_path else {}
+  os.makedirs(out, exist_ok=True)
+  columns = ["setting", "vje.beta", "vje.kl_convention", "vje.nu", "vje.free_bits", "optim.base_learning_rate",
+             "batch_size", "model.width_multiplier", "classes"]
+  auroc_rows, diag_rows = [], []
+  for s in summary:
+    ref = {}
+    if reference and all(int(c) in reference for c in s["classes"].split(",")):
+      ref = {f"raw_{k}": 100 * float(np.mean([reference[int(c)][f"auroc_{k}"] for c in s["classes"].split(",")]))
+             for k in ("gde", "knn5")}
+    auroc_rows.append({**{c: s[c] for c in columns}, **{k: s[k] for k in TABLE_SCORES},
+                       "paper_ordering": s["paper_ordering"], **ref})
+    diag_rows.append({"setting": s["setting"], "vje.beta": s["vje.beta"], "vje.kl_convention": s["vje.kl_convention"],
+                      "vje.free_bits": s["vje.free_bits"], **{k: s[k] for k in TABLE_DIAGNOSTICS},
+                      "wall_minutes": s["wall_minutes"]})
+  per_class = [{"setting": r["setting"], "vje.beta": r["vje.beta"], "vje.kl_convention": r["vje.kl_convention"],
+                "vje.free_bits": r["vje.free_bits"], "class": r["class"],
+                **{k: 100 * r[f"auroc_{k}"] for k in TABLE_SCORES if f"auroc_{k}" in r},
+                "test_active_units": r.get("test_active_units"), "wall_minutes": r.get("wall_seconds", 0) / 60}
+               for r in rows]
+  with open(os.path.join(out, "posterior_study.md"), "w") as f:
+    f.write(f"# One-class posterior study: mean AUROC (%) over the classes listed\n\n"
+            f"Made by `python -m gjax.eval.one_class_report --root {root} --out {out}"
+            + (f" --raw_pixel_reference {reference_path}" if reference_path else "") + "` from the rows that "
+            "`results/one_class_fashion_mnist/run_posterior_study.sh` wrote.\n\n"
+            "## AUROC of every score\n\n" + markdown_table(auroc_rows)
+            + "\n## Diagnostics at the end of training (train_*: last logged window) and on the test split "
+            "(test_*), means over the classes\n\n" + markdown_table(diag_rows)
+            + "\n## Per class\n\n" + markdown_table(per_class))
+  with open(os.path.join(out, "posterior_study.jsonl"), "w") as f:
+    for row in rows:
+      f.write(json.dumps({k: v for k, v in row.items() if k != "dir"}, default=str) + "\n")
+
+  # Plots: per-class bars and diagnostics over training for the best setting
+  # (by the Eq. 39 score) and the paper's recipe; the heat map over (beta, nu).
+  best = max(summary, key=lambda s: s["joint"])
+  chosen = {"best": best}
+  chosen.update({"paper": s for s in summary if s["setting"] == "paper_recipe"})
+  for name, s in chosen.items():
+    members = sorted(s["rows"], key=lambda m: m["class"])
+    plots.plot_per_class_auroc([{**m, "dataset.train_classes": [m["class"]]} for m in members],
+                               os.path.join(out, f"per_class_auroc_{name}.png"),
+                               scores=("joint", "joint_kernel", "variance_sum", "entropy", "gde_z"))
+    plot_diagnostics_over_training(members, os.path.join(out, f"diagnostics_over_training_{name}.png"),
+                                   _short(s))
+  widths = [s["model.width_multiplier"] for s in summary]
+  common_width = max(set(widths), key=widths.count)
+  mean_rows = [{"vje.beta": s["vje.beta"] * (2 if s["vje.kl_convention"] == "sum" else 1), "vje.nu": s["vje.nu"],
+                "mean_auroc_joint": s["joint"] / 100}
+               for s in summary if s["vje.free_bits"] == 0 and s["setting"] not in ("paper_recipe", "paper_lr")
+               and s["model.width_multiplier"] == common_width]
+  if mean_rows:
+    plots.plot_auroc_heatmap(mean_rows, os.path.join(out, "heatmap_beta_nu_joint_study.png"), score="joint")
+  return summary
+
+
+def plot_diagnostics_over_training(rows: list[dict[str, Any]], out_png: str, title: str) -> None:
+  """One panel per diagnostic of :data:`CURVES`, one line per normal class."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+  for row in rows:
+    metrics = read_metrics(os.path.join(row["dir"], "train.jsonl"))
+    steps = [m["step"] for m in metrics]
+    for ax, key in zip(axes.flat, CURVES):
+      ax.plot(steps, [m.get(key, np.nan) for m in metrics], label=f"class {row['class']}")
+  for ax, key in zip(axes.flat, CURVES):
+    ax.set_title(key)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+  axes.flat[0].legend(fontsize="small")
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(out_png, dpi=100)
+  plt.close(fig)
+
+
+if __name__ == "__main__":
+  import argparse
+
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--root", required=True, help="the study's root (one sub-directory per setting)")
+  parser.add_argument("--out", required=True, help="where the tables and plots go")
+  parser.add_argument("--raw_pixel_reference", default=None, help="raw_pixel_reference.md of the same protocol")
+  args = parser.parse_args()
+  for s in write_report(args.root, args.out, args.raw_pixel_reference):
+    print(f"{_short(s)} classes {s['classes']}: joint {s['joint']:.1f} variance_sum {s['variance_sum']:.1f} "
+          f"entropy {s['entropy']:.1f} gde_z {s['gde_z']:.1f} test_active_units {s['test_active_units']:.1f}")
