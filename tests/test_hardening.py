@@ -322,3 +322,45 @@ def test_bfloat16_compute_trains_with_float32_parameters_and_losses(tmp_path):
   assert all(math.isfinite(loss) for loss in losses["bfloat16"])
   np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.05)  # bf16 rounding, same model
   assert losses["bfloat16"] != losses["float32"]  # the compute dtype did change the arithmetic
+
+
+# --------------------------------------------------------------------------- one writer, consistent metrics
+
+
+def test_a_second_process_cannot_train_in_a_used_workdir_and_a_dead_ones_lock_is_taken_over(tmp_path, caplog):
+  import shutil
+  import socket
+
+  from gjax.train.workdir import LOCK_NAME, WorkdirInUseError
+
+  config = tiny(num_train_steps=2, log_every_steps=1, checkpoint_every_steps=2)
+  holder = subprocess.Popen(["sleep", "120"])  # another process on this host, alive
+  try:
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid}))
+    with pytest.raises(WorkdirInUseError, match=f"in use by pid {holder.pid} on host"):
+      train_and_evaluate(config, str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
+  finally:
+    holder.kill()
+    holder.wait()
+  with caplog.at_level(logging.WARNING, logger="gjax.train"):
+    summary = train_and_evaluate(config, str(tmp_path))  # the holder is gone: its lock is taken over
+  assert summary["final_step"] == 2 and "no longer running" in caplog.text
+  assert not (tmp_path / LOCK_NAME).exists()  # released at the end
+  shutil.rmtree(tmp_path / "checkpoints")
+
+
+def test_metrics_have_each_step_once_after_a_resume_and_the_summary_covers_the_whole_run(tmp_path):
+  config = tiny(num_train_steps=4, log_every_steps=1, checkpoint_every_steps=2, keep_checkpoints=3)
+  train_and_evaluate(config, str(tmp_path))
+  # As if the run had died after logging steps 3-4 but before checkpointing step 4.
+  import shutil
+  shutil.rmtree(tmp_path / "checkpoints" / "4")
+  resumed = train_and_evaluate(config, str(tmp_path))
+  assert resumed["start_step"] == 2
+  steps = [json.loads(line)["step"] for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+  assert steps == [1, 2, 3, 4]
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  # Both process lifetimes (the first one's steps 3-4 were lost and redone).
+  assert [(s["start_step"], s["final_step"]) for s in summary["segments"]] == [(0, 4), (2, 4)]
+  assert summary["total_wall_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in summary["segments"]))

@@ -28,6 +28,7 @@ class TrainInput:
   steps_per_epoch: int
   image_shape: tuple[int, int, int]
   augment: gdata.AugmentConfig
+  num_examples: int = -1  # training examples (this process's share times the process count for TFDS)
 
 
 def load_in_memory(config, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +79,7 @@ def build_train_input(config) -> TrainInput:
     dataset = gdata.ArrayDataset(images, labels, config.batch_size, seed=config.seed)
     image_shape = tuple(images.shape[1:])
     return TrainInput(lambda start: dataset.iterate(start_step=start), dataset.steps_per_epoch,
-                      image_shape, augment_config(config, image_shape))
+                      image_shape, augment_config(config, image_shape), len(images))
 
   import tensorflow_datasets as tfds  # deferred: TFDS imports TensorFlow
 
@@ -113,7 +114,7 @@ def build_train_input(config) -> TrainInput:
 
   first = next(batches(0))
   image_shape = tuple(first["image"].shape[1:])
-  return TrainInput(batches, steps_per_epoch, image_shape, augment_config(config, image_shape))
+  return TrainInput(batches, steps_per_epoch, image_shape, augment_config(config, image_shape), num_examples)
 
 
 def global_batches(host_batches: Iterator[dict[str, np.ndarray]], mesh) -> Iterator[dict[str, jax.Array]]:

@@ -42,6 +42,7 @@ from gjax.objectives import get_objective
 from gjax.train import config as config_lib
 from gjax.train.input_pipeline import build_train_input, global_batches
 from gjax.train.metrics import MetricWriter
+from gjax.train.workdir import WorkdirLock, truncate_metrics
 
 log = logging.getLogger("gjax.train")
 
@@ -323,11 +324,17 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
 
   ``stop_after_steps`` ends this process after that many steps of the run
   (checkpointing first), as a preempted job would; restarting in the same
-  workdir resumes from there.
+  workdir resumes from there. One process at a time trains in a workdir
+  (:class:`gjax.train.workdir.WorkdirLock`).
   """
   config_lib.validate_config(config, jax.device_count(), jax.process_count())
-  is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
+  with WorkdirLock(workdir, enabled=jax.process_index() == 0):
+    return _train_and_evaluate(config, workdir, stop_after_steps)
+
+
+def _train_and_evaluate(config, workdir: str, stop_after_steps: int | None) -> dict[str, Any]:
+  is_main = jax.process_index() == 0
   mesh = gdata.data_mesh()
   replicated = gdata.replicated_sharding(mesh)
 
@@ -347,6 +354,18 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
+    # Rows logged after the restored checkpoint (a crash between a log and the
+    # next checkpoint) are logged again by this run: drop the old ones.
+    dropped = sum(truncate_metrics(os.path.join(workdir, f"{name}.jsonl"), start_step) for name in ("train", "eval"))
+    if dropped:
+      log.warning("dropped %d metric rows logged after step %d by the interrupted run", dropped, start_step)
+    num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
+    log.info("%s on %s (%d training images of %s) | %s x%g, %s parameters | global batch %d on %d %s device(s), "
+             "%d process(es) | steps %d-%d of %d | %s | workdir %s", config.method, config.dataset.name,
+             train_input.num_examples, "x".join(map(str, train_input.image_shape)), config.model.encoder,
+             config.model.width_multiplier, f"{num_params:,}", config.batch_size, jax.device_count(),
+             jax.devices()[0].platform, jax.process_count(), start_step, total_steps, total_steps,
+             f"resumed from step {start_step}" if start_step else "new run", workdir)
 
   train_step = make_train_step(model, objective, hparams, tx, train_input.augment, step_rng, mesh)
   writer = MetricWriter(workdir, "train", enabled=is_main)
@@ -379,6 +398,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
     with StopSignals() as signals:
       for step in range(start_step, end_step):
         batch = next(batches)
+        if compile_seconds is None and is_main:
+          log.info("compiling the train step (the first step includes it)...")
         t0 = time.time()
         state, metrics = train_step(state, batch)
         unfetched.append((step + 1, metrics))
@@ -441,6 +462,17 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
              "wall_seconds": time.time() - run_start, "compile_seconds": compile_seconds,
              "metrics": last_metrics, "skipped_steps": guard.skipped, "preempted": preempted}
   if is_main and end_step > start_step:  # a resume with nothing left to do keeps the old summary
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
+    # The whole run: one segment per process lifetime that trained in this workdir.
+    summary_path = os.path.join(workdir, "summary.json")
+    segments = []
+    if start_step > 0 and os.path.exists(summary_path):
+      with open(summary_path) as f:
+        segments = [seg for seg in json.load(f).get("segments", []) if seg["start_step"] < start_step]
+    segments.append({k: summary[k] for k in ("start_step", "final_step", "wall_seconds", "compile_seconds",
+                                             "skipped_steps", "preempted")})
+    summary["segments"] = segments
+    summary["total_wall_seconds"] = sum(seg["wall_seconds"] for seg in segments)
+    with open(summary_path + ".tmp", "w") as f:
       json.dump(summary, f, indent=2)
+    os.replace(summary_path + ".tmp", summary_path)
   return dict(summary, state=state)
