@@ -94,7 +94,8 @@ def vje_symmetric_loss(
       + student_t_radial_nll(obs_1, s_2, nu, radial_scale)
   )
   kl = 0.5 * (kl_diag_gaussian_standard_normal(mu_1, var_1) + kl_diag_gaussian_standard_normal(mu_2, var_2))
-  kl_floored = 0.5 * (free_bits_kl(mu_1, var_1, free_bits) + free_bits_kl(mu_2, var_2, free_bits))
+  kl_floored = (jnp.mean(kl) if free_bits == 0
+                else 0.5 * (free_bits_kl(mu_1, var_1, free_bits) + free_bits_kl(mu_2, var_2, free_bits)))
   parts = {
       "directional": jnp.mean(kernel + log_det),
       "directional_kernel": jnp.mean(kernel),

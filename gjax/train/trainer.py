@@ -361,10 +361,10 @@ def _train_and_evaluate(config, workdir: str, stop_after_steps: int | None) -> d
       log.warning("dropped %d metric rows logged after step %d by the interrupted run", dropped, start_step)
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
     log.info("%s on %s (%d training images of %s) | %s x%g, %s parameters | global batch %d on %d %s device(s), "
-             "%d process(es) | steps %d-%d of %d | %s | workdir %s", config.method, config.dataset.name,
+             "%d process(es) | from step %d of %d | %s | workdir %s", config.method, config.dataset.name,
              train_input.num_examples, "x".join(map(str, train_input.image_shape)), config.model.encoder,
              config.model.width_multiplier, f"{num_params:,}", config.batch_size, jax.device_count(),
-             jax.devices()[0].platform, jax.process_count(), start_step, total_steps, total_steps,
+             jax.devices()[0].platform, jax.process_count(), start_step, total_steps,
              f"resumed from step {start_step}" if start_step else "new run", workdir)
 
   train_step = make_train_step(model, objective, hparams, tx, train_input.augment, step_rng, mesh)

@@ -62,6 +62,17 @@ class WorkdirLock:
       json.dump(self.holder, f)
     return True
 
+  def _read_holder(self) -> dict:
+    """The lock's holder; a lock being written (or garbage) is read once more, then counts as stale."""
+    for attempt in range(2):
+      try:
+        with open(self.path) as f:
+          return json.load(f)
+      except (OSError, ValueError):
+        if attempt == 0:
+          time.sleep(0.2)
+    return {"host": socket.gethostname(), "pid": -1}
+
   def __enter__(self):
     if not self.enabled:
       return self
@@ -69,19 +80,8 @@ class WorkdirLock:
     for _ in range(3):  # a concurrent take-over can race us; the O_EXCL create decides
       if self._try_create():
         return self
-      try:
-        with open(self.path) as f:
-          other = json.load(f)
-      except (OSError, ValueError):
-        other = None  # being written, or garbage: look again
-        time.sleep(0.2)
-        try:
-          with open(self.path) as f:
-            other = json.load(f)
-        except (OSError, ValueError):
-          other = {"host": socket.gethostname(), "pid": -1}
-      same_host = other.get("host") == socket.gethostname()
-      if not same_host or (other.get("pid", -1) > 0 and _process_alive(other["pid"])):
+      other = self._read_holder()
+      if other.get("host") != socket.gethostname() or (other.get("pid", -1) > 0 and _process_alive(other["pid"])):
         raise WorkdirInUseError(
             f"{os.path.dirname(self.path)} is in use by pid {other.get('pid')} on host {other.get('host')} "
             f"(lock {self.path}); wait for that run to end, use another workdir, or delete the lock file if "
@@ -96,12 +96,7 @@ class WorkdirLock:
 
   def __exit__(self, *exc):
     if self.enabled:
-      try:
-        with open(self.path) as f:
-          mine = json.load(f).get("pid") == self.holder["pid"]
-      except (OSError, ValueError):
-        mine = False
-      if mine:
+      if os.path.exists(self.path) and self._read_holder().get("pid") == self.holder["pid"]:
         os.remove(self.path)
     return False
 
