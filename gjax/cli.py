@@ -4,6 +4,7 @@ a ``file.py[:variant]`` config outside of flags."""
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import logging
 import os
@@ -13,6 +14,8 @@ from typing import Callable
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
+
+from gjax import startup_signals
 
 
 def load_config(spec: str):
@@ -90,6 +93,67 @@ def initialize_distributed(mode: str, coordinator_address: str | None, num_proce
   return True
 
 
+def _config_field_names(tree, prefix: str = "") -> list[str]:
+  names = []
+  for key, value in tree.items():
+    if hasattr(value, "items"):
+      names += _config_field_names(value, f"{prefix}{key}.")
+    else:
+      names.append(f"{prefix}{key}")
+  return names
+
+
+def _suggest(name: str, known: list[str]) -> list[str]:
+  """Known fields that ``name`` may have meant: close spellings, and fields of
+  the same section whose last words it abbreviates (``optim.lr`` ->
+  ``optim.base_learning_rate``) or contains."""
+  section, _, leaf = name.rpartition(".")
+  out = []
+  for field in known:
+    field_section, _, field_leaf = field.rpartition(".")
+    words = field_leaf.split("_")
+    if field_section == section and (any("".join(w[:1] for w in words[i:]) == leaf for i in range(len(words))) or
+                                     (len(leaf) >= 3 and leaf in field_leaf)):
+      out.append(field)
+  return out + [f for f in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if f not in out]
+
+
+def check_config_overrides(argv: list[str]) -> str | None:
+  """The first ``--config.<field>=...`` of ``argv`` that the config file does not
+  have, as a message with suggestions; None when all exist (or no config file
+  is given, which absl reports)."""
+  spec = None
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      spec = arg.split("=", 1)[1]
+    elif arg == "--config" and i + 1 < len(argv):
+      spec = argv[i + 1]
+  fields = [arg[len("--config."):].split("=", 1)[0] for arg in argv if arg.startswith("--config.")]
+  if spec is None or not fields or not os.path.exists(spec.partition(":")[0]):
+    return None
+  try:
+    known = _config_field_names(load_config(spec))
+  except Exception:  # noqa: BLE001 - a config that does not load: absl's parsing reports it
+    return None
+  for field in fields:
+    if field not in known:
+      section = field.rpartition(".")[0]
+      suggestions = _suggest(field, known)
+      hint = f"; did you mean {' or '.join(f'--config.{s}' for s in suggestions)}?" if suggestions else ""
+      listing = [k for k in known if k.rpartition(".")[0] == section]
+      where = f" (the fields of {section or 'the top level'}: {', '.join(listing)})" if listing else ""
+      return f"unknown config field --config.{field}{hint}{where}"
+  return None
+
+
+#: Exceptions that report a user's mistake (a config value or field, the data,
+#: the workdir, a missing package): one line, no traceback, exit status 2.
+def _user_errors() -> tuple[type[BaseException], ...]:
+  from gjax.train.workdir import WorkdirInUseError
+
+  return (ValueError, FileNotFoundError, PermissionError, ImportError, WorkdirInUseError)
+
+
 def run_with_config(action: Callable[[object, str], object], workdir_help: str) -> None:
   """Defines ``--config`` (a config file, overridable as ``--config.x=y``) and
   ``--workdir``, then runs ``action(config, workdir)`` under ``absl.app``."""
@@ -110,9 +174,29 @@ def run_with_config(action: Callable[[object, str], object], workdir_help: str) 
   process_id = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).",
                                     module_name=main_module)
 
+  debug = flags.DEFINE_boolean("debug", False, "Show the Python traceback of a user error (a bad config value or "
+                               "field, missing data, a workdir in use).", module_name=main_module)
+  program = os.path.basename(main_module)
+  unknown = check_config_overrides(sys.argv[1:])
+  if unknown:
+    print(f"{program}: error: {unknown}", file=sys.stderr)
+    sys.exit(2)
+
+  def run_action():
+    try:
+      action(config_flag.value, workdir_flag.value)
+    except _user_errors() as error:
+      if debug.value:
+        raise
+      logging.getLogger("gjax").debug("user error", exc_info=True)
+      print(f"{program}: error: {error}\n(--debug shows where it was raised)", file=sys.stderr)
+      return 2
+    return 0
+
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    startup_signals.install()  # SIGTERM / SIGINT before the first step: exit at once, with a message
     absl_logging.set_verbosity(absl_logging.WARNING)  # library chatter (Orbax) off
     gjax_log = logging.getLogger("gjax")
     gjax_log.setLevel(logging.INFO)
@@ -121,14 +205,17 @@ def run_with_config(action: Callable[[object, str], object], workdir_help: str) 
     gjax_log.addHandler(handler)
     gjax_log.propagate = False
     if not initialize_distributed(distributed.value, coordinator.value, num_processes.value, process_id.value):
-      action(config_flag.value, workdir_flag.value)
-      return
+      sys.exit(run_action())
     import jax
 
     if jax.process_index() != 0:  # only process 0 logs progress; warnings still show
       gjax_log.setLevel(logging.WARNING)
     try:
-      action(config_flag.value, workdir_flag.value)
+      status = run_action()
+      if status:
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(status)  # as below: the peers are ended by the coordination service
     except BaseException:  # pylint: disable=broad-except
       # A normal exit would wait at jax.distributed's shutdown barrier for peers
       # that may be blocked in a collective with this process; exiting at once

@@ -94,6 +94,43 @@ def test_evaluate_on_a_tiny_checkpoint(tmp_path):
   assert os.path.exists(tmp_path / "eval_results.json")
 
 
+def test_evaluate_checks_where_it_writes_first_and_leaves_the_runs_checkpoints_alone(tmp_path, monkeypatch, caplog):
+  import logging
+  import shutil
+
+  evaluate_module = sys.modules["gjax.eval.evaluate"]
+  from gjax.train import checkpoints
+
+  fields = {"num_train_steps": 4, "checkpoint_every_steps": 2, "eval.evaluators": ("knn",),
+            "eval.num_train_examples": 256}
+  train_and_evaluate(tiny_config(**fields), str(tmp_path))
+  # An unwritable destination is refused before anything is computed.
+  (tmp_path / "a_file").write_text("")
+  monkeypatch.setattr(evaluate_module, "load_eval_data", lambda *a: pytest.fail("computed before checking"))
+  with pytest.raises(PermissionError, match=r"cannot write the evaluation results to .*a_file/results.json"):
+    evaluate(tiny_config(**fields, **{"eval.results_path": str(tmp_path / "a_file" / "results.json")}),
+             str(tmp_path))
+  monkeypatch.undo()
+  # A checkpoint deleted while eval reads it (the run keeps only its newest) is not called unreadable.
+  original = checkpoints._restore_step
+
+  def deleted_under_us(manager, step, state):
+    if step == 4:
+      shutil.rmtree(os.path.join(os.fspath(manager.directory), "4"))
+      raise FileNotFoundError("checkpoint 4 vanished")
+    return original(manager, step, state)
+  monkeypatch.setattr(checkpoints, "_restore_step", deleted_under_us)
+  out = tmp_path / "elsewhere" / "results.json"
+  os.makedirs(out.parent)
+  with caplog.at_level(logging.INFO):
+    results = evaluate(tiny_config(**fields, **{"eval.results_path": str(out)}), str(tmp_path))
+  assert results["step"] == 2
+  assert "was deleted while it was being read" in caplog.text and "cannot be read" not in caplog.text
+  assert not (tmp_path / "checkpoints_unreadable").exists()
+  assert json.loads(out.read_text()) == results and os.listdir(out.parent) == ["results.json"]  # atomic, no .tmp
+  assert caplog.text.index("eval at step 2") < caplog.text.index(f"written to {out}")  # shown before written
+
+
 def test_online_knn_during_pretraining(tmp_path):
   from gjax.train.metrics import read_metrics
 

@@ -215,7 +215,8 @@ def test_remedies_train_through_the_shared_trainer_on_8_devices(tmp_path, method
     assert bool(state.model_state["density_em"]["density"]["initialized"])
     assert "density" not in state.params  # EM parameters are state, not trained by gradient
     # A resumed run restores the EM state too.
-    again = train_and_evaluate(tiny_method_config(**{"method": method, "num_train_steps": 3, **overrides}),
+    again = train_and_evaluate(tiny_method_config(**{"method": method, "num_train_steps": 3,
+                                                     "resume_with_changed_config": True, **overrides}),
                                str(tmp_path))
     assert again["start_step"] == 2 and again["final_step"] == 3
   elif method == "gmje_mdn":

@@ -172,6 +172,68 @@ def test_corrupt_latest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog):
   assert [name.split("-")[0] for name in os.listdir(workdir / "checkpoints_unreadable")] == ["4"]
 
 
+def _damage_silently(workdir, config, state, step):
+  """Overwrites 16 bytes of a data file of checkpoint ``step`` where Orbax still
+  reads the checkpoint without an error but with other values (some places make
+  it unreadable, which the older test covers; some hit unused bytes): tries data
+  files, largest first, at a few offsets, keeping the first silent damage."""
+  from gjax.train.checkpoints import checkpoint_manager
+
+  files = sorted((os.path.join(root, name) for root, _, names in os.walk(workdir / "checkpoints" / str(step))
+                  for name in names if os.sep + "d" + os.sep in os.path.join(root, name)),
+                 key=os.path.getsize, reverse=True)
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+  saved = jax.tree_util.tree_leaves(jax.device_get(state))
+  for path in files:
+    for fraction in (0.5, 0.3, 0.7, 0.9):
+      with open(path, "r+b") as f:
+        f.seek(int(os.path.getsize(path) * fraction))
+        offset, original = f.tell(), f.read(16)
+        f.seek(offset)
+        f.write(b"\x7f" * len(original))
+      manager = checkpoint_manager(str(workdir), config)
+      try:
+        read = jax.tree_util.tree_leaves(jax.device_get(manager.restore(step, args=ocp.args.StandardRestore(abstract))))
+        silent = any(np.any(np.asarray(a) != np.asarray(b)) for a, b in zip(read, saved))
+      except Exception:  # noqa: BLE001 - unreadable: not the case under test
+        silent = False
+      finally:
+        manager.close()
+      if silent:
+        return
+      with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(original)
+  pytest.fail("no 16-byte overwrite left the checkpoint readable with other values")
+
+
+def test_bytes_changed_on_disk_are_caught_by_the_checksum_and_the_previous_checkpoint_used(tmp_path, caplog):
+  config = tiny(num_train_steps=4, checkpoint_every_steps=2, log_every_steps=2)
+  workdir = tmp_path / "run"
+  full = train_and_evaluate(config, str(workdir))
+  assert sorted(os.listdir(workdir / "checkpoint_checksums")) == ["2.json", "4.json"]
+  _damage_silently(workdir, config, full["state"], 4)  # Orbax alone would restore it, with other values
+  with caplog.at_level(logging.WARNING, logger="gjax.train"):
+    resumed = train_and_evaluate(config, str(workdir))
+  assert "checkpoint at step 4" in caplog.text and "ChecksumMismatchError" in caplog.text
+  assert "its bytes on disk changed after it was written" in caplog.text
+  assert resumed["start_step"] == 2 and resumed["final_step"] == 4
+  assert_states_equal(resumed["state"], full["state"])
+  assert [name.split("-")[0] for name in os.listdir(workdir / "checkpoints_unreadable")] == ["4"]
+  assert sorted(os.listdir(workdir / "checkpoint_checksums")) == ["2.json", "4.json"]  # 4 rewritten
+
+
+def test_a_checkpoint_without_recorded_checksums_restores_unverified_with_a_warning(tmp_path, caplog):
+  config = tiny(num_train_steps=2, checkpoint_every_steps=2, log_every_steps=2)
+  first = train_and_evaluate(config, str(tmp_path))
+  os.remove(tmp_path / "checkpoint_checksums" / "2.json")
+  with caplog.at_level(logging.WARNING, logger="gjax.train"):
+    again = train_and_evaluate(config, str(tmp_path))
+  assert "checkpoint at step 2 has no recorded checksum" in caplog.text and "restored unverified" in caplog.text
+  assert again["start_step"] == again["final_step"] == 2
+  assert_states_equal(again["state"], first["state"])
+
+
 def test_no_readable_checkpoint_raises_and_moves_nothing(tmp_path):
   config = tiny(num_train_steps=2, checkpoint_every_steps=2, log_every_steps=2)
   train_and_evaluate(config, str(tmp_path))
@@ -362,3 +424,42 @@ def test_metrics_have_each_step_once_after_a_resume_and_the_summary_covers_the_w
   # Both process lifetimes (the first one's steps 3-4 were lost and redone).
   assert [(s["start_step"], s["final_step"]) for s in summary["segments"]] == [(0, 4), (2, 4)]
   assert summary["total_wall_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in summary["segments"]))
+
+
+# --------------------------------------------------------------------------- run identity
+
+
+def test_a_resume_with_a_changed_config_stops_listing_the_changes_and_the_ways_out(tmp_path):
+  from gjax.train.workdir import ConfigChangedError
+
+  config = tiny(num_train_steps=2, checkpoint_every_steps=2, log_every_steps=1)
+  train_and_evaluate(config, str(tmp_path))
+  recorded = (tmp_path / "config.json").read_text()
+  changed = tiny(num_train_steps=4, checkpoint_every_steps=2, log_every_steps=1, batch_size=32, seed=3)
+  with pytest.raises(ConfigChangedError) as info:
+    train_and_evaluate(changed, str(tmp_path))
+  message = str(info.value)
+  assert "batch_size: 16 -> 32" in message and "num_train_steps: 2 -> 4" in message and "seed: 0 -> 3" in message
+  assert "checkpoint at step 2" in message and "new --workdir" in message
+  assert "--config.resume_with_changed_config=True" in message
+  assert (tmp_path / "config.json").read_text() == recorded  # the run's record is untouched
+  assert checkpoint_steps(tmp_path) == [2] and not (tmp_path / "config_history.jsonl").exists()
+  # Logging, checkpointing and evaluation settings may change freely.
+  again = train_and_evaluate(tiny(num_train_steps=2, checkpoint_every_steps=5, log_every_steps=2,
+                                  **{"eval.knn_k": 7}), str(tmp_path))
+  assert again["start_step"] == 2
+
+
+def test_a_resume_with_a_changed_config_continues_when_asked_and_keeps_the_earlier_config(tmp_path, caplog):
+  config = tiny(num_train_steps=2, checkpoint_every_steps=2, log_every_steps=1)
+  train_and_evaluate(config, str(tmp_path))
+  earlier = json.loads((tmp_path / "config.json").read_text())
+  longer = tiny(num_train_steps=3, checkpoint_every_steps=2, log_every_steps=1, resume_with_changed_config=True)
+  with caplog.at_level(logging.WARNING, logger="gjax.train"):
+    resumed = train_and_evaluate(longer, str(tmp_path))
+  assert resumed["start_step"] == 2 and resumed["final_step"] == 3
+  assert "num_train_steps: 2 -> 3" in caplog.text
+  (history,) = [json.loads(line) for line in (tmp_path / "config_history.jsonl").read_text().splitlines()]
+  assert history["until_step"] == 2 and history["config"] == earlier
+  assert history["changed"] == {"num_train_steps": [2, 3]}
+  assert json.loads((tmp_path / "config.json").read_text())["num_train_steps"] == 3

@@ -90,7 +90,7 @@ def test_two_processes_train_and_evaluate_like_one_process_with_as_many_devices(
   assert results[0]["test_var_mean"] == pytest.approx(results[1]["test_var_mean"], rel=1e-4)
 
   # The 2-process checkpoint restores in a 1-process run (8 devices here), which continues it.
-  resumed = train_and_evaluate(tiny(**dict(STEPS, num_train_steps=5)), str(two))
+  resumed = train_and_evaluate(tiny(**dict(STEPS, num_train_steps=5, resume_with_changed_config=True)), str(two))
   assert resumed["start_step"] == 3 and resumed["final_step"] == 5
 
 

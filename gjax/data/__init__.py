@@ -38,8 +38,24 @@ _TFDS_NAMES = ("SUPPORTED_DATASETS", "make_tfds_dataset", "tfds_batches",
                "pretrain_split", "eval_split")
 
 
+def import_tfds():
+  """``tensorflow_datasets``, imported on first use (it imports TensorFlow,
+  which the in-memory data sets never need). Raises ImportError naming what to
+  install when TensorFlow or TFDS is missing, e.g. on an accelerator image."""
+  try:
+    import tensorflow  # noqa: F401
+    import tensorflow_datasets
+  except ImportError as e:
+    raise ImportError(
+        f"the TFDS data sets need tensorflow and tensorflow-datasets ({e}); install them with "
+        f"`pip install -r requirements.txt`, or train on an in-memory data set "
+        f"(--config.dataset.name=fashion_mnist, digits or synthetic), which needs neither") from e
+  return tensorflow_datasets
+
+
 def __getattr__(name):
   if name in _TFDS_NAMES:
+    import_tfds()
     from gjax.data import tfds_input
 
     return getattr(tfds_input, name)
@@ -51,6 +67,6 @@ __all__ = [
     "make_synthetic_images", "read_idx",
     "AugmentConfig", "augment_batch", "eval_preprocess", "normalize", "two_views",
     "DATA_AXIS", "batch_sharding", "data_mesh", "make_global_batch",
-    "replicated_sharding", "to_host",
+    "replicated_sharding", "to_host", "import_tfds",
     *_TFDS_NAMES,
 ]

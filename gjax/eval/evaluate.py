@@ -33,7 +33,7 @@ def load_eval_data(config):
     train = load_in_memory(config, "train")
     test = load_in_memory(config, "test")
   else:
-    import tensorflow_datasets as tfds  # deferred: imports TensorFlow
+    tfds = gdata.import_tfds()  # deferred: imports TensorFlow
 
     def load(split):
       ds = tfds.load(name, split=split, batch_size=-1, data_dir=config.dataset.data_dir or None,
@@ -97,6 +97,9 @@ def evaluate(config, workdir: str) -> dict:
   if manager is None or manager.latest_step() is None:
     raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
                             f"(python train.py --config ... --workdir {workdir})")
+  results_path = config.eval.results_path or os.path.join(workdir, "eval_results.json")
+  if jax.process_index() == 0:
+    check_writable(results_path)  # before minutes of computing, not after
   start = time.time()
   eval_data = load_eval_data(config)
   mesh = gdata.data_mesh()
@@ -104,14 +107,31 @@ def evaluate(config, workdir: str) -> dict:
   tx, _ = make_optimizer(config, 1, 2)
   state = create_train_state(jax.random.PRNGKey(0), model, tx, eval_data[0].shape[1:],
                              gdata.replicated_sharding(mesh))
-  state = restore_latest(manager, state)
+  state = restore_latest(manager, state, move_aside=False)  # a reader leaves the run's workdir as it is
   manager.close()
   variables = state.variables
   results = {"step": int(state.step), "num_train": len(eval_data[1]), "num_test": len(eval_data[3])}
   results.update(representation_metrics(model, variables, eval_data, config, mesh, config.eval.evaluators))
   results["wall_seconds"] = time.time() - start
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "eval_results.json"), "w") as f:
+    log.info("eval at step %d: %s", results["step"], json.dumps(results))  # shown before it is written
+    with open(results_path + ".tmp", "w") as f:
       json.dump(results, f, indent=2)
-    log.info("eval at step %d: %s", results["step"], json.dumps(results))
+    os.replace(results_path + ".tmp", results_path)  # never a half-written file
+    log.info("written to %s", results_path)
   return results
+
+
+def check_writable(path: str) -> None:
+  """Raises PermissionError naming ``path`` unless a file can be created beside
+  it (a real write, not ``os.access``, which root and some file systems pass)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  probe = os.path.join(directory, f".gjax-write-test-{os.getpid()}")
+  try:
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise PermissionError(
+        f"cannot write the evaluation results to {path} ({type(e).__name__}: {e.strerror or e}); "
+        f"pass --config.eval.results_path=<a writable file> to write them elsewhere") from None

@@ -147,6 +147,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.evaluators = ("knn", "linear_probe", "posterior")  # what eval.py runs
+  c.eval.results_path = ""  # where eval.py writes its results; "" = <workdir>/eval_results.json
   c.eval.online_evaluators = ("knn", "posterior")  # what runs every eval.every_epochs
   c.eval.knn_k = 30  # VJE paper's k-NN protocol (plain majority vote)
   c.eval.knn_weighted_k = 200  # the common weighted variant (Wu et al. 2018)
@@ -167,6 +168,10 @@ def base_config() -> ml_collections.ConfigDict:
   # max_consecutive_skips such steps in a row).
   c.nonfinite_policy = "stop"
   c.max_consecutive_skips = 10
+  # A resume whose config changes what is computed (model, method, data, batch,
+  # schedule, seed, ...) stops with the list of changes, unless this is True:
+  # then it continues and the earlier config is kept in config_history.jsonl.
+  c.resume_with_changed_config = False
   c.lock()
   return c
 

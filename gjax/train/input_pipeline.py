@@ -81,7 +81,7 @@ def build_train_input(config) -> TrainInput:
     return TrainInput(lambda start: dataset.iterate(start_step=start), dataset.steps_per_epoch,
                       image_shape, augment_config(config, image_shape), len(images))
 
-  import tensorflow_datasets as tfds  # deferred: TFDS imports TensorFlow
+  tfds = gdata.import_tfds()  # deferred: TFDS imports TensorFlow
 
   if config.dataset.train_classes:
     raise ValueError(f"config.dataset.train_classes is supported for the in-memory data sets "

@@ -8,6 +8,10 @@ and metric files that stay consistent when a run resumes.
 * :func:`truncate_metrics`: on resume, rows logged after the restored step
   (the steps between the last checkpoint and a crash) are dropped from the
   JSON-lines files, so every step appears once and in order.
+* :func:`check_run_identity`: ``config.json`` is the config of the run that
+  made the checkpoints. A resume with a config that computes something else
+  stops, listing the changed fields; with ``resume_with_changed_config=True`` it
+  goes on and appends the earlier config to ``config_history.jsonl`` first.
 """
 
 from __future__ import annotations
@@ -18,13 +22,27 @@ import os
 import socket
 import time
 
+from gjax import startup_signals
+
 log = logging.getLogger("gjax.train")
 
 LOCK_NAME = "lock.json"
+CONFIG_NAME = "config.json"
+CONFIG_HISTORY_NAME = "config_history.jsonl"
+
+#: Fields that may differ between the segments of one run: they change how a run
+#: is logged, checkpointed, evaluated or where its data is read, not what it computes.
+RESUME_FREE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "nonfinite_policy",
+                      "max_consecutive_skips", "resume_with_changed_config", "dataset.data_dir")
+RESUME_FREE_PREFIXES = ("eval.",)
 
 
 class WorkdirInUseError(RuntimeError):
   """Another live process holds the workdir's lock."""
+
+
+class ConfigChangedError(ValueError):
+  """A resume whose config differs from the run's in what it computes."""
 
 
 def _process_alive(pid: int) -> bool:
@@ -79,6 +97,7 @@ class WorkdirLock:
     os.makedirs(os.path.dirname(self.path), exist_ok=True)
     for _ in range(3):  # a concurrent take-over can race us; the O_EXCL create decides
       if self._try_create():
+        startup_signals.add_cleanup(self.release)  # a signal during start-up still releases it
         return self
       other = self._read_holder()
       if other.get("host") != socket.gethostname() or (other.get("pid", -1) > 0 and _process_alive(other["pid"])):
@@ -94,10 +113,15 @@ class WorkdirLock:
         pass
     raise WorkdirInUseError(f"could not take the lock {self.path}: other processes keep taking it")
 
+  def release(self) -> None:
+    """Removes the lock file if this process holds it."""
+    if os.path.exists(self.path) and self._read_holder().get("pid") == self.holder["pid"]:
+      os.remove(self.path)
+
   def __exit__(self, *exc):
     if self.enabled:
-      if os.path.exists(self.path) and self._read_holder().get("pid") == self.holder["pid"]:
-        os.remove(self.path)
+      startup_signals.remove_cleanup(self.release)
+      self.release()
     return False
 
 
@@ -116,3 +140,50 @@ def truncate_metrics(path: str, after_step: int) -> int:
     f.writelines(keep)
   os.replace(tmp, path)
   return len(lines) - len(keep)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def changed_fields(saved: dict, current: dict) -> dict[str, tuple]:
+  """``{field: (saved value, current value)}`` of the fields that change what a
+  run computes; fields that only one of the configs has (a config written by
+  an older gjax) are not compared."""
+  a, b = _flat(saved), _flat(current)
+  return {k: (a[k], b[k]) for k in sorted(set(a) & set(b))
+          if a[k] != b[k] and k not in RESUME_FREE_FIELDS and not k.startswith(RESUME_FREE_PREFIXES)}
+
+
+def check_run_identity(workdir: str, config, resumed_step: int, write: bool) -> None:
+  """Compares ``config`` with the run's ``config.json`` before a resume from
+  ``resumed_step``; raises :class:`ConfigChangedError` listing the differences
+  and the ways out, or (``config.resume_with_changed_config``) records the
+  earlier config in ``config_history.jsonl`` (when ``write``, process 0)."""
+  path = os.path.join(workdir, CONFIG_NAME)
+  if not os.path.exists(path):
+    return  # a workdir from before gjax kept its config: nothing to compare with
+  with open(path) as f:
+    saved = json.load(f)
+  current = json.loads(config.to_json_best_effort())
+  changes = changed_fields(saved, current)
+  if not changes:
+    return
+  listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+  if not config.resume_with_changed_config:
+    raise ConfigChangedError(
+        f"{workdir} holds a run (checkpoint at step {resumed_step}) made with another config: {listed}. "
+        f"Train in a new --workdir, or continue this run with the change with "
+        f"--config.resume_with_changed_config=True (the earlier config is kept in {CONFIG_HISTORY_NAME})")
+  log.warning("resuming from step %d with a changed config (%s); the earlier config is kept in %s",
+              resumed_step, listed, CONFIG_HISTORY_NAME)
+  if write:
+    with open(os.path.join(workdir, CONFIG_HISTORY_NAME), "a") as f:
+      f.write(json.dumps({"until_step": resumed_step, "time": time.time(),
+                          "changed": {k: list(v) for k, v in changes.items()}, "config": saved}) + "\n")

@@ -1,0 +1,214 @@
+"""Checkpoints of the train state: Orbax ``CheckpointManager`` plus a checksum
+of every leaf, verified on restore.
+
+Orbax and TensorStore do not detect bytes that change on disk after a save while
+the file stays decodable (16 bytes overwritten in an OCDBT data file came back as
+a momentum value of -1.2e5, restored silently). So every save also records the
+CRC-32 of each leaf's bytes, computed from the state being saved, in
+``<workdir>/checkpoint_checksums/<step>.json`` (written atomically by process 0),
+and :func:`restore_latest` recomputes them on the restored state: a mismatch is
+an unreadable checkpoint (a warning naming the step and the leaf, the previous
+checkpoint used, the bad one moved to ``checkpoints_unreadable/``). Checkpoints
+without a recorded checksum (written before gjax recorded them, or a crash
+between the checkpoint and its checksum file) restore with a warning that they
+are unverified.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import zlib
+from typing import Any
+
+import flax
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+log = logging.getLogger("gjax.train")
+
+CHECKSUM_DIR = "checkpoint_checksums"
+
+
+@flax.struct.dataclass
+class TrainState:
+  """``model_state`` holds every mutable variable collection of the network
+  (``batch_stats`` of BatchNorm, and the running state of density heads such as
+  GMJE-EM's sufficient statistics, the GNG graph or the SMC memory bank)."""
+
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    """``{"params": ..., <collection>: ...}`` for ``model.apply``."""
+    return {"params": self.params, **self.model_state}
+
+
+
+def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+
+
+def _restore_step(manager: ocp.CheckpointManager, step: int, state: TrainState) -> TrainState:
+  """Restores checkpoint ``step`` into ``state``'s structure and shardings.
+
+  Checkpoints written before ``TrainState`` held all mutable collections (a
+  ``batch_stats`` field instead of ``model_state``) restore too.
+  """
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+  try:
+    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    verify_checksums(manager, step, restored)
+    return restored
+  except ValueError as error:
+    if set(state.model_state) - {"batch_stats"}:
+      raise
+    legacy = {"step": abstract.step, "params": abstract.params, "opt_state": abstract.opt_state,
+              "batch_stats": abstract.model_state.get("batch_stats", {})}
+    try:
+      restored = manager.restore(step, args=ocp.args.StandardRestore(legacy))
+    except ValueError:
+      raise error from None
+  log.info("restored a checkpoint written with the older batch_stats-only TrainState")
+  return TrainState(step=restored["step"], params=restored["params"], opt_state=restored["opt_state"],
+                    model_state={"batch_stats": restored["batch_stats"]} if state.model_state else {})
+
+
+def restore_latest(manager: ocp.CheckpointManager, state: TrainState, *, move_aside: bool = True) -> TrainState:
+  """Restores the newest readable checkpoint into ``state``'s structure.
+
+  A checkpoint that cannot be read (half written on a file system without
+  atomic renames, corrupt) or whose leaves do not match the checksums recorded
+  when it was saved is skipped with a warning and the previous one is
+  used; with ``move_aside`` (the trainer; readers such as eval.py leave a run's
+  workdir as it is) the skipped ones are then moved out of the manager's
+  directory to ``checkpoints_unreadable/`` (nothing is deleted) so the run can
+  write those steps again. A checkpoint deleted while it was being read (a
+  running job keeping only its newest ones) is not a fault: the listing is read
+  again. If no checkpoint can be read, the newest one's error is raised and
+  nothing is moved (a config that no longer matches the checkpoints fails here,
+  naming the mismatch).
+  """
+  failures: list[tuple[int, Exception]] = []
+  tried: set[int] = set()
+  while True:
+    manager.reload()
+    steps = [step for step in sorted(manager.all_steps(), reverse=True) if step not in tried]
+    if not steps:
+      break
+    deleted = False
+    for step in steps:
+      tried.add(step)
+      try:
+        restored = _restore_step(manager, step, state)
+      except Exception as error:  # noqa: BLE001 - any read failure: try the previous checkpoint
+        if not os.path.isdir(os.path.join(os.fspath(manager.directory), str(step))):
+          log.warning("checkpoint at step %d was deleted while it was being read (a run in this workdir "
+                      "keeps only its newest checkpoints); reading the list of checkpoints again", step)
+          deleted = True
+          break
+        log.warning("checkpoint at step %d in %s cannot be read (%s: %s); trying the previous one",
+                    step, manager.directory, type(error).__name__, str(error).splitlines()[0][:300])
+        failures.append((step, error))
+        continue
+      if failures and move_aside:
+        _move_aside(manager, [bad for bad, _ in failures])
+        log.warning("resumed from step %d; unreadable checkpoint(s) %s moved to checkpoints_unreadable/",
+                    step, [bad for bad, _ in failures])
+      elif failures:
+        log.warning("read step %d; the newer checkpoint(s) %s cannot be read (left in place)",
+                    step, [bad for bad, _ in failures])
+      return restored
+    if not deleted:
+      break
+  if failures:
+    raise failures[0][1]
+  raise FileNotFoundError(f"no checkpoint in {manager.directory}")
+
+
+def _move_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+  directory = os.fspath(manager.directory)
+  aside = os.path.join(os.path.dirname(directory), "checkpoints_unreadable")
+  if jax.process_index() == 0:
+    os.makedirs(aside, exist_ok=True)
+    for step in steps:
+      source = os.path.join(directory, str(step))
+      target = os.path.join(aside, f"{step}-{int(time.time())}")
+      shutil.move(source, target)
+  if jax.process_count() > 1:
+    # A coordination-service barrier (with a timeout), not a device collective.
+    ocp.multihost.sync_global_processes("gjax_checkpoints_moved_aside")
+  manager.reload()
+
+
+class ChecksumMismatchError(RuntimeError):
+  """A restored checkpoint whose bytes differ from those that were saved."""
+
+
+def _host_leaf(leaf) -> np.ndarray:
+  """The local replica of a (replicated) leaf on the host, C-contiguous."""
+  if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+    leaf = leaf.addressable_data(0)
+  return np.ascontiguousarray(jax.device_get(leaf))
+
+
+def state_checksums(state) -> dict[str, str]:
+  """``{leaf path: "<dtype>:<shape>:<crc32 of its bytes>"}`` over the whole state."""
+  leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+  out = {}
+  for path, leaf in leaves:
+    host = _host_leaf(leaf)
+    out[jax.tree_util.keystr(path)] = f"{host.dtype}:{'x'.join(map(str, host.shape))}:{zlib.crc32(host.tobytes()):08x}"
+  return out
+
+
+def _checksum_path(manager: ocp.CheckpointManager, step: int) -> str:
+  return os.path.join(os.path.dirname(os.fspath(manager.directory)), CHECKSUM_DIR, f"{step}.json")
+
+
+def save_checkpoint(manager: ocp.CheckpointManager, step: int, state) -> None:
+  """Saves ``state`` at ``step`` (asynchronously, Orbax) and records its checksums
+  (process 0; files of checkpoints no longer kept are removed)."""
+  sums = state_checksums(state)  # before the next step donates the state's buffers
+  manager.save(step, args=ocp.args.StandardSave(state))
+  if jax.process_index() != 0:
+    return
+  path = _checksum_path(manager, step)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump({"step": step, "algorithm": "crc32", "leaves": sums}, f, indent=0)
+  os.replace(path + ".tmp", path)
+  kept = {str(s) for s in manager.all_steps()} | {str(step)}
+  for name in os.listdir(os.path.dirname(path)):
+    if name.endswith(".json") and name[:-5] not in kept:
+      os.remove(os.path.join(os.path.dirname(path), name))
+
+
+def verify_checksums(manager: ocp.CheckpointManager, step: int, state) -> bool:
+  """Compares ``state`` (restored from ``step``) with the checksums recorded at
+  its save; raises :class:`ChecksumMismatchError` naming the first differing
+  leaf. Returns False (and warns) when none were recorded."""
+  path = _checksum_path(manager, step)
+  if not os.path.exists(path):
+    log.warning("checkpoint at step %d has no recorded checksum (%s): restored unverified", step, path)
+    return False
+  with open(path) as f:
+    recorded = json.load(f)["leaves"]
+  actual = state_checksums(state)
+  if set(recorded) != set(actual):
+    raise ChecksumMismatchError(f"checkpoint at step {step}: its checksum file {path} lists other leaves "
+                                f"than the state ({sorted(set(recorded) ^ set(actual))[:5]})")
+  for key, value in recorded.items():
+    if actual[key] != value:
+      raise ChecksumMismatchError(
+          f"checkpoint at step {step}: leaf {key} reads back as {actual[key]}, but {value} was saved "
+          f"(dtype:shape:crc32): its bytes on disk changed after it was written")
+  return True
