@@ -74,3 +74,23 @@ def test_sigterm_during_start_up_and_compilation_ends_at_once_with_a_message(tmp
   assert not (workdir / "train.jsonl").exists()
   # TINY is what train_command trains; the workdir resumes normally afterwards.
   assert TINY["dataset.name"] == "synthetic"
+
+
+def test_a_checkpoint_that_does_not_fit_the_config_names_the_field_in_a_few_lines(tmp_path):
+  from gjax.train import train_and_evaluate
+  from tests.test_hardening import _corrupt, tiny
+
+  train_and_evaluate(tiny(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
+  flags = [f"--config.{k}={v}" for k, v in {**TINY, "num_train_steps": 2, "checkpoint_every_steps": 2,
+                                             "eval.evaluators": "('knn',)"}.items()]
+  wider = run(["eval.py", "--config", SMOKE, "--workdir", str(tmp_path), *flags, "--config.model.width_multiplier=0.125"])
+  assert wider.returncode == 2
+  assert "does not fit this config" in wider.stderr and "has shape" in wider.stderr
+  assert "model.width_multiplier: 0.0625 (run) vs 0.125 (given)" in wider.stderr
+  assert "Event loop is closed" not in wider.stderr and "Traceback" not in wider.stderr
+  assert len(wider.stderr.strip().splitlines()) <= 4, wider.stderr
+  _corrupt(tmp_path / "checkpoints" / "2")
+  damaged = run(["eval.py", "--config", SMOKE, "--workdir", str(tmp_path), *flags])
+  assert damaged.returncode == 2 and "Traceback" not in damaged.stderr
+  assert "no checkpoint in" in damaged.stderr and "move the checkpoints/ directory aside" in damaged.stderr
+  assert len(damaged.stderr.strip().splitlines()) <= 6, damaged.stderr

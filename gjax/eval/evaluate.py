@@ -107,7 +107,7 @@ def evaluate(config, workdir: str) -> dict:
   tx, _ = make_optimizer(config, 1, 2)
   state = create_train_state(jax.random.PRNGKey(0), model, tx, eval_data[0].shape[1:],
                              gdata.replicated_sharding(mesh))
-  state = restore_latest(manager, state, move_aside=False)  # a reader leaves the run's workdir as it is
+  state = restore_latest(manager, state, move_aside=False, config=config)  # a reader leaves the run's workdir as it is
   manager.close()
   variables = state.variables
   results = {"step": int(state.step), "num_train": len(eval_data[1]), "num_test": len(eval_data[3])}

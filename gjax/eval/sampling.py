@@ -96,7 +96,7 @@ def run_embeddings(config, workdir: str, num_examples: int, seed: int):
   manager = checkpoint_manager(workdir, config)
   if manager.latest_step() is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
-  state = restore_latest(manager, state, move_aside=False)  # a reader leaves the run's workdir as it is
+  state = restore_latest(manager, state, move_aside=False, config=config)  # a reader leaves the run's workdir as it is
   manager.close()
   variables = state.variables
   augment = augment_config(config, train_x.shape[1:])

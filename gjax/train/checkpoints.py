@@ -26,6 +26,7 @@ from typing import Any
 
 import flax
 import jax
+from absl import logging as absl_logging
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -63,6 +64,7 @@ def _restore_step(manager: ocp.CheckpointManager, step: int, state: TrainState) 
   Checkpoints written before ``TrainState`` held all mutable collections (a
   ``batch_stats`` field instead of ``model_state``) restore too.
   """
+  _check_shapes(manager, step, state)
   abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
   try:
     restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
@@ -82,7 +84,70 @@ def _restore_step(manager: ocp.CheckpointManager, step: int, state: TrainState) 
                     model_state={"batch_stats": restored["batch_stats"]} if state.model_state else {})
 
 
-def restore_latest(manager: ocp.CheckpointManager, state: TrainState, *, move_aside: bool = True) -> TrainState:
+class CheckpointShapeError(RuntimeError):
+  """A checkpoint whose arrays have other shapes than the state of this config."""
+
+
+def _flat_shapes(tree: dict, prefix: str = "") -> dict[str, tuple]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat_shapes(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = tuple(np.shape(value))
+  return out
+
+
+def _check_shapes(manager: ocp.CheckpointManager, step: int, state) -> None:
+  """Compares the shapes in checkpoint ``step``'s metadata with ``state``'s
+  before any array is read (a restore that fails part-way leaves reads in
+  flight, and Orbax's message names neither the leaf nor the cause). Leaves
+  only one side has are left to the restore (older layouts)."""
+  path = os.path.join(os.fspath(manager.directory), str(step), "default")
+  checkpointer = ocp.StandardCheckpointer()
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)  # it warns that the item has no step metadata (the step has)
+  try:
+    metadata = checkpointer.metadata(path).item_metadata
+  except Exception:  # noqa: BLE001 - unreadable metadata: the restore reports it
+    return
+  finally:
+    absl_logging.set_verbosity(verbosity)
+    checkpointer.close()
+  saved = {m.name: tuple(m.shape) for m in jax.tree_util.tree_leaves(metadata) if hasattr(m, "shape")}
+  mine = _flat_shapes(flax.serialization.to_state_dict(state))
+  wrong = [(k, saved[k], mine[k]) for k in sorted(set(saved) & set(mine)) if saved[k] != mine[k]]
+  if wrong:
+    name, theirs, ours = wrong[0]
+    raise CheckpointShapeError(f"checkpoint at step {step} does not fit this config: {name} has shape {theirs} "
+                               f"in the checkpoint and {ours} here ({len(wrong)} array(s) differ)")
+
+
+class CheckpointsUnreadableError(ValueError):
+  """No checkpoint of a workdir can be read into the state this config builds."""
+
+
+def _unreadable_message(manager: ocp.CheckpointManager, failures, config) -> str:
+  step, error = failures[0]
+  directory = os.fspath(manager.directory)
+  first = str(error).splitlines()[0].split(" Truncating/padding is disabled")[0][:300]
+  message = (f"no checkpoint in {directory} can be read with this config (steps {[s for s, _ in failures]}); "
+             f"the newest, step {step}: {type(error).__name__}: {first}.")
+  config_path = os.path.join(os.path.dirname(directory), "config.json")
+  if config is not None and os.path.exists(config_path):
+    from gjax.train.workdir import changed_fields
+
+    with open(config_path) as f:
+      changes = changed_fields(json.load(f), json.loads(config.to_json_best_effort()))
+    if changes:
+      listed = "; ".join(f"{k}: {old!r} (run) vs {new!r} (given)" for k, (old, new) in changes.items())
+      return message + f" The run's config.json differs from the given config in: {listed}. Use the run's config."
+  return message + (" If the checkpoints are damaged, move the checkpoints/ directory aside to start over "
+                    "(nothing was moved or deleted).")
+
+
+def restore_latest(manager: ocp.CheckpointManager, state: TrainState, *, move_aside: bool = True,
+                   config=None) -> TrainState:
   """Restores the newest readable checkpoint into ``state``'s structure.
 
   A checkpoint that cannot be read (half written on a file system without
@@ -94,8 +159,9 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainState, *, move_as
   write those steps again. A checkpoint deleted while it was being read (a
   running job keeping only its newest ones) is not a fault: the listing is read
   again. If no checkpoint can be read, the newest one's error is raised and
-  nothing is moved (a config that no longer matches the checkpoints fails here,
-  naming the mismatch).
+  nothing is moved: :class:`CheckpointsUnreadableError` gives the newest one's
+  error and, with ``config``, the fields in which the run's ``config.json``
+  differs from it (a config that no longer matches the checkpoints).
   """
   failures: list[tuple[int, Exception]] = []
   tried: set[int] = set()
@@ -130,7 +196,7 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainState, *, move_as
     if not deleted:
       break
   if failures:
-    raise failures[0][1]
+    raise CheckpointsUnreadableError(_unreadable_message(manager, failures, config)) from failures[0][1]
   raise FileNotFoundError(f"no checkpoint in {manager.directory}")
 
 

@@ -272,7 +272,7 @@ def _train_and_evaluate(config, workdir: str, stop_after_steps: int | None) -> d
     except Exception:
       manager.close()
       raise
-    state = restore_latest(manager, state)
+    state = restore_latest(manager, state, config=config)
     log.info("resumed from step %d", int(state.step))
   start_step = int(state.step)
   if is_main:
