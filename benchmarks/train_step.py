@@ -73,7 +73,17 @@ def median_seconds(fn, steps: int) -> float:
   return statistics.median(times)
 
 
-def jax_rows(config, steps: int) -> list[tuple[str, float, float]]:
+def step_flops(jitted, *args) -> float:
+  """FLOPs of one call of ``jitted(*args)`` from XLA's cost analysis (nan if it has none)."""
+  cost = jitted.lower(*args).compile().cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", math.nan))
+
+
+def jax_rows(config, steps: int, with_flops: bool = False) -> list[tuple]:
+  """``(row name, median seconds per step, compile seconds[, FLOPs per step])``;
+  the FLOPs are those of the first row's step (on pre-made views) for every row."""
   mesh = gdata.data_mesh()
   objective, hparams, model = build_method(config)
   tx, _ = make_optimizer(config, 100, 1000)
@@ -107,12 +117,13 @@ def jax_rows(config, steps: int) -> list[tuple[str, float, float]]:
       holder["state"], out = step(holder["state"], *args())
       jax.block_until_ready(out)
 
-    start = time.perf_counter()
+    start = time.perf_counter()  # compile time: the cost analysis's AOT compile, which the first call reuses
+    flops = (step_flops(step, holder["state"], *args()) if not rows else rows[0][3]) if with_flops else None
     run()
     compile_s = time.perf_counter() - start
     run()
     run()
-    rows.append((name, median_seconds(run, steps), compile_s))
+    rows.append((name, median_seconds(run, steps), compile_s) + ((flops,) if with_flops else ()))
   return rows
 
 

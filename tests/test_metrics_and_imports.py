@@ -111,3 +111,33 @@ def test_importing_gjax_does_not_import_tensorflow(module):
   code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets')))"
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
+
+
+PRIVATE_JAX = ("jax._src", "jax.interpreters", "jax.lib", "jaxlib")
+
+
+def test_no_private_jax_api_is_used():
+  """gjax supports jax 0.10 and 0.11 (the accelerator images' version): only
+  public APIs, which both keep, are used (no jax._src, jax.interpreters,
+  jax.lib or jaxlib imports or attribute accesses)."""
+  import ast
+  import glob
+
+  offenders = []
+  files = [f for pattern in ("gjax/**/*.py", "benchmarks/*.py", "*.py")
+           for f in glob.glob(os.path.join(REPO, pattern), recursive=True)]
+  assert len(files) > 30
+  for path in files:
+    tree = ast.parse(open(path).read(), path)
+    for node in ast.walk(tree):
+      names = []
+      if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+      elif isinstance(node, ast.ImportFrom) and node.module:
+        names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+      elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "jax":
+        names = [f"jax.{node.attr}"]
+      for name in names:
+        if any(name == p or name.startswith(p + ".") for p in PRIVATE_JAX):
+          offenders.append(f"{os.path.relpath(path, REPO)}:{node.lineno}: {name}")
+  assert not offenders, offenders
