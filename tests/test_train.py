@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,8 +57,9 @@ def test_one_step_on_8_devices_matches_1_device():
   config = tiny_config()
   params_8, stats_8, metrics_8 = _one_step(config, jax.devices())
   params_1, stats_1, metrics_1 = _one_step(config, jax.devices()[:1])
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), params_8, params_1)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), stats_8, stats_1)
+  chex.assert_trees_all_close(params_8, params_1, rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(stats_8, stats_1, rtol=1e-5, atol=1e-5)
+  chex.assert_tree_all_finite((params_8, stats_8))
   np.testing.assert_allclose(metrics_8["loss"], metrics_1["loss"], rtol=1e-5)
   # The step did change the parameters.
   assert metrics_8["grad_norm"] > 0
