@@ -107,9 +107,12 @@ def test_evaluate_checks_where_it_writes_first_and_leaves_the_runs_checkpoints_a
   # An unwritable destination is refused before anything is computed.
   (tmp_path / "a_file").write_text("")
   monkeypatch.setattr(evaluate_module, "load_eval_data", lambda *a: pytest.fail("computed before checking"))
-  with pytest.raises(PermissionError, match=r"cannot write the evaluation results to .*a_file/results.json"):
+  with pytest.raises(ValueError, match=r"config.eval.results_path=.*a_file/results.json.*existing directory"):
     evaluate(tiny_config(**fields, **{"eval.results_path": str(tmp_path / "a_file" / "results.json")}),
              str(tmp_path))
+  # A directory that exists but takes no new file (even as root): /proc.
+  with pytest.raises(PermissionError, match=r"cannot write the evaluation results to /proc/gjax_results.json"):
+    evaluate(tiny_config(**fields, **{"eval.results_path": "/proc/gjax_results.json"}), str(tmp_path))
   monkeypatch.undo()
   # A checkpoint deleted while eval reads it (the run keeps only its newest) is not called unreadable.
   original = checkpoints._restore_step

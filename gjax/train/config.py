@@ -354,6 +354,9 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(e.anomaly_views in (1, 2), "eval.anomaly_views", e.anomaly_views, "must be 1 or 2")
   _require(e.anomaly_samples >= 0, "eval.anomaly_samples", e.anomaly_samples, "must be >= 0")
   _require(e.every_epochs >= 0, "eval.every_epochs", e.every_epochs, "must be >= 0 (0 = off)")
+  if e.results_path:
+    _require(e.results_path.endswith(".json") and os.path.isdir(os.path.dirname(os.path.abspath(e.results_path))),
+             "eval.results_path", e.results_path, "must be a .json file in an existing directory ('' = the workdir's)")
   _require(e.knn_temperature > 0, "eval.knn_temperature", e.knn_temperature, "must be > 0")
   _require(e.num_train_examples == -1 or e.num_train_examples > 0, "eval.num_train_examples",
            e.num_train_examples, "must be -1 (all) or > 0")
