@@ -93,10 +93,17 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
       train_command(workdir, num_train_steps=5000, log_every_steps=5, checkpoint_every_steps=4000),
       cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
   wait_for(lambda: (workdir / "train.jsonl").exists() and (workdir / "train.jsonl").read_text().strip(), process)
+  # A second train.py in the same workdir (the one-writer case): refused at once in one line, no hang.
+  second = subprocess.run(train_command(workdir, num_train_steps=5000, log_every_steps=5, checkpoint_every_steps=4000),
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert second.returncode == 2, second.stderr[-3000:]
+  assert f"is in use by pid {process.pid} on host" in second.stderr and "Traceback" not in second.stderr
   process.send_signal(signal.SIGTERM)
   _, stderr = process.communicate(timeout=300)
   assert process.returncode == 0, stderr[-3000:]
   assert "stopped by SIGTERM" in stderr
+  logged = [json.loads(line)["step"] for line in (workdir / "train.jsonl").read_text().splitlines()]
+  assert logged == sorted(set(logged))  # one writer: every step once, in order
   steps = checkpoint_steps(workdir)
   assert len(steps) == 1 and 5 <= steps[0] < 4000, steps  # saved at the signal, not at a periodic step
   summary = json.loads((workdir / "summary.json").read_text())
