@@ -27,6 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A tiny synthetic run through the real command line (train.py) and in process.
 TINY = {"dataset.name": "synthetic", "dataset.synthetic_image_size": 16, "dataset.num_train_examples": -1,
+        "model.encoder": "resnet10",  # one block per stage: the same code paths, less to compile
         "model.width_multiplier": 0.0625, "model.bottleneck": 16, "batch_size": 16,
         "optim.base_learning_rate": 0.5}
 
