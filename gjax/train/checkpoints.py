@@ -11,7 +11,9 @@ an unreadable checkpoint (a warning naming the step and the leaf, the previous
 checkpoint used, the bad one moved to ``checkpoints_unreadable/``). Checkpoints
 without a recorded checksum (written before gjax recorded them, or a crash
 between the checkpoint and its checksum file) restore with a warning that they
-are unverified.
+are unverified. The cost is one host copy of the state and a CRC-32 over its
+bytes per save and per restore (zlib runs at about 1 GB/s: ~0.2 s for a
+ResNet-50 with its momentum), nothing per step.
 """
 
 from __future__ import annotations
