@@ -142,21 +142,13 @@ def truncate_metrics(path: str, after_step: int) -> int:
   return len(lines) - len(keep)
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flat(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
-
-
 def changed_fields(saved: dict, current: dict) -> dict[str, tuple]:
   """``{field: (saved value, current value)}`` of the fields that change what a
   run computes; fields that only one of the configs has (a config written by
   an older gjax) are not compared."""
-  a, b = _flat(saved), _flat(current)
+  from gjax.train.config import config_fields  # the one flattening of a config
+
+  a, b = dict(config_fields(saved)), dict(config_fields(current))
   return {k: (a[k], b[k]) for k in sorted(set(a) & set(b))
           if a[k] != b[k] and k not in RESUME_FREE_FIELDS and not k.startswith(RESUME_FREE_PREFIXES)}
 
