@@ -93,16 +93,6 @@ def initialize_distributed(mode: str, coordinator_address: str | None, num_proce
   return True
 
 
-def _config_field_names(tree, prefix: str = "") -> list[str]:
-  names = []
-  for key, value in tree.items():
-    if hasattr(value, "items"):
-      names += _config_field_names(value, f"{prefix}{key}.")
-    else:
-      names.append(f"{prefix}{key}")
-  return names
-
-
 def _suggest(name: str, known: list[str]) -> list[str]:
   """Known fields that ``name`` may have meant: close spellings, and fields of
   the same section whose last words it abbreviates (``optim.lr`` ->
@@ -132,9 +122,12 @@ def check_config_overrides(argv: list[str]) -> str | None:
   if spec is None or not fields or not os.path.exists(spec.partition(":")[0]):
     return None
   try:
-    known = _config_field_names(load_config(spec))
+    config = load_config(spec)
   except Exception:  # noqa: BLE001 - a config that does not load: absl's parsing reports it
     return None
+  from gjax.train.config import config_fields  # loaded already: config files build on base_config
+
+  known = [name for name, _ in config_fields(config)]
   for field in fields:
     if field not in known:
       section = field.rpartition(".")[0]
@@ -152,21 +145,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
   from gjax.train.workdir import WorkdirInUseError
 
   return (ValueError, FileNotFoundError, PermissionError, ImportError, WorkdirInUseError)
-
-
-def _silence_closed_event_loop_reports() -> None:
-  """A restore that fails (a checkpoint that does not fit the config) leaves
-  TensorStore reads in flight whose completion callbacks reach Orbax's closed
-  asyncio loop; each prints a 'RuntimeError: Event loop is closed' traceback
-  through ``sys.excepthook`` (about 300 of them, hiding the one real error).
-  Those reports, and only those, are dropped."""
-  previous = sys.excepthook
-
-  def excepthook(kind, value, traceback):
-    if kind is RuntimeError and str(value) == "Event loop is closed":
-      return
-    previous(kind, value, traceback)
-  sys.excepthook = excepthook
 
 
 def run_with_config(action: Callable[[object, str], object], workdir_help: str) -> None:
@@ -212,7 +190,6 @@ def run_with_config(action: Callable[[object, str], object], workdir_help: str) 
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     startup_signals.install()  # SIGTERM / SIGINT before the first step: exit at once, with a message
-    _silence_closed_event_loop_reports()
     absl_logging.set_verbosity(absl_logging.WARNING)  # library chatter (Orbax) off
     gjax_log = logging.getLogger("gjax")
     gjax_log.setLevel(logging.INFO)

@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-from gjax.cli import _config_field_names, _suggest, check_config_overrides, load_config
+from gjax.cli import _suggest, check_config_overrides, load_config
+from gjax.train.config import config_fields
 from tests.test_hardening import REPO, TINY, train_command
 
 SMOKE = "configs/vje_fashion_mnist.py:smoke"
@@ -19,7 +20,7 @@ def run(args, timeout=300):
 
 
 def test_suggestions_for_misspelt_fields():
-  known = _config_field_names(load_config(os.path.join(REPO, SMOKE)))
+  known = [name for name, _ in config_fields(load_config(os.path.join(REPO, SMOKE)))]
   assert "optim.base_learning_rate" in _suggest("optim.lr", known)
   assert _suggest("optim.momentm", known)[0] == "optim.momentum"
   assert "vje.beta" in _suggest("vje.betta", known)

@@ -32,6 +32,8 @@ from absl import logging as absl_logging
 import numpy as np
 import orbax.checkpoint as ocp
 
+from gjax.train.config import config_fields  # the one flattening of nested dicts into dotted names
+
 log = logging.getLogger("gjax.train")
 
 CHECKSUM_DIR = "checkpoint_checksums"
@@ -90,16 +92,6 @@ class CheckpointShapeError(RuntimeError):
   """A checkpoint whose arrays have other shapes than the state of this config."""
 
 
-def _flat_shapes(tree: dict, prefix: str = "") -> dict[str, tuple]:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flat_shapes(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = tuple(np.shape(value))
-  return out
-
-
 def _check_shapes(manager: ocp.CheckpointManager, step: int, state) -> None:
   """Compares the shapes in checkpoint ``step``'s metadata with ``state``'s
   before any array is read (a restore that fails part-way leaves reads in
@@ -117,7 +109,7 @@ def _check_shapes(manager: ocp.CheckpointManager, step: int, state) -> None:
     absl_logging.set_verbosity(verbosity)
     checkpointer.close()
   saved = {m.name: tuple(m.shape) for m in jax.tree_util.tree_leaves(metadata) if hasattr(m, "shape")}
-  mine = _flat_shapes(flax.serialization.to_state_dict(state))
+  mine = {name: tuple(np.shape(leaf)) for name, leaf in config_fields(flax.serialization.to_state_dict(state))}
   wrong = [(k, saved[k], mine[k]) for k in sorted(set(saved) & set(mine)) if saved[k] != mine[k]]
   if wrong:
     name, theirs, ours = wrong[0]
