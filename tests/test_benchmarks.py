@@ -26,3 +26,18 @@ def test_accelerator_benchmark_prints_its_table_at_toy_sizes(capsys):
     ms, images_per_second, compile_s, tflops = (float(row[i]) for i in (5, 6, 7, 9))
     assert ms > 0 and images_per_second > 0 and compile_s > 0 and tflops > 0
     assert abs(images_per_second - 8 / (ms / 1e3)) / images_per_second < 0.01
+
+
+def test_step_profile_sums_the_traced_operations_by_kind():
+  from benchmarks import step_profile, train_step
+
+  assert step_profile.kind_of("ynn_fusion.3").startswith("convolution")
+  assert step_profile.kind_of("transpose_copy_fusion.69") == "transpose / copy / layout"
+  assert step_profile.kind_of("multiply_bitcast_fusion") == "element-wise fusion"
+  assert step_profile.kind_of("add_maximum_fusion.2") == "element-wise fusion"
+  config = train_step.bench_config("resnet10", "cifar", 16, 8, 0.125)
+  wall_ms, by_op = step_profile.profile_step(config, steps=1)
+  assert wall_ms > 0 and by_op and all(ms >= 0 for ms in by_op.values())
+  assert not any(name.startswith(step_profile.NOT_OPERATIONS) for name in by_op)
+  kinds = {step_profile.kind_of(name) for name in by_op}
+  assert "element-wise fusion" in kinds and any(k.startswith("convolution") for k in kinds), kinds

@@ -236,3 +236,20 @@ def test_one_class_report_tables_come_from_the_rows(tmp_path):
     assert (tmp_path / "out" / png).stat().st_size > 1000
   with pytest.raises(FileNotFoundError, match="no finished one-class rows"):
     one_class_report.read_study(str(tmp_path / "out"))
+
+  # Rows of an earlier report (another machine's runs, no directories here) join
+  # the new ones; a (setting, class) the new root holds is taken from the root.
+  earlier = [json.loads(line) for line in (tmp_path / "out" / "posterior_study.jsonl").read_text().splitlines()]
+  assert len(earlier) == 4 and all("dir" not in row for row in earlier)
+  old = [{**{k: v for k, v in row.items() if k != "num_train_steps"}, "setting": "old"} for row in earlier[:2]]
+  stale = {**earlier[0], "auroc_joint": 0.0}  # same setting and class as a row of the root
+  (tmp_path / "previous.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old + [stale]))
+  merged = {s["setting"]: s for s in one_class_report.write_report(
+      str(tmp_path / "study"), str(tmp_path / "out2"), previous_rows=str(tmp_path / "previous.jsonl"))}
+  assert set(merged) == {"base", "beta_half", "old"} and merged["old"]["num_train_steps"] == -1
+  assert merged["old"]["joint"] == pytest.approx(100 * np.mean([r["auroc_joint"] for r in old]))
+  assert merged["base"]["joint"] == pytest.approx(by_setting["base"]["joint"])
+  assert "--previous_rows" in (tmp_path / "out2" / "posterior_study.md").read_text()
+  (tmp_path / "bad.jsonl").write_text(json.dumps({"setting": "x", "class": 0}) + "\n")
+  with pytest.raises(ValueError, match="lacks"):
+    one_class_report.read_previous_rows(str(tmp_path / "bad.jsonl"), [])

@@ -29,7 +29,9 @@ from gjax.train.metrics import read_metrics
 
 #: The config fields that tell the settings of a study apart (read from config.json).
 SETTING_FIELDS = ("vje.beta", "vje.nu", "vje.kl_convention", "vje.free_bits", "optim.base_learning_rate",
-                  "optim.lr_scaling", "batch_size", "model.width_multiplier", "num_epochs")
+                  "optim.lr_scaling", "batch_size", "model.width_multiplier", "num_epochs", "num_train_steps")
+#: Fields that rows written before they existed lack, with the value those rows ran with.
+FIELD_DEFAULTS = {"num_train_steps": -1}
 #: Scores of the AUROC table, in its column order.
 TABLE_SCORES = ("joint", "joint_kernel", "joint_log_det", "joint_radial", "neg_elbo", "joint_sampled",
                 "joint_two_view", "variance_sum", "entropy", "gde_z", "gde_mu")
@@ -66,6 +68,24 @@ def read_study(root: str) -> list[dict[str, Any]]:
   if not rows:
     raise FileNotFoundError(f"no finished one-class rows (*/*/result.json) under {root}")
   return rows
+
+
+def read_previous_rows(path: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Rows of an earlier report's ``posterior_study.jsonl`` (made on another
+  machine, whose run directories are not here) that ``rows`` does not hold
+  (by setting and class); they carry no ``dir``, so no curves are drawn for them."""
+  have = {(r["setting"], r["class"]) for r in rows}
+  previous = []
+  with open(path) as f:
+    for line in f:
+      row = json.loads(line)
+      missing = [k for k in ("setting", "class", *SETTING_FIELDS) if k not in row and k not in FIELD_DEFAULTS]
+      if missing:
+        raise ValueError(f"{path}: a row lacks {missing}: it is not a posterior_study.jsonl row")
+      row = {**FIELD_DEFAULTS, **row}
+      if (row["setting"], row["class"]) not in have:
+        previous.append(row)
+  return previous
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -108,15 +128,18 @@ def _short(setting: dict) -> str:
           f"nu={setting['vje.nu']:g}, free_bits={setting['vje.free_bits']:g}")
 
 
-def write_report(root: str, out: str, reference_path: str | None = None) -> list[dict[str, Any]]:
+def write_report(root: str, out: str, reference_path: str | None = None,
+                 previous_rows: str | None = None) -> list[dict[str, Any]]:
   from gjax.eval import plots
 
   rows = read_study(root)
+  if previous_rows:
+    rows += read_previous_rows(previous_rows, rows)
   summary = summarise(rows)
   reference = read_reference(reference_path) if reference_path else {}
   os.makedirs(out, exist_ok=True)
   columns = ["setting", "vje.beta", "vje.kl_convention", "vje.nu", "vje.free_bits", "optim.base_learning_rate",
-             "batch_size", "model.width_multiplier", "classes"]
+             "batch_size", "model.width_multiplier", "num_epochs", "num_train_steps", "classes"]
   auroc_rows, diag_rows = [], []
   for s in summary:
     ref = {}
@@ -136,7 +159,8 @@ def write_report(root: str, out: str, reference_path: str | None = None) -> list
   with open(os.path.join(out, "posterior_study.md"), "w") as f:
     f.write(f"# One-class posterior study: mean AUROC (%) over the classes listed\n\n"
             f"Made by `python -m gjax.eval.one_class_report --root {root} --out {out}"
-            + (f" --raw_pixel_reference {reference_path}" if reference_path else "") + "` from the rows that "
+            + (f" --raw_pixel_reference {reference_path}" if reference_path else "")
+            + (f" --previous_rows {previous_rows}" if previous_rows else "") + "` from the rows that "
             "`results/one_class_fashion_mnist/run_posterior_study.sh` wrote.\n\n"
             "## AUROC of every score\n\n" + markdown_table(auroc_rows)
             + "\n## Diagnostics at the end of training (train_*: last logged window) and on the test split "
@@ -156,8 +180,9 @@ def write_report(root: str, out: str, reference_path: str | None = None) -> list
     plots.plot_per_class_auroc([{**m, "dataset.train_classes": [m["class"]]} for m in members],
                                os.path.join(out, f"per_class_auroc_{name}.png"),
                                scores=("joint", "joint_kernel", "variance_sum", "entropy", "gde_z"))
-    plot_diagnostics_over_training(members, os.path.join(out, f"diagnostics_over_training_{name}.png"),
-                                   _short(s))
+    if all("dir" in m for m in members):  # rows of an earlier report have no train.jsonl here
+      plot_diagnostics_over_training(members, os.path.join(out, f"diagnostics_over_training_{name}.png"),
+                                     _short(s))
   widths = [s["model.width_multiplier"] for s in summary]
   common_width = max(set(widths), key=widths.count)
   mean_rows = [{"vje.beta": s["vje.beta"] * (2 if s["vje.kl_convention"] == "sum" else 1), "vje.nu": s["vje.nu"],
@@ -200,7 +225,9 @@ if __name__ == "__main__":
   parser.add_argument("--root", required=True, help="the study's root (one sub-directory per setting)")
   parser.add_argument("--out", required=True, help="where the tables and plots go")
   parser.add_argument("--raw_pixel_reference", default=None, help="raw_pixel_reference.md of the same protocol")
+  parser.add_argument("--previous_rows", default=None,
+                      help="an earlier posterior_study.jsonl whose rows (by setting and class) join the report")
   args = parser.parse_args()
-  for s in write_report(args.root, args.out, args.raw_pixel_reference):
+  for s in write_report(args.root, args.out, args.raw_pixel_reference, args.previous_rows):
     print(f"{_short(s)} classes {s['classes']}: joint {s['joint']:.1f} variance_sum {s['variance_sum']:.1f} "
           f"entropy {s['entropy']:.1f} gde_z {s['gde_z']:.1f} test_active_units {s['test_active_units']:.1f}")

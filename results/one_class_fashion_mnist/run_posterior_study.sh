@@ -27,10 +27,16 @@ declare -A RUNS=(
   [free_bits_more]="--config $CFG:one_class --config.vje.nu=0.5 --grid vje.free_bits=2.0"
   [paper_lr]="--config $CFG:one_class_paper --grid optim.base_learning_rate=0.0005,0.005"
   [width_quarter]="--config $CFG:one_class --config.vje.nu=0.5 --config.model.width_multiplier=0.25"
+  [width_half]="--config $CFG:one_class --config.vje.nu=0.5 --config.model.width_multiplier=0.5"
+  # Is the training budget the bound? The same model after 1 step (the encoder at
+  # its initialisation: what training adds at all) and after 30 epochs instead of 10.
+  [untrained]="--config $CFG:one_class --config.vje.nu=0.5 --config.num_train_steps=1"
+  [epochs_30]="--config $CFG:one_class --config.vje.nu=0.5 --grid num_epochs=30.0"
+  [epochs_30_beta0.5]="--config $CFG:one_class --config.vje.nu=0.5 --config.vje.beta=0.5 --grid num_epochs=30.0"
 )
 # beta = 0.5 under "sum" is beta = 1.0 under "mean" (base_nu0.5) to the last bit: not run twice.
 ORDER=(base_nu0.5 paper_recipe free_bits beta_mean beta_sum base_nu1 beta_mean_more beta_sum_more free_bits_more
-       paper_lr width_quarter)
+       paper_lr width_quarter width_half untrained epochs_30 epochs_30_beta0.5)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   [ -n "${RUNS[$name]:-}" ] || { echo "unknown setting $name; known: ${!RUNS[*]}" >&2; exit 2; }
