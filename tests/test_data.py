@@ -243,7 +243,7 @@ def test_eval_preprocess_and_config():
   assert hash(augment.AugmentConfig.for_dataset("cifar10")) is not None
   assert not augment.AugmentConfig.for_dataset("cifar10").blur
   assert augment.AugmentConfig.for_dataset("stl10").blur
-  with pytest.raises(ValueError, match="preset"):
+  with pytest.raises(ValueError, match="unknown data set 'mnist'"):
     augment.AugmentConfig.for_dataset("mnist")
   with pytest.raises(ValueError, match="flip_prob"):
     augment.AugmentConfig(flip_prob=1.5)
@@ -285,11 +285,11 @@ def test_tfds_imagenet_host_square(tfds_mod, tmp_path):
   tfds, tfds_input = tfds_mod
   with _mock(tfds, num_examples=6):
     train = next(tfds_input.tfds_batches("imagenet2012", "train", 4, train=True,
-                                         data_dir=tmp_path, imagenet_size=24,
+                                         data_dir=tmp_path, host_square=24,
                                          process_index=0, process_count=1))
     evals = list(tfds_input.tfds_batches("imagenet2012", tfds_input.eval_split("imagenet2012"),
                                          4, train=False, data_dir=tmp_path,
-                                         drop_remainder=False, imagenet_size=24,
+                                         drop_remainder=False, host_square=24,
                                          process_index=0, process_count=1))
   assert train["image"].shape == (4, 24, 24, 3) and train["image"].dtype == np.uint8
   assert [b["image"].shape[0] for b in evals] == [4, 2]
@@ -300,8 +300,8 @@ def test_tfds_names_and_errors(tfds_mod):
   _, tfds_input = tfds_mod
   assert tfds_input.pretrain_split("stl10") == "unlabelled+train"
   assert tfds_input.pretrain_split("cifar100") == "train"
-  with pytest.raises(ValueError, match="cifar10, cifar100, stl10, imagenet2012"):
-    tfds_input.make_tfds_dataset("svhn", "train", 8, train=True)
+  with pytest.raises(ValueError, match="unknown data set 'svhn'; registered: cifar10, cifar100, digits"):
+    tfds_input.pretrain_split("svhn")
   with pytest.raises(ValueError, match="process count 3"):
     tfds_input.make_tfds_dataset("cifar10", "train", 8, train=True,
                                  process_index=0, process_count=3)

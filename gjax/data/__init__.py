@@ -18,6 +18,13 @@ from gjax.data.arrays import (
     make_synthetic_images,
     read_idx,
 )
+from gjax.data.datasets import (
+    DatasetSpec,
+    get_dataset,
+    register_dataset,
+    registered_datasets,
+    spec_from_config,
+)
 from gjax.data.augment import (
     AugmentConfig,
     augment_batch,
@@ -34,7 +41,7 @@ from gjax.data.sharding import (
     to_host,
 )
 
-_TFDS_NAMES = ("SUPPORTED_DATASETS", "make_tfds_dataset", "tfds_batches",
+_TFDS_NAMES = ("make_tfds_dataset", "tfds_batches",
                "pretrain_split", "eval_split")
 
 
@@ -65,6 +72,7 @@ def __getattr__(name):
 __all__ = [
     "ArrayDataset", "IDXFormatError", "load_digits", "load_fashion_mnist",
     "make_synthetic_images", "read_idx",
+    "DatasetSpec", "get_dataset", "register_dataset", "registered_datasets", "spec_from_config",
     "AugmentConfig", "augment_batch", "eval_preprocess", "normalize", "two_views",
     "DATA_AXIS", "batch_sharding", "data_mesh", "make_global_batch",
     "replicated_sharding", "to_host", "import_tfds",

@@ -42,19 +42,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# Per-dataset (output_size, blur, mean, std, eval_crop_fraction). Blur is off at
-# 32x32 and below (VJE Section 5.2).
-_PRESETS = {
-    "cifar10": (32, False, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 1.0),
-    "cifar100": (32, False, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 1.0),
-    "stl10": (96, True, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713), 1.0),
-    "imagenet2012": (224, True, IMAGENET_MEAN, IMAGENET_STD, 0.875),
-    "fashion_mnist": (28, False, (0.2860,), (0.3530,), 1.0),
-    "digits": (8, False, (0.3055,), (0.3759,), 1.0),
-}
+from gjax.data.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset
 
 _NUM_CROP_TRIES = 10
 # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale.
@@ -110,17 +98,16 @@ class AugmentConfig:
       raise ValueError(f"eval_crop_fraction must be in (0, 1], got {self.eval_crop_fraction}.")
 
   @classmethod
-  def for_dataset(cls, name: str, **overrides) -> AugmentConfig:
-    """The MoCo v2 preset for ``name`` (output size, blur flag, mean/std).
-
-    Known names: cifar10, cifar100, stl10, imagenet2012, fashion_mnist, digits.
-    """
-    if name not in _PRESETS:
-      raise ValueError(f"No augmentation preset for {name!r}; known: {sorted(_PRESETS)}.")
-    size, blur, mean, std, eval_crop = _PRESETS[name]
-    fields = dict(output_size=size, blur=blur, mean=mean, std=std,
-                  eval_crop_fraction=eval_crop)
+  def for_dataset(cls, name_or_spec, **overrides) -> AugmentConfig:
+    """The MoCo v2 views of a data set (a registered name or a
+    :class:`gjax.data.datasets.DatasetSpec`): its output size, blur flag,
+    mean / std and evaluation crop, then ``overrides``."""
+    spec = get_dataset(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
+    fields = dict(output_size=spec.image_size, blur=spec.blur, mean=spec.mean, std=spec.std,
+                  eval_crop_fraction=spec.eval_crop_fraction)
     fields.update(overrides)
+    if not fields["output_size"]:
+      raise ValueError(f"data set {spec.name!r} has no fixed image size: pass output_size")
     return cls(**fields)
 
 

@@ -1,8 +1,10 @@
 """TFDS input pipelines: per-process, seeded, batched numpy dicts.
 
-Supported: ``cifar10``, ``cifar100``, ``stl10``, ``imagenet2012`` and
-``fashion_mnist``. The data must already be prepared in ``data_dir`` (TFDS
-downloads only when ``download=True``; ImageNet always needs its manual
+Any TFDS data set with an image feature and a label feature (their keys are
+arguments); the built-in ones (``cifar10``, ``cifar100``, ``stl10``,
+``imagenet2012``) and their splits are described in
+:mod:`gjax.data.datasets`. The data must already be prepared in ``data_dir``
+(TFDS downloads only when ``download=True``; ImageNet always needs its manual
 download).
 
 What runs where:
@@ -11,9 +13,9 @@ What runs where:
   (``tfds.split_for_jax_process``), seeded file shuffling
   (``shuffle_files`` + ``tfds.ReadConfig(shuffle_seed=...)``), a seeded
   example shuffle buffer, decoding, batching (drop-remainder) and prefetch.
-* Host, ImageNet only: its images differ in size, so each is resized (shorter
-  side to ``imagenet_size``, bilinear, antialiased) and cut to an
-  ``imagenet_size`` square -- at a random position for training (a stateless
+* Host, for data sets whose images differ in size (ImageNet; ``host_square``
+  > 0): each is resized (shorter side to ``host_square``, bilinear,
+  antialiased) and cut to a ``host_square`` square -- at a random position for training (a stateless
   draw seeded by ``(seed, process, example counter)``), central for
   evaluation. The per-view RandomResizedCrop then happens on the device, inside
   that square (so a view never reaches the cropped-away ends of the long side).
@@ -33,28 +35,17 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-SUPPORTED_DATASETS = ("cifar10", "cifar100", "stl10", "imagenet2012", "fashion_mnist")
-_PRETRAIN_SPLITS = {"stl10": "unlabelled+train"}
-_EVAL_SPLITS = {"imagenet2012": "validation"}
-#: Side of the host-side ImageNet square (the usual resize-256).
-IMAGENET_HOST_SIZE = 256
-
-
-def _check_name(name: str) -> None:
-  if name not in SUPPORTED_DATASETS:
-    raise ValueError(f"Unsupported dataset {name!r}; supported: {', '.join(SUPPORTED_DATASETS)}.")
+from gjax.data.datasets import get_dataset
 
 
 def pretrain_split(name: str) -> str:
-  """The self-supervised pretraining split (``"unlabelled+train"`` for STL-10)."""
-  _check_name(name)
-  return _PRETRAIN_SPLITS.get(name, "train")
+  """The self-supervised pretraining split of a registered data set (``"unlabelled+train"`` for STL-10)."""
+  return get_dataset(name).pretrain_split
 
 
 def eval_split(name: str) -> str:
-  """The held-out split used for evaluation (``"validation"`` for ImageNet)."""
-  _check_name(name)
-  return _EVAL_SPLITS.get(name, "test")
+  """The held-out split of a registered data set (``"validation"`` for ImageNet)."""
+  return get_dataset(name).eval_split
 
 
 def _resize_and_square(image: tf.Tensor, size: int, seed: tf.Tensor | None) -> tf.Tensor:
@@ -74,7 +65,7 @@ def _resize_and_square(image: tf.Tensor, size: int, seed: tf.Tensor | None) -> t
     top, left = tf.minimum(top, new_h - size), tf.minimum(left, new_w - size)
   image = image[top:top + size, left:left + size]
   image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-  return tf.ensure_shape(image, [size, size, 3])
+  return tf.ensure_shape(image, [size, size, image.shape[-1]])
 
 
 def make_tfds_dataset(
@@ -87,7 +78,9 @@ def make_tfds_dataset(
     data_dir: str | os.PathLike | None = None,
     shuffle_buffer: int = 10_000,
     drop_remainder: bool = True,
-    imagenet_size: int = IMAGENET_HOST_SIZE,
+    image_key: str = "image",
+    label_key: str = "label",
+    host_square: int = 0,
     download: bool = False,
     process_index: int | None = None,
     process_count: int | None = None,
@@ -95,22 +88,23 @@ def make_tfds_dataset(
   """The batched ``tf.data`` pipeline for this process.
 
   Args:
-    name: one of :data:`SUPPORTED_DATASETS`.
+    name: a TFDS name (``tfds.load``'s).
     split: a TFDS split string, e.g. ``pretrain_split(name)`` or ``"test"``.
     global_batch_size: batch size summed over processes; each process yields
       ``global_batch_size // process_count`` examples per batch.
-    train: shuffle (files and examples, seeded) and repeat forever; for
-      ImageNet also take a random rather than central host square.
-    seed: seeds file order, shuffle buffer and ImageNet host crops.
+    train: shuffle (files and examples, seeded) and repeat forever; with
+      ``host_square`` also take a random rather than central host square.
+    seed: seeds file order, shuffle buffer and host crops.
     data_dir: TFDS data directory (passed through to ``tfds.load``).
     shuffle_buffer: example shuffle buffer size (training only).
     drop_remainder: drop a last partial batch (only matters when not training).
-    imagenet_size: side of the host-side ImageNet square.
+    image_key, label_key: the data set's image and label features.
+    host_square: > 0 resizes and square-crops every image on the host to this
+      side (images of different sizes; 256 for ImageNet); 0 keeps them as stored.
     download: let TFDS download/prepare the data if it is missing.
     process_index, process_count: default to ``jax.process_index()`` and
       ``jax.process_count()``.
   """
-  _check_name(name)
   if process_index is None or process_count is None:
     import jax
 
@@ -135,11 +129,11 @@ def make_tfds_dataset(
   crop_seed = seed * process_count + process_index
 
   def decode(index, example):
-    image = example["image"]
-    if name == "imagenet2012":
+    image = example[image_key]
+    if host_square:
       seed_pair = tf.stack([tf.constant(crop_seed, tf.int64), index]) if train else None
-      image = _resize_and_square(image, imagenet_size, seed_pair)
-    return {"image": image, "label": tf.cast(example["label"], tf.int32)}
+      image = _resize_and_square(image, host_square, seed_pair)
+    return {"image": image, "label": tf.cast(example[label_key], tf.int32)}
 
   ds = ds.enumerate().map(decode, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(batch_size, drop_remainder=drop_remainder or train)

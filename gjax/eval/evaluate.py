@@ -28,20 +28,24 @@ log = logging.getLogger("gjax.eval")
 
 def load_eval_data(config):
   """(train images, train labels, test images, test labels) as host arrays."""
-  name = config.dataset.name
-  if name in config_lib.IN_MEMORY_DATASETS:
+  spec = gdata.spec_from_config(config.dataset)
+  if spec.source == "memory":
     train = load_in_memory(config, "train")
     test = load_in_memory(config, "test")
   else:
-    tfds = gdata.import_tfds()  # deferred: imports TensorFlow
-
     def load(split):
-      ds = tfds.load(name, split=split, batch_size=-1, data_dir=config.dataset.data_dir or None,
-                     download=False)
-      arrays = tfds.as_numpy(ds)
-      return arrays["image"], arrays["label"].astype(np.int32)
+      # Every process reads the whole split (the features are computed data-parallel afterwards);
+      # images of different sizes get the central host square.
+      batches = list(gdata.tfds_batches(spec.tfds_name, split, 1024, train=False, drop_remainder=False,
+                                        data_dir=config.dataset.data_dir or None, image_key=spec.image_key,
+                                        label_key=spec.label_key, host_square=spec.host_square,
+                                        process_index=0, process_count=1))
+      if not batches:
+        raise ValueError(f"TFDS data set {spec.tfds_name!r}: split {split!r} is empty")
+      return (np.concatenate([b["image"] for b in batches]),
+              np.concatenate([b["label"] for b in batches]).astype(np.int32))
 
-    train, test = load("train"), load(gdata.eval_split(name))
+    train, test = load(spec.train_split), load(spec.eval_split)
   if config.eval.num_train_examples > 0:
     train = (train[0][: config.eval.num_train_examples], train[1][: config.eval.num_train_examples])
   return train[0], train[1], test[0], test[1]

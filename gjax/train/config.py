@@ -13,14 +13,12 @@ import os
 
 import ml_collections
 
+from gjax.data.datasets import spec_from_config
 from gjax.math.vje import KL_CONVENTIONS
 from gjax.models.heads import ACTIVATIONS
 from gjax.models.resnet import ARCHS, STEMS
 from gjax.objectives import registered_methods
 
-IN_MEMORY_DATASETS = ("fashion_mnist", "digits", "synthetic")
-TFDS_DATASETS = ("cifar10", "cifar100", "stl10", "imagenet2012")
-DATASETS = IN_MEMORY_DATASETS + TFDS_DATASETS
 COMPUTE_DTYPES = ("float32", "bfloat16")
 EVALUATORS = ("knn", "linear_probe", "posterior")
 LR_SCALINGS = ("linear", "sqrt", "none")
@@ -33,12 +31,27 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.dataset = ml_collections.ConfigDict()
+  # A registered data set (gjax.data.datasets: fashion_mnist, digits, synthetic,
+  # cifar10, cifar100, stl10, imagenet2012) or "tfds:NAME", any prepared TFDS
+  # data set, described by dataset.tfds.
   c.dataset.name = "fashion_mnist"
+  c.dataset.module = ""  # a module to import first (one that registers its own data set)
   c.dataset.data_dir = ""  # "" = the loader's default location
   c.dataset.num_train_examples = -1  # -1 = all; >0 takes a fixed subset (smoke runs)
   c.dataset.train_classes = ()  # () = all; e.g. (3,) trains on class 3 only (one-class protocol)
   c.dataset.synthetic_image_size = 32  # only for name="synthetic"
   c.dataset.synthetic_channels = 3
+  c.dataset.tfds = ml_collections.ConfigDict()  # only for name="tfds:NAME"
+  c.dataset.tfds.image_key = "image"
+  c.dataset.tfds.label_key = "label"
+  c.dataset.tfds.pretrain_split = "train"  # TFDS split strings, e.g. "train+extra" or "fit[:90%]"
+  c.dataset.tfds.train_split = "train"  # labelled split of the k-NN / linear probes
+  c.dataset.tfds.eval_split = "test"
+  c.dataset.tfds.image_size = 0  # side of the views; 0 = the stored side (images of one size)
+  c.dataset.tfds.resize = False  # resize + square-crop each image on the host to image_size (varied sizes)
+  c.dataset.tfds.blur = False  # Gaussian blur in the views (MoCo v2; off at 32x32 and below)
+  c.dataset.tfds.mean = ()  # per-channel mean and std on the [0, 1] scale: required
+  c.dataset.tfds.std = ()
 
   c.model = ml_collections.ConfigDict()
   c.model.encoder = "resnet18"
@@ -250,7 +263,15 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
            f"must be one of {registered_methods()}")
   _require(config.seed >= 0, "seed", config.seed, "must be >= 0")
   d = config.dataset
-  _require(d.name in DATASETS, "dataset.name", d.name, f"must be one of {DATASETS}")
+  try:
+    spec = spec_from_config(d)
+  except ValueError as e:
+    raise ValueError(f"config.dataset.name={d.name!r} is invalid: {e}") from None
+  _require(not d.tfds.resize or d.tfds.image_size > 0, "dataset.tfds.image_size", d.tfds.image_size,
+           "must be > 0 with dataset.tfds.resize=True (the side the host resizes to)")
+  _require(d.tfds.image_size >= 0, "dataset.tfds.image_size", d.tfds.image_size, "must be >= 0")
+  _require(not d.train_classes or spec.source == "memory", "dataset.train_classes", d.train_classes,
+           f"is supported for the in-memory data sets, not for the TFDS data set {d.name!r}")
   _require(d.num_train_examples == -1 or d.num_train_examples > 0, "dataset.num_train_examples",
            d.num_train_examples, "must be -1 (all) or > 0")
   _require(all(isinstance(k, int) and k >= 0 for k in d.train_classes), "dataset.train_classes",

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from gjax import data as gdata
-from gjax.train import config as config_lib
+from gjax.data.datasets import DatasetSpec, spec_from_config
 
 
 @dataclasses.dataclass
@@ -32,18 +32,12 @@ class TrainInput:
 
 
 def load_in_memory(config, split: str) -> tuple[np.ndarray, np.ndarray]:
-  """Images and labels of an in-memory data set (train or test split)."""
+  """Images and labels of an in-memory data set (``"train"`` or ``"test"``)."""
   d = config.dataset
-  if d.name == "fashion_mnist":
-    images, labels = gdata.load_fashion_mnist(split, d.data_dir or None)
-  elif d.name == "digits":
-    images, labels = gdata.load_digits(split)
-  elif d.name == "synthetic":
-    num = 2048 if split == "train" else 512
-    images, labels = gdata.make_synthetic_images(
-        num, d.synthetic_image_size, d.synthetic_channels, seed=config.seed + (split != "train"))
-  else:
+  spec = spec_from_config(d)
+  if spec.source != "memory":
     raise ValueError(f"config.dataset.name={d.name!r} is not an in-memory data set")
+  images, labels = spec.load(split, config)
   if split == "train" and d.train_classes:
     missing = sorted(set(d.train_classes) - set(np.unique(labels).tolist()))
     if missing:
@@ -61,32 +55,76 @@ def load_in_memory(config, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def augment_config(config, image_shape) -> gdata.AugmentConfig:
+  """The views of ``config.dataset``'s preset with ``config.augment``'s
+  settings; a data set without a fixed size gets views of the stored size."""
   a = config.augment
-  overrides = {"crop_scale": (a.crop_scale_min, 1.0)}
+  spec = spec_from_config(config.dataset)
+  overrides = {"crop_scale": (a.crop_scale_min, 1.0), "output_size": spec.image_size or image_shape[0]}
   if a.blur != "auto":
     overrides["blur"] = a.blur == "on"
-  if config.dataset.name == "synthetic":
-    channels = image_shape[-1]
-    return gdata.AugmentConfig(output_size=image_shape[0], blur=False, mean=(0.5,) * channels,
-                               std=(0.25,) * channels, **overrides)
-  return gdata.AugmentConfig.for_dataset(config.dataset.name, **overrides)
+  return gdata.AugmentConfig.for_dataset(spec, **overrides)
+
+
+def _not_prepared(spec: DatasetSpec, data_dir: str | None, split: str) -> FileNotFoundError:
+  return FileNotFoundError(
+      f"TFDS data set {spec.tfds_name!r} (split {split!r}) is not prepared under "
+      f"data_dir={data_dir!r}; gjax never downloads: build it offline "
+      f"(`tfds build {spec.tfds_name} --data_dir DIR`) and pass --config.dataset.data_dir=DIR")
+
+
+def tfds_builder(spec: DatasetSpec, data_dir: str | None, split: str | None = None):
+  """The TFDS builder of ``spec`` (its code, or its prepared files when gjax
+  cannot import its code); with ``split``, also checks that the data set is
+  prepared and has that split. FileNotFoundError saying how to prepare it."""
+  tfds = gdata.import_tfds()
+  try:
+    builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise _not_prepared(spec, data_dir, split or spec.pretrain_split) from None
+  if split is None:
+    return builder
+  if not builder.is_prepared():
+    raise _not_prepared(spec, data_dir, split)
+  try:
+    builder.info.splits[split]  # TFDS split expressions ("a+b", "train[:90%]") included
+  except (KeyError, ValueError):
+    raise FileNotFoundError(f"TFDS data set {spec.tfds_name!r} has the splits {sorted(builder.info.splits)}: "
+                            f"split {split!r} is not prepared under data_dir={data_dir!r} "
+                            f"(config.dataset.tfds names the splits of a tfds:NAME data set)") from None
+  return builder
+
+
+def tfds_image_shape(spec: DatasetSpec, data_dir: str | None) -> tuple[int, int, int]:
+  """The (height, width, channels) of a TFDS data set's views on the host, from its metadata."""
+  features = tfds_builder(spec, data_dir).info.features
+  if spec.image_key not in features or spec.label_key not in features:
+    raise ValueError(f"TFDS data set {spec.tfds_name!r} has the features {sorted(features.keys())}, not "
+                     f"image_key={spec.image_key!r} and label_key={spec.label_key!r} (config.dataset.tfds)")
+  shape = tuple(features[spec.image_key].shape)
+  if len(shape) != 3 or (None in shape[:2] and not spec.host_square):
+    raise ValueError(f"TFDS data set {spec.tfds_name!r}: images of shape {shape} need "
+                     f"config.dataset.tfds.resize=True and an image_size (images of one HxWxC size train as "
+                     f"stored)")
+  if spec.host_square:
+    return (spec.host_square, spec.host_square, shape[2])
+  return shape
 
 
 def build_train_input(config) -> TrainInput:
   name = config.dataset.name
-  if name in config_lib.IN_MEMORY_DATASETS:
+  spec = spec_from_config(config.dataset)
+  if spec.source == "memory":
     images, labels = load_in_memory(config, "train")
     dataset = gdata.ArrayDataset(images, labels, config.batch_size, seed=config.seed)
     image_shape = tuple(images.shape[1:])
     return TrainInput(lambda start: dataset.iterate(start_step=start), dataset.steps_per_epoch,
                       image_shape, augment_config(config, image_shape), len(images))
 
-  tfds = gdata.import_tfds()  # deferred: TFDS imports TensorFlow
-
   if config.dataset.train_classes:
-    raise ValueError(f"config.dataset.train_classes is supported for the in-memory data sets "
-                     f"{config_lib.IN_MEMORY_DATASETS}, not for TFDS {name!r}")
-  split = gdata.pretrain_split(name)
+    raise ValueError(f"config.dataset.train_classes is supported for the in-memory data sets, "
+                     f"not for TFDS {name!r}")
+  split = spec.pretrain_split
+  data_dir = config.dataset.data_dir or None
   wanted = config.dataset.num_train_examples
   if wanted > 0:
     if "+" in split:
@@ -94,26 +132,19 @@ def build_train_input(config) -> TrainInput:
                        f"combined split {split!r}")
     split, num_examples = f"{split}[:{wanted}]", wanted
   else:
-    builder = tfds.builder(name, data_dir=config.dataset.data_dir or None)
-    try:
-      num_examples = builder.info.splits[split].num_examples
-    except KeyError:
-      raise FileNotFoundError(
-          f"TFDS data set {name!r} (split {split!r}) is not prepared under "
-          f"data_dir={builder.data_dir!r}; gjax never downloads: build it offline "
-          f"(`tfds build {name} --data_dir DIR`) and pass --config.dataset.data_dir=DIR") from None
+    num_examples = tfds_builder(spec, data_dir, split).info.splits[split].num_examples
   steps_per_epoch = num_examples // config.batch_size
   if steps_per_epoch < 1:
     raise ValueError(f"config.batch_size={config.batch_size} exceeds the {num_examples} examples of {name}:{split}")
 
   def batches(start_step: int):
-    it = gdata.tfds_batches(name, split, config.batch_size, train=True, seed=config.seed,
-                            data_dir=config.dataset.data_dir or None)
+    it = gdata.tfds_batches(spec.tfds_name, split, config.batch_size, train=True, seed=config.seed,
+                            data_dir=data_dir, image_key=spec.image_key, label_key=spec.label_key,
+                            host_square=spec.host_square)
     # The TFDS order is fixed by the seeds; skipping reproduces where a run stopped.
     return itertools.islice(it, start_step, None)
 
-  first = next(batches(0))
-  image_shape = tuple(first["image"].shape[1:])
+  image_shape = tfds_image_shape(spec, data_dir)
   return TrainInput(batches, steps_per_epoch, image_shape, augment_config(config, image_shape), num_examples)
 
 
