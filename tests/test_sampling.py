@@ -51,5 +51,43 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
   joint, density = sampling.run_embeddings(config, str(tmp_path), 24, 0)
   assert joint["train"].shape == joint["test"].shape == (24, 64) and np.all(np.isfinite(joint["test"]))
   assert density["density_means"].shape == (2, 64)
+  # Training-mode embeddings: whole batches of the training batch size (16) only.
+  assert joint["test_train_mode"].shape == (16, 64) and not np.allclose(joint["test_train_mode"], joint["test"][:16])
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     sampling.run_embeddings(config, str(tmp_path / "empty"), 8, 0)
+  config_path = tmp_path / "tiny_config.py"
+  config_path.write_text(f"import ml_collections, json\n"
+                         f"def get_config(variant=''):\n"
+                         f"  return ml_collections.ConfigDict(json.loads({config.to_json()!r}))\n")
+  out = tmp_path / "sampling.md"
+  sampling.main(["--run", f"tiny={config_path},{tmp_path}", "--out", str(out), "--num_examples", "40",
+                 "--gmm_components", "2"])
+  table = out.read_text()
+  assert "| dispersion | held-out NLL (nats/dim) |" in table
+  for sampler in ("Gaussian fitted afterwards", "2-component GMM fitted afterwards", "learned density",
+                  "learned density vs train-mode embeddings", "real train embeddings (floor)"):
+    assert f"| tiny | {sampler} |" in table, sampler
+
+
+def test_fitted_densities_nll_against_scipy_and_each_other():
+  from scipy import stats
+
+  rng = np.random.default_rng(3)
+  train = rng.normal(size=(4000, 3)) @ np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 0.5]])
+  test = rng.normal(size=(50, 3))
+  expected = -stats.multivariate_normal(train.mean(0), np.cov(train.T) + 1e-4 * np.eye(3)).logpdf(test)
+  np.testing.assert_allclose(sampling.fitted_gaussian_nll(train)(test), expected, rtol=1e-4)
+  # One component: EM's maximum-likelihood Gaussian (covariance with 1/n, not 1/(n-1)).
+  _, one_component_nll = sampling.fitted_mixture(train, 1, seed=0)
+  np.testing.assert_allclose(one_component_nll(test), expected, rtol=2e-3)
+  # Two well-separated clusters: the 2-component mixture's held-out NLL is far lower than one Gaussian's.
+  two = np.concatenate([rng.normal(-5, 0.3, size=(500, 2)), rng.normal(5, 0.3, size=(500, 2))])
+  held_out = np.concatenate([rng.normal(-5, 0.3, size=(100, 2)), rng.normal(5, 0.3, size=(100, 2))])
+  sampler, nll = sampling.fitted_mixture(two, 2, seed=0)
+  assert nll(held_out).mean() < sampling.fitted_gaussian_nll(two)(held_out).mean() - 2.0
+  draws = sampler(np.random.default_rng(0), 2000)
+  assert abs((draws[:, 0] > 0).mean() - 0.5) < 0.05 and np.abs(np.abs(draws).mean(0) - 5).max() < 0.2
+  with pytest.raises(ValueError, match="needs >= 1 components"):
+    sampling.fitted_mixture(two, 0, seed=0)
+  quality = sampling.sample_quality(two, 0.5 * two, sampling.median_distance(two))
+  assert quality["dispersion"] == pytest.approx(0.25)

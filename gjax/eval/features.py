@@ -24,12 +24,15 @@ def check_features(name: str, x: np.ndarray) -> None:
 
 
 def extract_features(model, variables, images: np.ndarray, augment: gdata.AugmentConfig, mesh,
-                     batch_size: int = 512, view_rng=None) -> dict[str, np.ndarray]:
+                     batch_size: int = 512, view_rng=None, train_mode: bool = False) -> dict[str, np.ndarray]:
   """Embeds ``images`` (uint8 NHWC); returns host arrays.
 
   With ``view_rng=None`` each image gets the deterministic evaluation view;
   with a key, a random training-style view (the key folded with the batch
-  index, so the views are reproducible).
+  index, so the views are reproducible). ``train_mode=True`` runs the network
+  as in training (BatchNorm normalises with each batch's statistics, which are
+  not kept): the embeddings a training step sees, for batches of
+  ``batch_size``; the images beyond the last whole batch are dropped.
 
   Batches are padded to a multiple of the device count and sharded on the
   mesh's ``data`` axis; the padding rows are dropped from the result. With
@@ -44,8 +47,16 @@ def extract_features(model, variables, images: np.ndarray, augment: gdata.Augmen
                      static_argnums=(3,))
   def embed(variables, batch, key, augmented):
     x = gdata.augment_batch(key, batch, augment) if augmented else gdata.eval_preprocess(batch, augment)
+    if train_mode:
+      out, _ = model.apply(variables, x, train=True, method=type(model).embed,
+                           mutable=[k for k in variables if k != "params"])
+      return out
     return model.apply(variables, x, train=False, method=type(model).embed)
 
+  if train_mode:  # padding rows would enter the batch statistics: whole batches only
+    if len(images) < batch_size:
+      raise ValueError(f"train_mode needs at least one whole batch of {batch_size} images, got {len(images)}")
+    images = images[:len(images) - len(images) % batch_size]
   chunks: dict[str, list[np.ndarray]] = {}
   for start in range(0, len(images), batch_size):
     batch = images[start:start + batch_size]

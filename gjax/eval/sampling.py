@@ -5,9 +5,20 @@ Samples ``u = [z_c; z_t] ~ p(u)`` from a model's learned joint density are
 compared with held-out real joint embeddings (two random views of each test
 image through the same encoder) by the MMD with an RBF kernel and by k-NN
 precision and recall (Kynkäänniemi et al., 2019). The reference for each
-embedding space is a Gaussian fitted to that model's training embeddings
-afterwards; for a model without a density (VJE, the baselines) it is the only
-sampler.
+embedding space is a Gaussian and a K-component Gaussian mixture fitted to
+that model's training embeddings afterwards; for a model without a density
+(VJE, the baselines) they are the only samplers. Each density also gets the
+held-out NLL of the test embeddings (nats per dimension) and its dispersion
+(the mean over dimensions of its variance over the test embeddings' variance:
+1 is matched, < 1 too narrow).
+
+Diagnosis rows (issue: under-dispersed learned densities): the learned
+density is trained on the embeddings of training steps, i.e. with BatchNorm
+in training mode (each batch's statistics), while the embeddings above are
+computed as at evaluation (running averages). ``vs train-mode embeddings``
+rows compare the learned density with test embeddings computed in training
+mode (batches of the training batch size): if it fits those but not the
+evaluation-mode ones, the shift between the two modes is the cause.
 
   python -m gjax.eval.sampling --out results/compare_fashion_mnist/sampling.md \
       --run gje=configs/gje_fashion_mnist.py:compare,workdirs/compare/gje \
@@ -73,14 +84,43 @@ def fitted_gaussian_sampler(train: np.ndarray, ridge: float = 1e-4):
   return lambda rng, n: mean + rng.normal(size=(n, train.shape[1])) @ chol.T
 
 
+def fitted_gaussian_nll(train: np.ndarray, ridge: float = 1e-4):
+  """``x -> -log N(x; mean, cov + ridge I)`` per row, for the Gaussian of :func:`fitted_gaussian_sampler`."""
+  mean = train.mean(0)
+  cov = np.cov(train.T) + ridge * np.eye(train.shape[1])
+  return lambda x: -np.asarray(gm.gaussian_log_prob_from_cov(jnp.asarray(x, jnp.float32),
+                                                             jnp.asarray(mean, jnp.float32),
+                                                             jnp.asarray(cov, jnp.float32)))
+
+
+def fitted_mixture(train: np.ndarray, components: int, seed: int, ridge: float = 1e-4):
+  """A full-covariance Gaussian mixture fitted to ``train`` by EM (scikit-learn,
+  ``reg_covar = ridge``): ``(sampler, nll)`` like the fitted Gaussian's."""
+  from sklearn.mixture import GaussianMixture
+
+  if components < 1:
+    raise ValueError(f"a mixture needs >= 1 components, got {components}")
+  gmm = GaussianMixture(components, covariance_type="full", reg_covar=ridge, random_state=seed, max_iter=200)
+  gmm.fit(np.asarray(train, np.float64))
+
+  def sampler(rng, n):
+    gmm.random_state = int(rng.integers(1 << 30))
+    return gmm.sample(n)[0]
+
+  return sampler, lambda x: -gmm.score_samples(np.asarray(x, np.float64))
+
+
 def sample_quality(real: np.ndarray, fake: np.ndarray, bandwidth: float, k: int = 5) -> dict[str, float]:
   precision, recall = knn_precision_recall(real, fake, k)
-  return {"mmd2": mmd_rbf(real, fake, bandwidth), "precision": precision, "recall": recall}
+  dispersion = float(np.mean(np.var(fake, axis=0) / np.maximum(np.var(real, axis=0), 1e-12)))
+  return {"mmd2": mmd_rbf(real, fake, bandwidth), "precision": precision, "recall": recall,
+          "dispersion": dispersion}
 
 
 def run_embeddings(config, workdir: str, num_examples: int, seed: int):
-  """Two-view joint embeddings of ``num_examples`` train and test images, and
-  the learned density (or ``None``)."""
+  """Two-view joint embeddings of ``num_examples`` train and test images (and
+  of the test images in training mode, ``"test_train_mode"``), and the learned
+  density (or ``None``)."""
   from gjax import data as gdata
   from gjax.eval.features import extract_features
   from gjax.train.input_pipeline import augment_config, load_in_memory
@@ -104,10 +144,15 @@ def run_embeddings(config, workdir: str, num_examples: int, seed: int):
   joint = {}
   for split, images in (("train", train_x), ("test", test_x)):
     images = images[rng.choice(len(images), min(num_examples, len(images)), replace=False)]
-    views = [extract_features(model, variables, images, augment, mesh, config.eval.batch_size,
-                              view_rng=jax.random.PRNGKey(seed + 10 * i + (split == "test")))["z"]
-             for i in (1, 2)]
-    joint[split] = np.concatenate(views, axis=1)
+    for name, train_mode in ((split, False), (f"{split}_train_mode", True)):
+      if train_mode and split == "train":
+        continue
+      batch_size = min(config.batch_size, len(images)) if train_mode else config.eval.batch_size
+      views = [extract_features(model, variables, images, augment, mesh, batch_size,
+                                view_rng=jax.random.PRNGKey(seed + 10 * i + (split == "test")),
+                                train_mode=train_mode)["z"]
+               for i in (1, 2)]
+      joint[name] = np.concatenate(views, axis=1)
   density = model.apply(variables, method=lambda m: m.density(None)) if model.density is not None else None
   if density is not None and "density_means" not in density:  # a memory bank is not a joint density
     density = None
@@ -120,6 +165,8 @@ def main(argv=None):
   parser.add_argument("--out", required=True)
   parser.add_argument("--num_examples", type=int, default=2000)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--gmm_components", type=int, default=8,
+                      help="components of the post-hoc Gaussian mixture (at least the method's K)")
   args = parser.parse_args(argv)
   rows = []
   for spec in args.run:
@@ -132,26 +179,44 @@ def main(argv=None):
     joint, density = run_embeddings(config, workdir, args.num_examples, args.seed)
     real, bandwidth = joint["test"], median_distance(joint["test"])
     rng = np.random.default_rng(args.seed)
-    samplers = {"Gaussian fitted afterwards": fitted_gaussian_sampler(joint["train"])}
+    method_k = config[config.method].get("num_components", 1) if config.method in config else 1
+    mixture_sampler, mixture_nll = fitted_mixture(joint["train"], max(args.gmm_components, method_k), args.seed)
+    samplers = {"Gaussian fitted afterwards": (fitted_gaussian_sampler(joint["train"]),
+                                               fitted_gaussian_nll(joint["train"])),
+                f"{max(args.gmm_components, method_k)}-component GMM fitted afterwards": (mixture_sampler,
+                                                                                          mixture_nll)}
     if density is not None:
       cov_type = config[config.method].covariance_type
-      samplers["learned density"] = lambda rng, n: np.asarray(gm.mixture_sample(
-          jax.random.PRNGKey(int(rng.integers(1 << 30))), density["density_logits"], density["density_means"],
-          density["density_cov"], cov_type, (n,)))
-    for sampler_name, sampler in samplers.items():
-      row = {"run": name, "method": config.method, "sampler": sampler_name,
-             **sample_quality(real, sampler(rng, len(real)), bandwidth)}
-      rows.append(row)
-      print(json.dumps(row), flush=True)
+      args_density = (density["density_logits"], density["density_means"], density["density_cov"], cov_type)
+      samplers["learned density"] = (
+          lambda rng, n: np.asarray(gm.mixture_sample(jax.random.PRNGKey(int(rng.integers(1 << 30))),
+                                                      *args_density[:3], cov_type, (n,))),
+          lambda x: -np.asarray(gm.mixture_log_prob(jnp.asarray(x, jnp.float32), *args_density)))
+    dim = real.shape[1]
+    references = [("", real)]
+    if density is not None:
+      references.append((" vs train-mode embeddings", joint["test_train_mode"]))
+    for suffix, reference in references:
+      ref_bandwidth = bandwidth if not suffix else median_distance(reference)
+      for sampler_name, (sampler, nll) in samplers.items():
+        if suffix and sampler_name != "learned density":
+          continue
+        row = {"run": name, "method": config.method, "sampler": sampler_name + suffix,
+               **sample_quality(reference, sampler(rng, len(reference)), ref_bandwidth),
+               "heldout_nll_per_dim": float(np.mean(nll(reference))) / dim}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     # The floor: held-out real train embeddings against the real test ones.
     rows.append({"run": name, "method": config.method, "sampler": "real train embeddings (floor)",
-                 **sample_quality(real, joint["train"], bandwidth)})
+                 **sample_quality(real, joint["train"], bandwidth), "heldout_nll_per_dim": float("nan")})
     print(f"{name}: {time.time() - start:.0f} s", flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
-    f.write("| run | sampler | MMD² (RBF, median bandwidth) | k-NN precision | k-NN recall |\n|---|---|---|---|---|\n")
+    f.write("| run | sampler | MMD² (RBF, median bandwidth) | k-NN precision | k-NN recall | dispersion | "
+            "held-out NLL (nats/dim) |\n|---|---|---|---|---|---|---|\n")
     for r in rows:
-      f.write(f"| {r['run']} | {r['sampler']} | {r['mmd2']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} |\n")
+      f.write(f"| {r['run']} | {r['sampler']} | {r['mmd2']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+              f"{r['dispersion']:.3f} | {r['heldout_nll_per_dim']:.3f} |\n")
   with open(os.path.splitext(args.out)[0] + ".jsonl", "w") as f:
     for r in rows:
       f.write(json.dumps(r) + "\n")
