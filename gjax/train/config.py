@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import ml_collections
 
@@ -22,6 +23,10 @@ from gjax.objectives import registered_methods
 COMPUTE_DTYPES = ("float32", "bfloat16")
 EVALUATORS = ("knn", "linear_probe", "posterior")
 LR_SCALINGS = ("linear", "sqrt", "none")
+
+
+#: TFDS split expressions: names, slices, unions ("train", "train[:90%]", "unlabelled+train").
+TFDS_SPLIT_PATTERN = r"[A-Za-z0-9_]+(\[[^\]]*\])?(\+[A-Za-z0-9_]+(\[[^\]]*\])?)*"
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -267,6 +272,18 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
     spec = spec_from_config(d)
   except ValueError as e:
     raise ValueError(f"config.dataset.name={d.name!r} is invalid: {e}") from None
+  t = d.tfds
+  for field in ("pretrain_split", "train_split", "eval_split"):
+    _require(bool(re.fullmatch(TFDS_SPLIT_PATTERN, t[field])), f"dataset.tfds.{field}", t[field],
+             "must be a TFDS split expression such as 'train', 'train[:90%]' or 'unlabelled+train'")
+  for field in ("image_key", "label_key"):
+    _require(bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_/]*", t[field])), f"dataset.tfds.{field}", t[field],
+             "must be a TFDS feature name (letters, digits, '_', '/' for nested features)")
+  for field in ("mean", "std"):
+    _require(all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in t[field]),
+             f"dataset.tfds.{field}", t[field], "must be a tuple of finite numbers (one per channel)")
+  _require(len(t.mean) == len(t.std) and all(v > 0 for v in t.std), "dataset.tfds.std", t.std,
+           f"must have as many values as dataset.tfds.mean={tuple(t.mean)}, all > 0")
   _require(not d.tfds.resize or d.tfds.image_size > 0, "dataset.tfds.image_size", d.tfds.image_size,
            "must be > 0 with dataset.tfds.resize=True (the side the host resizes to)")
   _require(d.tfds.image_size >= 0, "dataset.tfds.image_size", d.tfds.image_size, "must be >= 0")
