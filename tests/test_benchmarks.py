@@ -3,6 +3,8 @@ GPU/TPU measurement is the same code at real sizes)."""
 
 import math
 
+import pytest
+
 from benchmarks import accelerator
 
 
@@ -41,3 +43,25 @@ def test_step_profile_sums_the_traced_operations_by_kind():
   assert not any(name.startswith(step_profile.NOT_OPERATIONS) for name in by_op)
   kinds = {step_profile.kind_of(name) for name in by_op}
   assert "element-wise fusion" in kinds and any(k.startswith("convolution") for k in kinds), kinds
+
+
+def test_throughput_report_puts_before_and_after_side_by_side():
+  from benchmarks import throughput_report
+
+  def table(gjax_ms, torch_ms):
+    return ("1 cpu device(s); XLA_FLAGS=''; load 0.1\n"
+            "| arch | stem | image | width | batch | step | ms/step | images/s | compile s | torch / this |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n"
+            f"| resnet18 | cifar | 32 | 0.25 | 128 | jax step (views given) | 1.0 | 1 | 4.0 | 1.00 |\n"
+            f"| resnet18 | cifar | 32 | 0.25 | 128 | jax step (incl. augmentation) | {gjax_ms} | 1 | 8.0 | 0.5 |\n"
+            f"| resnet18 | cifar | 32 | 0.25 | 128 | torch step (views given) | {torch_ms} | 1 | nan | 1.00 |\n")
+  raw = ("# step: 2026 x86_64\n## train step, before: XLA's defaults\n" + table(500.0, 250.0)
+         + "## train step, after: gjax's CPU flag\n" + table(400.0, 260.0)
+         + "## the whole train step by kind\nwall 380.4 ms/step\n| kind | ms/step | share |\n|---|---|---|\n"
+         + "| convolution | 1.0 | 100 % |\n")
+  out = throughput_report.report(raw)
+  assert ("| resnet18 (cifar stem) | 32 | 0.25 | 128 | 500.0 | 250.0 | 0.50 | 400.0 | 260.0 | 0.65 | 1.25x |"
+          in out)
+  assert "## the whole train step by kind\n\nwall 380.4 ms/step\n| kind |" in out
+  with pytest.raises(ValueError, match="no 'train step, before:'"):
+    throughput_report.report("## other\n")
