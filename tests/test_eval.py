@@ -233,7 +233,7 @@ def test_one_class_report_tables_come_from_the_rows(tmp_path):
   table = (tmp_path / "out" / "posterior_study.md").read_text()
   assert "| beta_half | 0.5 | mean |" in table and "| 85 | 90 |" in table  # raw-pixel GDE / 5-NN means
   summary_section = table.split("## Summary")[1].split("## AUROC of every score")[0]
-  assert f"| base | 2 | {round(by_setting['base']['joint'], 1)} |" in summary_section
+  assert f"| base | 2 | {round(by_setting['base']['joint'], 1):.4g} |" in summary_section
   for png in ("per_class_auroc_best.png", "diagnostics_over_training_best.png", "heatmap_beta_nu_joint_study.png"):
     assert (tmp_path / "out" / png).stat().st_size > 1000
   with pytest.raises(FileNotFoundError, match="no finished one-class rows"):
