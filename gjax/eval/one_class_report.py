@@ -195,12 +195,19 @@ def write_report(root: str, out: str, reference_path: str | None = None,
     if all("dir" in m for m in members):  # rows of an earlier report have no train.jsonl here
       plot_diagnostics_over_training(members, os.path.join(out, f"diagnostics_over_training_{name}.png"),
                                      _short(s))
-  widths = [s["model.width_multiplier"] for s in summary]
-  common_width = max(set(widths), key=widths.count)
+  # The heat map compares like with like: the settings that differ from the
+  # common recipe only in (beta, nu), over the most classes any setting has.
+  def common(field):
+    values = [s[field] for s in summary]
+    return max(set(values), key=values.count)
+
+  most_classes = max(len(s["classes"].split(",")) for s in summary)
   mean_rows = [{"vje.beta": s["vje.beta"] * (2 if s["vje.kl_convention"] == "sum" else 1), "vje.nu": s["vje.nu"],
                 "mean_auroc_joint": s["joint"] / 100}
                for s in summary if s["vje.free_bits"] == 0 and s["setting"] not in ("paper_recipe", "paper_lr")
-               and s["model.width_multiplier"] == common_width]
+               and len(s["classes"].split(",")) == most_classes
+               and all(s[f] == common(f) for f in ("model.width_multiplier", "num_epochs", "num_train_steps",
+                                                   "optim.base_learning_rate", "batch_size"))]
   if mean_rows:
     plots.plot_auroc_heatmap(mean_rows, os.path.join(out, "heatmap_beta_nu_joint_study.png"), score="joint")
   return summary
