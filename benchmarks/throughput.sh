@@ -53,7 +53,7 @@ if [ $# -ge 2 ]; then
   (cd "$2" && python benchmarks/train_step.py --width 0.25 --batch 128 --steps 5)
 fi
 echo "## the offline default run (configs/vje_fashion_mnist.py: ResNet-18 x1/4, batch 256, 2340 steps): first 120 steps"
-echo "## (img/s of the last log window, peak host memory); 10-epoch wall time extrapolated from the window"
+echo "(img/s of each log window, peak host memory)"
 for defaults in 0 1; do
   workdir=$(mktemp -d)
   echo "# GJAX_XLA_CPU_DEFAULTS=$defaults"

@@ -19,6 +19,8 @@ import sys
 STEP_COLUMNS = ("arch", "stem", "image", "width", "batch", "step", "ms/step", "images/s", "compile s", "torch / this")
 GJAX_ROW = "jax step (incl. augmentation)"
 TORCH_ROW = "torch step (views given)"
+#: Lines of the raw output that are not results (machine description, load).
+SKIPPED_LINES = ("load at end", "CPU(s):", "Model name:")
 
 
 def sections(text: str) -> list[tuple[str, list[str]]]:
@@ -78,16 +80,18 @@ def report(text: str) -> str:
            "reference timed in the same process as the gjax column beside it.\n",
            before_after_table(text)]
   header = re.compile(r"^# (step|rest):")
+  pending = ""  # a heading whose section is empty continues in the next one
   for heading, lines in sections(text):
+    heading, pending = (f"{pending} {heading}" if pending else heading), ""
     if heading.startswith("train step, "):
       continue
-    body = [line for line in lines if line.startswith("|") or line.startswith(("wall ", "ResNet", "one 3x3",
-                                                                              "resnet", "# GJAX", "1 cpu",
-                                                                              "8 cpu", "2 cpu", "4 cpu"))
-            or "img/s" in line or "Maximum resident" in line or "Elapsed" in line]
-    body = [line for line in body if not header.match(line)]
+    # Tables as printed; every other line (timings, memory) as an indented block.
+    body = [line if line.startswith("|") else "    " + line.strip() for line in lines
+            if line.strip() and not line.startswith(SKIPPED_LINES) and not header.match(line)]
     if body:
       parts.append(f"## {heading}\n\n" + "\n".join(body) + "\n")
+    elif not any(line.strip() for line in lines):
+      pending = heading
   return "\n".join(parts)
 
 
