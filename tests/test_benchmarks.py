@@ -62,6 +62,6 @@ def test_throughput_report_puts_before_and_after_side_by_side():
   out = throughput_report.report(raw)
   assert ("| resnet18 (cifar stem) | 32 | 0.25 | 128 | 500.0 | 250.0 | 0.50 | 400.0 | 260.0 | 0.65 | 1.25x |"
           in out)
-  assert "## the whole train step by kind\n\nwall 380.4 ms/step\n| kind |" in out
+  assert "## the whole train step by kind\n\n    wall 380.4 ms/step\n| kind |" in out
   with pytest.raises(ValueError, match="no 'train step, before:'"):
     throughput_report.report("## other\n")
