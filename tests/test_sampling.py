@@ -60,13 +60,13 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
                          f"def get_config(variant=''):\n"
                          f"  return ml_collections.ConfigDict(json.loads({config.to_json()!r}))\n")
   out = tmp_path / "sampling.md"
-  sampling.main(["--run", f"tiny={config_path},{tmp_path}", "--out", str(out), "--num_examples", "40",
-                 "--gmm_components", "2"])
+  sampling.main(["--run", f"tiny={config_path},{tmp_path}", "--run", f"own={tmp_path}", "--out", str(out),
+                 "--num_examples", "40", "--gmm_components", "2"])
   table = out.read_text()
   assert "| dispersion | held-out NLL (nats/dim) |" in table
   for sampler in ("Gaussian fitted afterwards", "2-component GMM fitted afterwards", "learned density",
                   "learned density vs train-mode embeddings", "real train embeddings (floor)"):
-    assert f"| tiny | {sampler} |" in table, sampler
+    assert f"| tiny | {sampler} |" in table and f"| own | {sampler} |" in table, sampler
 
 
 def test_fitted_densities_nll_against_scipy_and_each_other():

@@ -9,8 +9,8 @@ embedding space is a Gaussian and a K-component Gaussian mixture fitted to
 that model's training embeddings afterwards; for a model without a density
 (VJE, the baselines) they are the only samplers. Each density also gets the
 held-out NLL of the test embeddings (nats per dimension) and its dispersion
-(the mean over dimensions of its variance over the test embeddings' variance:
-1 is matched, < 1 too narrow).
+(its total variance, the trace of its covariance, over that of the test
+embeddings: 1 is matched, < 1 too narrow).
 
 Diagnosis rows (issue: under-dispersed learned densities): the learned
 density is trained on the embeddings of training steps, i.e. with BatchNorm
@@ -35,6 +35,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from gjax import math as gm
@@ -112,7 +113,10 @@ def fitted_mixture(train: np.ndarray, components: int, seed: int, ridge: float =
 
 def sample_quality(real: np.ndarray, fake: np.ndarray, bandwidth: float, k: int = 5) -> dict[str, float]:
   precision, recall = knn_precision_recall(real, fake, k)
-  dispersion = float(np.mean(np.var(fake, axis=0) / np.maximum(np.var(real, axis=0), 1e-12)))
+  # Total variance (trace of the covariance) of the samples over that of the
+  # real embeddings: a per-dimension mean would be dominated by collapsed
+  # dimensions, whose real variance is ~0.
+  dispersion = float(np.sum(np.var(fake, axis=0)) / max(float(np.sum(np.var(real, axis=0))), 1e-12))
   return {"mmd2": mmd_rbf(real, fake, bandwidth), "precision": precision, "recall": recall,
           "dispersion": dispersion}
 
@@ -161,7 +165,8 @@ def run_embeddings(config, workdir: str, num_examples: int, seed: int):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--run", action="append", required=True, help="name=CONFIG[:variant],WORKDIR")
+  parser.add_argument("--run", action="append", required=True,
+                      help="name=CONFIG[:variant],WORKDIR, or name=WORKDIR for the run's own config.json")
   parser.add_argument("--out", required=True)
   parser.add_argument("--num_examples", type=int, default=2000)
   parser.add_argument("--seed", type=int, default=0)
@@ -171,11 +176,18 @@ def main(argv=None):
   rows = []
   for spec in args.run:
     name, _, rest = spec.partition("=")
-    config_spec, _, workdir = rest.partition(",")
-    if not name or not config_spec or not workdir:
-      parser.error(f"--run {spec!r} must look like name=CONFIG[:variant],WORKDIR")
+    config_spec, _, workdir = rest.rpartition(",")
+    if not name or not workdir or (not config_spec and "," in rest):
+      parser.error(f"--run {spec!r} must look like name=CONFIG[:variant],WORKDIR or name=WORKDIR")
     start = time.time()
-    config = load_config(config_spec)
+    if config_spec:
+      config = load_config(config_spec)
+    else:  # the config the run was trained with (overrides included)
+      config_path = os.path.join(workdir, "config.json")
+      if not os.path.exists(config_path):
+        parser.error(f"--run {spec!r}: {config_path} does not exist (train the run first, or name its config)")
+      with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
     joint, density = run_embeddings(config, workdir, args.num_examples, args.seed)
     real, bandwidth = joint["test"], median_distance(joint["test"])
     rng = np.random.default_rng(args.seed)
