@@ -48,7 +48,8 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
   config = tiny_method_config(**{"method": "gmje", "gmje.num_components": 2, "gmje.covariance_type": "diag",
                           "num_train_steps": 1})
   train_and_evaluate(config, str(tmp_path))
-  joint, density = sampling.run_embeddings(config, str(tmp_path), 24, 0)
+  joint, density, train_images = sampling.run_embeddings(config, str(tmp_path), 24, 0)
+  assert train_images.shape[0] == 24 and train_images.dtype == np.uint8
   assert joint["train"].shape == joint["test"].shape == (24, 64) and np.all(np.isfinite(joint["test"]))
   assert density["density_means"].shape == (2, 64)
   # Training-mode embeddings: whole batches of the training batch size (16) only.
@@ -67,6 +68,7 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
   for sampler in ("Gaussian fitted afterwards", "2-component GMM fitted afterwards", "learned density",
                   "learned density vs train-mode embeddings", "real train embeddings (floor)"):
     assert f"| tiny | {sampler} |" in table and f"| own | {sampler} |" in table, sampler
+  assert (tmp_path / "sampling_nearest_tiny.png").stat().st_size > 1000
 
 
 def test_fitted_densities_nll_against_scipy_and_each_other():

@@ -123,8 +123,8 @@ def sample_quality(real: np.ndarray, fake: np.ndarray, bandwidth: float, k: int 
 
 def run_embeddings(config, workdir: str, num_examples: int, seed: int):
   """Two-view joint embeddings of ``num_examples`` train and test images (and
-  of the test images in training mode, ``"test_train_mode"``), and the learned
-  density (or ``None``)."""
+  of the test images in training mode, ``"test_train_mode"``), the learned
+  density (or ``None``) and the train images embedded (row for row)."""
   from gjax import data as gdata
   from gjax.eval.features import extract_features
   from gjax.train.input_pipeline import augment_config, load_in_memory
@@ -145,9 +145,10 @@ def run_embeddings(config, workdir: str, num_examples: int, seed: int):
   variables = state.variables
   augment = augment_config(config, train_x.shape[1:])
   rng = np.random.default_rng(seed)
-  joint = {}
+  joint, embedded = {}, {}
   for split, images in (("train", train_x), ("test", test_x)):
     images = images[rng.choice(len(images), min(num_examples, len(images)), replace=False)]
+    embedded[split] = images
     for name, train_mode in ((split, False), (f"{split}_train_mode", True)):
       if train_mode and split == "train":
         continue
@@ -160,7 +161,36 @@ def run_embeddings(config, workdir: str, num_examples: int, seed: int):
   density = model.apply(variables, method=lambda m: m.density(None)) if model.density is not None else None
   if density is not None and "density_means" not in density:  # a memory bank is not a joint density
     density = None
-  return joint, density
+  return joint, density, embedded["train"]
+
+
+def plot_nearest_images(samples: dict[str, np.ndarray], train_joint: np.ndarray, train_images: np.ndarray,
+                        out_png: str, title: str) -> None:
+  """What a density generates, for a person to look at: for each sampler (a
+  row), the training image whose joint embedding is nearest to each sampled
+  latent; the first row is training images drawn at random, for reference."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  rows = {"real (random training images)": None, **samples}
+  columns = max(len(v) for v in samples.values())
+  fig, axes = plt.subplots(len(rows), columns, figsize=(1.1 * columns + 2.2, 1.2 * len(rows)), squeeze=False)
+  reference = np.random.default_rng(0).choice(len(train_images), columns, replace=False)
+  for r, (name, latents) in enumerate(rows.items()):
+    picks = reference if latents is None else np.argmin(_sq_dists(latents, train_joint), axis=1)
+    for c in range(columns):
+      ax = axes[r, c]
+      ax.axis("off")
+      if c < len(picks):
+        image = train_images[picks[c]]
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+    axes[r, 0].text(-0.15, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
+  fig.suptitle(title, fontsize=9)
+  fig.subplots_adjust(left=0.2, wspace=0.05, hspace=0.1)
+  fig.savefig(out_png, dpi=90)
+  plt.close(fig)
 
 
 def main(argv=None):
@@ -188,7 +218,7 @@ def main(argv=None):
         parser.error(f"--run {spec!r}: {config_path} does not exist (train the run first, or name its config)")
       with open(config_path) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    joint, density = run_embeddings(config, workdir, args.num_examples, args.seed)
+    joint, density, train_images = run_embeddings(config, workdir, args.num_examples, args.seed)
     real, bandwidth = joint["test"], median_distance(joint["test"])
     rng = np.random.default_rng(args.seed)
     method_k = config[config.method].get("num_components", 1) if config.method in config else 1
@@ -218,6 +248,10 @@ def main(argv=None):
                "heldout_nll_per_dim": float(np.mean(nll(reference))) / dim}
         rows.append(row)
         print(json.dumps(row), flush=True)
+    picture_rng = np.random.default_rng(args.seed + 1)
+    plot_nearest_images({n: sampler(picture_rng, 10) for n, (sampler, _) in samplers.items()}, joint["train"],
+                        train_images, os.path.splitext(args.out)[0] + f"_nearest_{name}.png",
+                        f"{name}: nearest training image of 10 sampled joint latents per sampler")
     # The floor: held-out real train embeddings against the real test ones.
     rows.append({"run": name, "method": config.method, "sampler": "real train embeddings (floor)",
                  **sample_quality(real, joint["train"], bandwidth), "heldout_nll_per_dim": float("nan")})
