@@ -111,7 +111,7 @@ def main():
   print("| kind | ms/step | share |\n|---|---|---|")
   for kind, ms in by_kind.most_common():
     print(f"| {kind} | {ms:.1f} | {100 * ms / total:.1f} % |")
-  print(f"\n| heaviest operations | kind | ms/step | share |\n|---|---|---|---|")
+  print("\n| heaviest operations | kind | ms/step | share |\n|---|---|---|---|")
   for name, ms in by_op.most_common(args.top):
     print(f"| {name} | {kind_of(name)} | {ms:.1f} | {100 * ms / total:.1f} % |")
 

@@ -91,7 +91,7 @@ def test_a_tfds_data_set_is_checked_before_training(tmp_path):
   with pytest.raises(FileNotFoundError, match=r"has the splits \['fit', 'holdout'\]: split 'train' is not prepared"):
     train_and_evaluate(tiles_config(tmp_path / "tfds", **{"dataset.tfds.pretrain_split": "train"}),
                        str(tmp_path / "b"))
-  with pytest.raises(FileNotFoundError, match=rf"'gjax_test_nothing'.*not prepared.*never downloads"):
+  with pytest.raises(FileNotFoundError, match=r"'gjax_test_nothing'.*not prepared.*never downloads"):
     train_and_evaluate(tiles_config(tmp_path / "tfds", **{"dataset.name": "tfds:gjax_test_nothing"}),
                        str(tmp_path / "c"))
 
