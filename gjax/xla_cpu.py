@@ -3,7 +3,7 @@
 XLA:CPU in jaxlib 0.10 sends every convolution to YNNPACK, whose kernel
 gradient is several times slower than the Eigen path on AVX2 machines
 (``results/throughput.md``: a 3x3 convolution at 128x32x32x64, kernel gradient
-172 ms -> 54 ms; the VJE step 9-20 % faster depending on width). The experimental flag
+172 ms -> 60 ms; the VJE step 1.03-1.56x faster depending on width). The experimental flag
 ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`` takes
 single convolutions off YNNPACK; it changes which kernels run, not what they
 compute (the train step's loss and gradients agree to float32 rounding,

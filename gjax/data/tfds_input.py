@@ -15,8 +15,8 @@ What runs where:
   example shuffle buffer, decoding, batching (drop-remainder) and prefetch.
 * Host, for data sets whose images differ in size (ImageNet; ``host_square``
   > 0): each is resized (shorter side to ``host_square``, bilinear,
-  antialiased) and cut to a ``host_square`` square -- at a random position for training (a stateless
-  draw seeded by ``(seed, process, example counter)``), central for
+  antialiased) and cut to a ``host_square`` square -- at a random position
+  for training (a stateless draw seeded by ``(seed, process, example counter)``), central for
   evaluation. The per-view RandomResizedCrop then happens on the device, inside
   that square (so a view never reaches the cropped-away ends of the long side).
 * Device: everything else (:mod:`gjax.data.augment`). The 32x32, 96x96 and
