@@ -9,7 +9,7 @@ from gjax.cli import run_with_config
 
 
 def train(config, workdir):
-  from gjax.train import train_and_evaluate  # after flag parsing: jax starts here
+  from gjax.eval import train_and_evaluate  # after flag parsing: jax starts here (evaluation during training)
 
   train_and_evaluate(config, workdir)
 

@@ -25,7 +25,7 @@ import jax  # noqa: E402
 from gjax import data as gdata  # noqa: E402
 from gjax.cli import load_config  # noqa: E402
 from gjax.train import create_train_state, make_optimizer, make_train_step  # noqa: E402
-from gjax.train.trainer import build_method  # noqa: E402
+from gjax.train.state import build_method  # noqa: E402
 from gjax.train.input_pipeline import build_train_input  # noqa: E402
 
 

@@ -31,7 +31,7 @@ from benchmarks.train_step import bench_config  # noqa: E402
 from gjax import data as gdata  # noqa: E402
 from gjax.train import create_train_state, make_optimizer, make_train_step  # noqa: E402
 from gjax.train.input_pipeline import augment_config  # noqa: E402
-from gjax.train.trainer import build_method  # noqa: E402
+from gjax.train.state import build_method  # noqa: E402
 
 #: (kind, pattern on the XLA operation's name), first match wins.
 KINDS = (("convolution (ynn_fusion: YNNPACK)", r"convolution|conv|ynn|xnn|onednn"),

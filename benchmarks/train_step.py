@@ -48,12 +48,11 @@ import optax  # noqa: E402
 from gjax import data as gdata  # noqa: E402
 from gjax.train import base_config, create_train_state, make_optimizer, make_train_step  # noqa: E402
 from gjax.train.input_pipeline import augment_config  # noqa: E402
-from gjax.train.trainer import TrainState, build_method  # noqa: E402
+from gjax.train.state import TrainState, build_method  # noqa: E402
 
 
 def bench_config(arch: str, stem: str, image: int, batch: int, width: float, dtype: str = "float32"):
-  c = base_config()
-  c.method = "vje"
+  c = base_config("vje")
   c.dataset.name = "synthetic"
   c.dataset.synthetic_image_size = image
   c.dataset.synthetic_channels = 3

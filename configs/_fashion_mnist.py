@@ -19,8 +19,7 @@ VARIANTS = ("", "compare", "smoke")
 def fashion_mnist_config(method: str, variant: str):
   if variant not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r} of {method}_fashion_mnist; known: {VARIANTS[1:]}")
-  c = base_config()
-  c.method = method
+  c = base_config(method)
   c.dataset.name = "fashion_mnist"
   c.model.encoder = "resnet18"
   c.model.stem = "cifar"

@@ -9,8 +9,7 @@ from configs._vje_paper import vje_paper_config
 def gmje_paper_config(method: str, dataset: str, encoder: str, stem: str, num_epochs: float, variant: str):
   if method not in ("gmje", "gmje_mdn"):
     raise ValueError(f"gmje_paper_config is for 'gmje' and 'gmje_mdn', got {method!r}")
-  c = vje_paper_config(dataset, encoder, stem, num_epochs, variant)
-  c.method = method
+  c = vje_paper_config(dataset, encoder, stem, num_epochs, variant, method)
   c.model.projector = True
   c.model.projector_hidden = 2048
   c.model.projector_dim = 256
@@ -23,5 +22,6 @@ def gmje_paper_config(method: str, dataset: str, encoder: str, stem: str, num_ep
   if variant == "smoke":
     c.model.projector_hidden = 64
     c.model.projector_dim = 16
-    c.gmje_mdn.hidden = 32
+    if method == "gmje_mdn":
+      c.gmje_mdn.hidden = 32
   return c

@@ -10,7 +10,7 @@ watcher thread reads it, logs, runs the clean-ups (the workdir lock) and exits.
 
 ``train.py`` / ``eval.py`` call :func:`install` first thing; the trainer calls
 :func:`training_started` after its first step, from when on its own handlers
-(:class:`gjax.train.trainer.StopSignals`) checkpoint at the end of the step.
+(:class:`gjax.train.guards.StopSignals`) checkpoint at the end of the step.
 Both are no-ops when gjax is used as a library (nothing installed).
 """
 

@@ -10,6 +10,7 @@ import pytest
 
 import gjax.math as gm
 from gjax.objectives import get_objective
+from gjax.train.config import method_settings
 from gjax.train import base_config, train_and_evaluate
 from tests.test_train import tiny_config, tiny_method_config
 
@@ -25,13 +26,13 @@ def _cos(a, b):
 
 
 def _loss(method, out, hp=None, rng=jax.random.PRNGKey(0)):
-  hp = hp if hp is not None else base_config()[method]
+  hp = hp if hp is not None else method_settings(method)
   return get_objective(method).loss_fn({k: jnp.asarray(v) for k, v in out.items()}, rng, hp)
 
 
 def test_jepa_simsiam_vicreg_simclr_match_numpy():
   o = {k: v.astype(np.float64) for k, v in _outputs().items()}
-  hp = base_config().jepa
+  hp = method_settings("jepa")
   hp.scale = 0.5
   jepa = 0.5 * (np.mean(np.sum((o["z_2"] - o["p_1"]) ** 2, -1)) + np.mean(np.sum((o["z_1"] - o["p_2"]) ** 2, -1))) / 1.0
   np.testing.assert_allclose(_loss("jepa", _outputs(), hp)[0], jepa, rtol=1e-5)
@@ -61,7 +62,7 @@ def test_jepa_simsiam_vicreg_simclr_match_numpy():
 def test_sigreg_is_alignment_plus_sliced_epps_pulley():
   o = _outputs(b=64)
   rng = jax.random.PRNGKey(3)
-  hp = base_config().sigreg
+  hp = method_settings("sigreg")
   hp.marginal_weight = 0.3
   loss, metrics = _loss("sigreg", o, hp, rng)
   alignment = np.mean(np.sum((o["z_1"].astype(np.float64) - o["z_2"]) ** 2, -1))
@@ -77,7 +78,7 @@ def test_moco_objective_is_info_nce_with_the_queue():
   o = _outputs(b=4)
   out = {**{k: o[k] for k in ("z_1", "z_2")}, "bank_particles": bank.particles,
          "bank_log_weights": bank.log_weights, "bank_filled": bank.filled}
-  hp = base_config().moco
+  hp = method_settings("moco")
   hp.symmetric = False
   q = o["z_1"] / np.linalg.norm(o["z_1"], axis=1, keepdims=True)
   k = o["z_2"] / np.linalg.norm(o["z_2"], axis=1, keepdims=True)
@@ -96,7 +97,7 @@ def test_appendix_b_squared_error_limit():
     s = gm.reparameterize_diag(o[f"p_{i}"], jnp.full((8, d), 1e-12), jax.random.normal(jax.random.PRNGKey(i), (8, d)))
     nll.append(-jnp.mean(gm.isotropic_gaussian_log_prob(o[f"z_{j}"], s, jnp.full((8,), lam)))
                - 0.5 * d * math.log(2 * math.pi * lam))
-  hp = base_config().jepa
+  hp = method_settings("jepa")
   hp.scale = lam
   np.testing.assert_allclose(0.5 * sum(nll), _loss("jepa", o, hp)[0], rtol=1e-5)
 

@@ -8,7 +8,10 @@ import pytest
 
 from gjax.train.config import validate_config
 
-CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob("configs/*.py") if not os.path.basename(p).startswith("_"))
+#: The composed entry points (``configs/<data set>.py:method=...``), tested below.
+COMPOSED = ("fashion_mnist", "cifar10")
+CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob("configs/*.py")
+                 if not os.path.basename(p).startswith("_") and os.path.basename(p)[:-3] not in COMPOSED)
 VARIANTS = {"vje_fashion_mnist": ("", "smoke", "one_class", "one_class_paper", "compare"), "gmje_fashion_mnist": ("", "smoke", "compare"),
             "gmje_mdn_fashion_mnist": ("", "smoke", "compare"), "gje_fashion_mnist": ("", "smoke", "compare"),
             **{f"{m}_fashion_mnist": ("", "smoke", "compare")
@@ -26,12 +29,34 @@ def test_config_and_variants_validate(name):
     module.get_config("no_such_variant")
 
 
+@pytest.mark.parametrize("dataset", COMPOSED)
+def test_composed_configs_reach_every_method_and_every_recipe(dataset):
+  from gjax.objectives import registered_methods
+
+  composed = importlib.import_module(f"configs.{dataset}")
+  for method in registered_methods():
+    for variant in ("", "smoke"):
+      config = composed.get_config(f"method={method},variant={variant}")
+      validate_config(config, num_devices=8)
+      assert config.method == method
+      own = f"configs/{method}_{dataset}.py"
+      if os.path.exists(own):  # a method's own recipe is the one reached, field for field
+        recipe = importlib.import_module(f"configs.{method}_{dataset}").get_config(variant)
+        assert config.to_dict() == recipe.to_dict(), own
+  assert composed.get_config().method == "vje"
+  for bad, message in (("method=nope", "unknown method 'nope'"), ("meth=vje", "must be one of method="),
+                       ("variant=smoke", "name no method")):
+    with pytest.raises(ValueError, match=message):
+      composed.get_config(bad)
+
+
 def test_the_comparison_budget_is_shared():
   """Same backbone, data, schedule and evaluators for every method in the comparison."""
   shared = ("model.encoder", "model.width_multiplier", "dataset", "batch_size", "num_epochs", "optim", "augment",
             "eval.every_epochs", "eval.evaluators", "seed")
   configs = [importlib.import_module(f"configs.{m}_fashion_mnist").get_config("compare")
              for m in ("vje", "gje", "gmje", "gmje_mdn", "jepa", "simsiam", "vicreg", "simclr", "moco", "sigreg")]
+  configs.append(importlib.import_module("configs.fashion_mnist").get_config("method=byol,variant=compare"))
 
   def get(c, path):
     for part in path.split("."):

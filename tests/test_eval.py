@@ -139,7 +139,9 @@ def test_online_knn_during_pretraining(tmp_path):
 
   config = tiny_config(**{"num_train_steps": 4, "eval.every_epochs": 0.5 * 16 / 2048 * 4,
                           "eval.num_train_examples": 256, "eval.knn_weighted_k": 20})
-  train_and_evaluate(config, str(tmp_path))
+  import gjax.eval
+
+  gjax.eval.train_and_evaluate(config, str(tmp_path))  # the trainer with the configured online evaluators
   rows = read_metrics(str(tmp_path / "eval.jsonl"))
   assert [r["step"] for r in rows] == [2, 4]
   assert all(0.0 <= r["knn30_z"] <= 1.0 and 0.0 <= r["knn20w_mu"] <= 1.0 for r in rows)
@@ -190,10 +192,13 @@ def test_knn_sharded_over_8_devices_matches_1_device():
 
 def test_a_stopped_one_class_training_is_not_scored(tmp_path, monkeypatch):
   """SIGTERM during a class's training: no row is written and the sweep ends (resumable)."""
-  from gjax.eval import one_class
-  from gjax.train import trainer
+  import importlib
 
-  monkeypatch.setattr(trainer, "train_and_evaluate",
+  from gjax.eval import one_class
+
+  evaluate_module = importlib.import_module("gjax.eval.evaluate")  # the module (gjax.eval.evaluate is also the function)
+
+  monkeypatch.setattr(evaluate_module, "train_and_evaluate",
                       lambda config, workdir: {"preempted": "SIGTERM", "final_step": 3})
   config = tiny_config(**{"num_train_steps": 2})
   with pytest.raises(SystemExit, match="stopped by SIGTERM at step 3; rerun the same command to resume"):

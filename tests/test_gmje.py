@@ -11,6 +11,7 @@ from scipy.special import logsumexp, log_softmax
 import gjax.math as gm
 from gjax.models.density_heads import MixtureDensity
 from gjax.objectives import get_objective
+from gjax.train.config import method_settings
 from gjax.train import base_config, train_and_evaluate
 from tests.test_train import tiny_config, tiny_method_config
 
@@ -27,7 +28,7 @@ def _outputs(seed=0, b=32, d=3, k=2, covariance_type="full"):
 @pytest.mark.parametrize("method,covariance_type,k", [("gje", "full", 1), ("gmje", "diag", 3), ("gmje", "full", 2)])
 def test_joint_density_loss_matches_scipy(method, covariance_type, k):
   out = _outputs(k=k, covariance_type=covariance_type)
-  hp = base_config()[method]
+  hp = method_settings(method)
   hp.covariance_type, hp.num_components, hp.marginal_weight = covariance_type, k, 0.7
   rng = jax.random.PRNGKey(3)
   loss, metrics = get_objective(method).loss_fn(out, rng, hp)
@@ -45,7 +46,7 @@ def test_joint_density_loss_matches_scipy(method, covariance_type, k):
 
 def test_naive_loss_mahalanobis_term_is_the_dimension():
   out = _outputs(b=256, d=4)
-  loss, metrics = get_objective("gje_naive").loss_fn(out, jax.random.PRNGKey(0), base_config().gje_naive)
+  loss, metrics = get_objective("gje_naive").loss_fn(out, jax.random.PRNGKey(0), method_settings("gje_naive"))
   assert abs(float(metrics["mahalanobis"]) - 8.0) < 1e-4 * 8
   np.testing.assert_allclose(loss, metrics["nll"])
 
@@ -90,8 +91,7 @@ def _train_linear_encoder(method, steps, hp, k=1, seed=0):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_trace_trap_collapses_a_direction(seed):
-  config = base_config()
-  naive = _train_linear_encoder("gje_naive", 600, config.gje_naive, seed=seed)
+  naive = _train_linear_encoder("gje_naive", 600, method_settings("gje_naive"), seed=seed)
   # The trap itself: the Mahalanobis term is 2d = 6 at every step, whatever
   # the embedding, so it gives no gradient...
   assert all(abs(h["mahalanobis"] - 6.0) < 1e-3 for h in naive)
@@ -107,10 +107,10 @@ def test_trace_trap_collapses_a_direction(seed):
 
 
 def test_the_trace_trap_remedies_keep_every_direction():
-  config = base_config()
-  gje = _train_linear_encoder("gje", 300, config.gje)
-  config.gmje.num_components = 3
-  gmje = _train_linear_encoder("gmje", 300, config.gmje, k=3)
+  gje = _train_linear_encoder("gje", 300, method_settings("gje"))
+  gmje_settings = method_settings("gmje")
+  gmje_settings.num_components = 3
+  gmje = _train_linear_encoder("gmje", 300, gmje_settings, k=3)
   for remedy in (gje, gmje):
     assert remedy[-1]["z_effective_rank"] > 2.8  # all three directions kept
     assert min(h["sv_ratio"] for h in remedy) > 0.1
@@ -135,7 +135,7 @@ def test_gmje_trains_through_the_shared_trainer(tmp_path):
 ])
 def test_bad_gmje_config(tmp_path, field, value, message):
   with pytest.raises(ValueError, match=message.replace(".", r"\.")):
-    train_and_evaluate(tiny_config(**{"method": "gmje", field: value}), str(tmp_path))
+    train_and_evaluate(tiny_config(**{"method": field.partition(".")[0], field: value}), str(tmp_path))
 
 
 def test_density_head_rejects_bad_settings():

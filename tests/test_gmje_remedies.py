@@ -14,7 +14,8 @@ import gjax.math as gm
 from gjax.models.density_heads import GNGDensity, OnlineEMMixtureDensity
 from gjax.models.heads import MixtureDensityNetwork
 from gjax.objectives import get_objective
-from gjax.train import base_config, train_and_evaluate
+from gjax.train.config import method_settings
+from gjax.train import train_and_evaluate
 from tests.test_train import tiny_config, tiny_method_config
 
 
@@ -105,7 +106,7 @@ def test_mdn_loss_matches_scipy():
   out = {"z_1": z1, "z_2": z2}
   for i, z in ((1, z1), (2, z2)):
     out.update({f"{key}_{i}": v for key, v in head.apply(params, z).items()})
-  hp = base_config().gmje_mdn
+  hp = method_settings("gmje_mdn")
   hp.marginal_weight = 0.3
   rng_key = jax.random.PRNGKey(2)
   loss, metrics = get_objective("gmje_mdn").loss_fn(out, rng_key, hp)
@@ -183,15 +184,14 @@ def _train_linear(method, steps, hp, k=3):
 
 @pytest.mark.parametrize("method", ["gmje_em", "gmje_mdn", "gmje_gng"])
 def test_remedy_keeps_every_direction_where_the_naive_loss_collapses(method):
-  config = base_config()
   if method == "gmje_em":
-    hp = _with(config.gmje, fit="em", num_components=3)
+    hp = _with(method_settings("gmje"), fit="em", num_components=3)
     history = _train_linear("gmje", 300, hp)
   elif method == "gmje_gng":
-    history = _train_linear("gmje_gng", 300, config.gmje_gng)
+    history = _train_linear("gmje_gng", 300, method_settings("gmje_gng"))
     assert history[-1]["gng_active"] == 16  # the graph grew to capacity
   else:
-    history = _train_linear("gmje_mdn", 300, config.gmje_mdn)
+    history = _train_linear("gmje_mdn", 300, method_settings("gmje_mdn"))
   # Same data, encoder and optimiser as tests/test_gmje.py's naive run (rank < 1.5).
   assert history[-1]["z_effective_rank"] > 2.8
   assert 0.5 < history[-1]["z_std_mean"] < 2.0

@@ -185,13 +185,13 @@ def _damage_silently(workdir, config, state, step):
   reads the checkpoint without an error but with other values (some places make
   it unreadable, which the older test covers; some hit unused bytes): tries data
   files, largest first, at a few offsets, keeping the first silent damage."""
-  from gjax.train.checkpoints import checkpoint_manager
+  from gjax.train.checkpoints import checkpoint_manager, saved_tree
 
   files = sorted((os.path.join(root, name) for root, _, names in os.walk(workdir / "checkpoints" / str(step))
                   for name in names if os.sep + "d" + os.sep in os.path.join(root, name)),
                  key=os.path.getsize, reverse=True)
-  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
-  saved = jax.tree_util.tree_leaves(jax.device_get(state))
+  abstract = saved_tree(jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state))
+  saved = jax.tree_util.tree_leaves(jax.device_get(saved_tree(state)))
   for path in files:
     for fraction in (0.5, 0.3, 0.7, 0.9):
       with open(path, "r+b") as f:
@@ -331,8 +331,8 @@ def test_same_config_and_seed_give_bitwise_identical_runs(tmp_path, monkeypatch)
 # --------------------------------------------------------------------------- config schema
 
 
-def _with(field, value):
-  config = base_config()
+def _with(field, value, method="vje"):
+  config = base_config(method)
   config.unlock()
   *path, last = field.split(".")
   target = config
@@ -355,11 +355,22 @@ def _bad_values(field, default):
   return [5, ("no-such-value",)]  # tuples
 
 
-@pytest.mark.parametrize("field,default", list(config_lib.config_fields(base_config())))
-def test_every_config_field_has_a_type_and_a_range(field, default):
+def _every_field():
+  """The shared fields once (with VJE), then every registered method's own section."""
+  from gjax.objectives import registered_methods
+
+  rows = [("vje", field, default) for field, default in config_lib.config_fields(base_config("vje"))]
+  for method in registered_methods():
+    if method != "vje":
+      rows += [(method, f"{method}.{f}", d) for f, d in config_lib.config_fields(config_lib.method_settings(method))]
+  return rows
+
+
+@pytest.mark.parametrize("method,field,default", _every_field())
+def test_every_config_field_has_a_type_and_a_range(method, field, default):
   for value in _bad_values(field, default):
     with pytest.raises(ValueError, match=rf"config\.{field}="):
-      config_lib.validate_config(_with(field, value), 1)
+      config_lib.validate_config(_with(field, value, method), 1)
 
 
 def test_unknown_and_missing_fields_are_rejected():

@@ -8,7 +8,7 @@ import pytest
 from scipy.special import log_softmax
 
 from gjax.math.gng import (GNGParams, gng_init, gng_mixture, gng_quantization_error, gng_step, gng_update)
-from gjax.math.memory_bank import (MOCO_QUEUE, SMCParams, bank_info_nce, bank_init, bank_insert, bank_move,
+from gjax.math.memory_bank import (FIFO_QUEUE, SMCParams, bank_info_nce, bank_init, bank_insert, bank_move,
                                    bank_reweight, effective_sample_size, kernel_log_likelihood,
                                    smc_bank_step, systematic_resample)
 from gjax.math.mixture import mixture_log_prob
@@ -144,7 +144,7 @@ def test_fifo_bank_is_a_moco_queue_and_its_loss_is_info_nce():
   rng = np.random.default_rng(0)
   bank = bank_init(12, 4)
   inserted = []
-  step = jax.jit(lambda b, k, q, n: smc_bank_step(k, b, q, n, MOCO_QUEUE))
+  step = jax.jit(lambda b, k, q, n: smc_bank_step(k, b, q, n, FIFO_QUEUE))
   for i in range(5):
     new = _unit(rng, 4, 4)
     bank, diag = step(bank, jax.random.PRNGKey(i), jnp.asarray(_unit(rng, 4, 4)), jnp.asarray(new))

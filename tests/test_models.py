@@ -13,7 +13,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gjax.models import (MLP, BasicBlock, Bottleneck, Projector,
-                         VJEInferenceNetwork, build_encoder, embedding_dim,
+                         GaussianPosteriorNetwork, build_encoder, embedding_dim,
                          get_activation)
 
 TINY = 0.125
@@ -205,7 +205,7 @@ def test_bad_encoder_names_raise():
 
 
 def test_inference_network_shapes_and_layernorm():
-  net = VJEInferenceNetwork(latent_dim=16, bottleneck=8)
+  net = GaussianPosteriorNetwork(latent_dim=16, bottleneck=8)
   z = jax.random.normal(_key(0), (4, 16))
   variables = net.init(_key(1), z)
   assert set(variables) == {"params"}  # no batch statistics anywhere
@@ -225,7 +225,7 @@ def test_inference_network_shapes_and_layernorm():
 
 @pytest.mark.parametrize("raw", [-1e4, 0.0, 1e4])
 def test_inference_network_variance_floor_and_finite(raw):
-  net = VJEInferenceNetwork(latent_dim=4, bottleneck=8, activation="gelu")
+  net = GaussianPosteriorNetwork(latent_dim=4, bottleneck=8, activation="gelu")
   z = jnp.ones((2, 4))
   params = net.init(_key(0), z)["params"]
   params["var_head"] = {"kernel": jnp.zeros((4, 4)),
@@ -237,7 +237,7 @@ def test_inference_network_variance_floor_and_finite(raw):
 
 
 def test_inference_network_bfloat16_outputs_float32():
-  net = VJEInferenceNetwork(latent_dim=8, bottleneck=4, dtype=jnp.bfloat16)
+  net = GaussianPosteriorNetwork(latent_dim=8, bottleneck=4, dtype=jnp.bfloat16)
   z = jnp.ones((2, 8))
   out = net.apply(net.init(_key(0), z), z)
   assert all(v.dtype == jnp.float32 for v in out.values())
@@ -282,5 +282,5 @@ def test_bad_head_names_raise():
   with pytest.raises(ValueError, match="'group'.*batch"):
     MLP((4,), norm="group").init(_key(0), x, train=False)
   with pytest.raises(ValueError, match="'mish'"):
-    VJEInferenceNetwork(latent_dim=3, bottleneck=4, activation="mish").init(
+    GaussianPosteriorNetwork(latent_dim=3, bottleneck=4, activation="mish").init(
         _key(0), x)

@@ -23,7 +23,7 @@ def test_plots_write_pngs(tmp_path):
           for c in range(3)]
   plots.plot_per_class_auroc(rows, str(tmp_path / "bars.png"), class_names=["a", "b", "c"])
   summary = [{"vje.beta": b, "vje.nu": n, "mean_auroc_joint": 0.9} for b in (0.5, 1.0) for n in (1.0, 3.0)]
-  plots.plot_auroc_heatmap(summary, str(tmp_path / "heat.png"))
+  plots.plot_auroc_heatmap(summary, str(tmp_path / "heat.png"), "vje.beta", "vje.nu")
   for name in ("curves", "knn", "bars", "heat"):
     data = (tmp_path / f"{name}.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name

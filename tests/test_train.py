@@ -15,7 +15,7 @@ from gjax import data as gdata
 from gjax.train import base_config, create_train_state, make_optimizer, make_train_step, train_and_evaluate
 from gjax.train.input_pipeline import build_train_input
 from gjax.train import config as config_lib
-from gjax.train.trainer import build_method
+from gjax.train.state import build_method
 from gjax.train.metrics import read_metrics
 from tests.helpers import set_fields
 
@@ -23,7 +23,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(**overrides):
-  c = base_config()
+  """A tiny synthetic-data config; ``method`` (if given) picks the method first, with its own section."""
+  overrides = dict(overrides)
+  c = base_config(overrides.pop("method", "vje"))
   c.dataset.name = "synthetic"
   c.dataset.synthetic_image_size = 16
   c.dataset.synthetic_channels = 3
@@ -92,7 +94,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
 
 @pytest.mark.parametrize("field,value,message", [
     ("dataset.name", "mnist", "config.dataset.name='mnist'"),
-    ("method", "byol", "config.method='byol'"),
+    ("method", "dino", "config.method='dino'"),
     ("batch_size", 12, "divisible by the number of devices"),
     ("vje.nu", 0.0, "config.vje.nu=0.0"),
     ("vje.beta", -0.5, "config.vje.beta=-0.5"),

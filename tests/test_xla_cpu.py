@@ -42,7 +42,7 @@ import glob, json, os, sys, tempfile
 import gjax  # applies the flag
 import jax, jax.numpy as jnp, numpy as np, optax
 from gjax.train import base_config
-from gjax.train.trainer import build_method
+from gjax.train.state import build_method
 
 def f(x, w):
   return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")).sum()
@@ -56,8 +56,8 @@ with jax.profiler.trace(trace):
 data = jax.profiler.ProfileData.from_serialized_xspace(open(path, "rb").read())
 names = sorted({e.name for p in data.planes for l in p.lines for e in l.events})
 
-c = base_config()
-c.method, c.model.encoder, c.model.width_multiplier, c.model.bottleneck = "vje", "resnet10", 0.125, 16
+c = base_config("vje")
+c.model.encoder, c.model.width_multiplier, c.model.bottleneck = "resnet10", 0.125, 16
 objective, hparams, model = build_method(c)
 views = [jnp.asarray(np.random.default_rng(i).normal(size=(8, 16, 16, 3)), jnp.float32) for i in (0, 1)]
 variables = model.init(jax.random.PRNGKey(0), *views, train=False)

@@ -1,7 +1,7 @@
 """Evaluators of frozen representations."""
 
-from gjax.eval.anomaly import auroc, entropy_score, joint_nll_score, variance_sum_score, vje_anomaly_scores
-from gjax.eval.evaluate import evaluate
+from gjax.eval.anomaly import auroc, entropy_score, joint_nll_score, variance_sum_score
+from gjax.eval.evaluate import evaluate, online_evaluator, train_and_evaluate
 from gjax.eval.features import extract_features
 from gjax.eval.knn import knn_accuracy, knn_predict
 from gjax.eval.linear_probe import fit_linear_probe, train_linear_probe

@@ -17,11 +17,11 @@ from gjax import data as gdata
 from gjax.eval.features import extract_features
 from gjax.eval.knn import knn_accuracy
 from gjax.eval.linear_probe import train_linear_probe
-from gjax.math import effective_rank, posterior_diagnostics
-from gjax.objectives.vje import posterior_statistics
+from gjax.math import effective_rank, posterior_diagnostics, posterior_statistics
 from gjax.train import config as config_lib
 from gjax.train.input_pipeline import augment_config, load_in_memory
-from gjax.train.trainer import build_method, checkpoint_manager, create_train_state, make_optimizer, restore_latest
+from gjax.train.state import restore_run
+from gjax.train.trainer import train_and_evaluate as _train
 
 log = logging.getLogger("gjax.eval")
 
@@ -94,11 +94,26 @@ def representation_metrics(model, variables, eval_data, config, mesh,
   return results
 
 
+def online_evaluator(config):
+  """The evaluation during training (``config.eval.online_evaluators`` every
+  ``config.eval.every_epochs``) as the trainer takes it: ``(model, variables,
+  mesh) -> metrics``, the evaluation data loaded once."""
+  eval_data = load_eval_data(config)
+  return lambda model, variables, mesh: representation_metrics(model, variables, eval_data, config, mesh,
+                                                               config.eval.online_evaluators)
+
+
+def train_and_evaluate(config, workdir: str, **kwargs):
+  """:func:`gjax.train.train_and_evaluate` with the configured evaluation
+  during training (when ``config.eval.every_epochs > 0``)."""
+  evaluator = online_evaluator(config) if config.eval.every_epochs > 0 else None
+  return _train(config, workdir, online_evaluator=evaluator, **kwargs)
+
+
 def evaluate(config, workdir: str) -> dict:
   """Runs the k-NN evaluators on the latest checkpoint in ``workdir``."""
   config_lib.validate_config(config, jax.device_count(), jax.process_count())
-  manager = checkpoint_manager(workdir, config) if os.path.isdir(os.path.join(workdir, "checkpoints")) else None
-  if manager is None or manager.latest_step() is None:
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
                             f"(python train.py --config ... --workdir {workdir})")
   results_path = config.eval.results_path or os.path.join(workdir, "eval_results.json")
@@ -107,12 +122,7 @@ def evaluate(config, workdir: str) -> dict:
   start = time.time()
   eval_data = load_eval_data(config)
   mesh = gdata.data_mesh()
-  model = build_method(config)[2]
-  tx, _ = make_optimizer(config, 1, 2)
-  state = create_train_state(jax.random.PRNGKey(0), model, tx, eval_data[0].shape[1:],
-                             gdata.replicated_sharding(mesh))
-  state = restore_latest(manager, state, move_aside=False, config=config)  # a reader leaves the run's workdir as it is
-  manager.close()
+  model, state = restore_run(config, workdir, eval_data[0].shape[1:], mesh)
   variables = state.variables
   results = {"step": int(state.step), "num_train": len(eval_data[1]), "num_test": len(eval_data[3])}
   results.update(representation_metrics(model, variables, eval_data, config, mesh, config.eval.evaluators))

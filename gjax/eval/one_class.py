@@ -52,7 +52,8 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
   diagnostics at the end of training (``train_*``), the posterior diagnostics
   on the test split (``test_*``) and the wall time of the row."""
   from gjax.math import posterior_diagnostics
-  from gjax.train.trainer import build_method, train_and_evaluate
+  from gjax.eval.evaluate import train_and_evaluate
+  from gjax.train.state import build_method
 
   start = time.time()
   (normal,) = config.dataset.train_classes

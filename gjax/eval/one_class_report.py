@@ -209,7 +209,8 @@ def write_report(root: str, out: str, reference_path: str | None = None,
                and all(s[f] == common(f) for f in ("model.width_multiplier", "num_epochs", "num_train_steps",
                                                    "optim.base_learning_rate", "batch_size"))]
   if mean_rows:
-    plots.plot_auroc_heatmap(mean_rows, os.path.join(out, "heatmap_beta_nu_joint_study.png"), score="joint")
+    plots.plot_auroc_heatmap(mean_rows, os.path.join(out, "heatmap_beta_nu_joint_study.png"), "vje.beta", "vje.nu",
+                             score="joint")
   return summary
 
 

@@ -103,15 +103,17 @@ def plot_per_class_auroc(rows: list[dict], out_png: str, class_names=None,
   plt.close(fig)
 
 
-def plot_auroc_heatmap(summary_rows: list[dict], out_png: str, score: str = "joint") -> None:
-  """Mean AUROC over classes on the beta x nu grid (VJE Fig. 4)."""
+def plot_auroc_heatmap(summary_rows: list[dict], out_png: str, rows_field: str, columns_field: str,
+                       score: str = "joint") -> None:
+  """Mean AUROC over classes on the grid of two swept config fields (e.g. VJE
+  Fig. 4's beta x nu: ``rows_field`` / ``columns_field`` are the dotted names)."""
   import numpy as np
 
-  betas = sorted({r["vje.beta"] for r in summary_rows})
-  nus = sorted({r["vje.nu"] for r in summary_rows})
+  betas = sorted({r[rows_field] for r in summary_rows})
+  nus = sorted({r[columns_field] for r in summary_rows})
   grid = np.full((len(betas), len(nus)), np.nan)
   for r in summary_rows:
-    grid[betas.index(r["vje.beta"]), nus.index(r["vje.nu"])] = 100 * r[f"mean_auroc_{score}"]
+    grid[betas.index(r[rows_field]), nus.index(r[columns_field])] = 100 * r[f"mean_auroc_{score}"]
   fig, ax = plt.subplots(figsize=(1.2 * len(nus) + 2, 0.8 * len(betas) + 1.5))
   image = ax.imshow(grid, cmap="viridis", aspect="auto")
   for i in range(len(betas)):
@@ -120,8 +122,8 @@ def plot_auroc_heatmap(summary_rows: list[dict], out_png: str, score: str = "joi
         ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", color="white")
   ax.set_xticks(range(len(nus)), [str(n) for n in nus])
   ax.set_yticks(range(len(betas)), [str(b) for b in betas])
-  ax.set_xlabel("nu")
-  ax.set_ylabel("beta")
+  ax.set_xlabel(columns_field.rpartition(".")[2])
+  ax.set_ylabel(rows_field.rpartition(".")[2])
   fig.colorbar(image, ax=ax, label=f"mean AUROC, {score} (%)")
   fig.tight_layout()
   fig.savefig(out_png, dpi=110)

@@ -40,6 +40,7 @@ import numpy as np
 
 from gjax import math as gm
 from gjax.cli import load_config
+from gjax.train.config import drop_other_method_sections
 
 
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -128,20 +129,12 @@ def run_embeddings(config, workdir: str, num_examples: int, seed: int):
   from gjax import data as gdata
   from gjax.eval.features import extract_features
   from gjax.train.input_pipeline import augment_config, load_in_memory
-  from gjax.train.trainer import (build_method, checkpoint_manager, create_train_state, make_optimizer,
-                                  restore_latest)
+  from gjax.train.state import restore_run
 
   mesh = gdata.data_mesh()
-  model = build_method(config)[2]
-  tx, _ = make_optimizer(config, 1, 2)
   train_x, _ = load_in_memory(config, "train")
   test_x, _ = load_in_memory(config, "test")
-  state = create_train_state(jax.random.PRNGKey(0), model, tx, train_x.shape[1:], gdata.replicated_sharding(mesh))
-  manager = checkpoint_manager(workdir, config)
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
-  state = restore_latest(manager, state, move_aside=False, config=config)  # a reader leaves the run's workdir as it is
-  manager.close()
+  model, state = restore_run(config, workdir, train_x.shape[1:], mesh)
   variables = state.variables
   augment = augment_config(config, train_x.shape[1:])
   rng = np.random.default_rng(seed)
@@ -217,7 +210,7 @@ def main(argv=None):
       if not os.path.exists(config_path):
         parser.error(f"--run {spec!r}: {config_path} does not exist (train the run first, or name its config)")
       with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        config = ml_collections.ConfigDict(drop_other_method_sections(json.load(f)))
     joint, density, train_images = run_embeddings(config, workdir, args.num_examples, args.seed)
     real, bandwidth = joint["test"], median_distance(joint["test"])
     rng = np.random.default_rng(args.seed)

@@ -125,8 +125,7 @@ def run_sweep(config, grid: Mapping[str, Sequence], root: str, run_fn: RunFn) ->
 
 def train_then_evaluate(config, workdir: str) -> dict[str, Any]:
   """The default sweep point: pretrain, then the k-NN evaluators."""
-  from gjax.eval.evaluate import evaluate
-  from gjax.train import train_and_evaluate
+  from gjax.eval.evaluate import evaluate, train_and_evaluate
 
   summary = train_and_evaluate(config, workdir)
   results = evaluate(config, workdir)

@@ -32,8 +32,10 @@ from gjax.math.kl import (free_bits_kl, kl_diag_gaussian_standard_normal, kl_dia
 from gjax.math.mixture import (
     ConditionalMixture,
     MixtureParams,
+    MIXTURE_FITS,
     MixtureStatistics,
     em_step,
+    joint_embeddings,
     mixture_component_log_probs,
     mixture_conditional,
     mixture_conditional_log_prob,
@@ -44,11 +46,12 @@ from gjax.math.mixture import (
     mixture_statistics,
     online_em_step,
 )
-from gjax.math.memory_bank import (MOCO_QUEUE, ParticleBank, SMCParams, bank_info_nce, bank_init, bank_insert,
+from gjax.math.memory_bank import (FIFO_QUEUE, ParticleBank, SMCParams, bank_info_nce, bank_init, bank_insert,
                                    bank_move, bank_reweight, effective_sample_size, kernel_log_likelihood,
                                    smc_bank_step, systematic_resample)
 from gjax.math.posterior import (ACTIVE_UNIT_THRESHOLD, DEAD_CHANNEL_RATIO, active_units, dead_channels,
-                                  mean_pairwise_cosine, mu_spread_to_posterior_std, posterior_diagnostics)
+                                  mean_pairwise_cosine, mu_spread_to_posterior_std, posterior_diagnostics,
+                                  posterior_statistics)
 from gjax.math.sliced import effective_rank, epps_pulley, random_unit_directions, sliced_epps_pulley
 from gjax.math.student_t import (
     multivariate_student_t_log_prob,

@@ -48,7 +48,8 @@ class SMCParams(NamedTuple):
   move_std: float = 0.0  # σ
 
 
-MOCO_QUEUE = SMCParams(reweight_strength=0.0, resample_threshold=0.0, move_std=0.0)
+#: The degenerate bank: equal weights, FIFO insertion, no resampling or move (MoCo's queue).
+FIFO_QUEUE = SMCParams(reweight_strength=0.0, resample_threshold=0.0, move_std=0.0)
 
 
 def bank_init(size: int, dim: int, dtype=jnp.float32) -> ParticleBank:
@@ -120,7 +121,7 @@ def kernel_log_likelihood(queries: jax.Array, bank: ParticleBank, temperature: f
 
 
 def smc_bank_step(key: jax.Array, bank: ParticleBank, queries: jax.Array, new: jax.Array,
-                  params: SMCParams = MOCO_QUEUE) -> tuple[ParticleBank, dict[str, jax.Array]]:
+                  params: SMCParams = FIFO_QUEUE) -> tuple[ParticleBank, dict[str, jax.Array]]:
   """One step (reweight, resample if needed, move, insert); returns the bank
   and ``{"ess", "resampled"}`` (the ESS before resampling)."""
   if params.temperature <= 0:

@@ -46,6 +46,24 @@ class ConditionalMixture(NamedTuple):
   context_log_prob: jax.Array
 
 
+#: How a learned mixture is fitted: by the loss's gradient, or by stepwise EM on stop-gradient embeddings.
+MIXTURE_FITS = ("gradient", "em")
+
+
+def joint_embeddings(z_1: jax.Array, z_2: jax.Array, symmetric: bool) -> jax.Array:
+  """The joint variable ``u = [z_c; z_t]`` of a batch (GJE design doc, "Joint
+  density"): ``[z_1; z_2]`` per row, and with ``symmetric`` also ``[z_2; z_1]``
+  below them: ``[B or 2B, d_1 + d_2]``."""
+  _checks.check_ndim("z_1", z_1, 2)
+  _checks.check_ndim("z_2", z_2, 2)
+  if z_1.shape[0] != z_2.shape[0]:
+    raise ValueError(f"z_1 {z_1.shape} and z_2 {z_2.shape} must have the same batch size")
+  rows = [jnp.concatenate([z_1, z_2], axis=-1)]
+  if symmetric:
+    rows.append(jnp.concatenate([z_2, z_1], axis=-1))
+  return jnp.concatenate(rows, axis=0)
+
+
 def _check_mixture(logits, means, cov, covariance_type: str) -> tuple[int, int]:
   _checks.check_covariance_type(covariance_type)
   if means.ndim < 2:

@@ -76,6 +76,18 @@ def mu_spread_to_posterior_std(mu: jax.Array, var: jax.Array) -> jax.Array:
   return jnp.mean(jnp.std(mu, axis=0)) / jnp.mean(jnp.sqrt(var))
 
 
+def posterior_statistics(var: jax.Array) -> dict[str, jax.Array]:
+  """VJE Table 7's statistics of a diagonal posterior's variance ``var [B, D]``.
+
+  ``var_mean``: mean over latent dimensions of the batch-mean variance;
+  ``var_cv``: its coefficient of variation across latent dimensions.
+  """
+  _checks.check_ndim("var", var, 2)
+  per_dim = jnp.mean(var, axis=0)
+  mean = jnp.mean(per_dim)
+  return {"var_mean": mean, "var_cv": jnp.std(per_dim) / mean}
+
+
 def posterior_diagnostics(mu: jax.Array, var: jax.Array, z: jax.Array) -> dict[str, jax.Array]:
   """Every diagnostic above for one batch (scalars, jit-able):
   ``active_units``, ``mu_spread_ratio``, ``mu_cosine``, ``z_cosine``, ``z_dead_channels``."""

@@ -1,13 +1,14 @@
-"""Encoders (ResNet-18/34/50) and heads (VJE inference network, projectors)."""
+"""Encoders (ResNet-18/34/50), projectors and heads (registered by kind)."""
 
 from gjax.models.heads import (ACTIVATIONS, MLP, NORMS, Projector,
-                               VJEInferenceNetwork, get_activation)
-from gjax.models.joint import HEADS, TwoViewModel, build_two_view_model
+                               GaussianPosteriorNetwork, get_activation)
+from gjax.models.joint import Head, TwoViewModel, build_two_view_model, register_head, registered_heads
 from gjax.models.resnet import (ARCHS, STEMS, BasicBlock, Bottleneck, ResNet,
                                 build_encoder, embedding_dim)
 
 __all__ = [
     "ACTIVATIONS", "ARCHS", "MLP", "NORMS", "STEMS", "BasicBlock", "Bottleneck",
-    "Projector", "ResNet", "VJEInferenceNetwork", "build_encoder",
-    "embedding_dim", "get_activation", "HEADS", "TwoViewModel", "build_two_view_model",
+    "Projector", "ResNet", "GaussianPosteriorNetwork", "build_encoder",
+    "embedding_dim", "get_activation", "Head", "TwoViewModel", "build_two_view_model",
+    "register_head", "registered_heads",
 ]

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 from gjax import math as gm
 from gjax.math import EPS, scale_tril_from_params
 from gjax.math._checks import check_covariance_type
-from gjax.objectives.gmje import joint_rows
 
 
 class MixtureDensity(nn.Module):
@@ -102,7 +101,8 @@ class OnlineEMMixtureDensity(nn.Module):
     second = self.variable("density_em", "stat_second", zeros(second_shape))
     params = gm.MixtureParams(logits.value, means.value, cov.value)
     if train and outputs is not None and not self.is_initializing():
-      u = jax.lax.stop_gradient(joint_rows(outputs, self.symmetric)).astype(jnp.float32)
+      u = gm.joint_embeddings(outputs["z_1"], outputs["z_2"], self.symmetric)
+      u = jax.lax.stop_gradient(u).astype(jnp.float32)
       if u.shape[-1] != d:
         raise ValueError(f"joint embeddings have dimension {u.shape[-1]}, the density expects {d}")
       picked = u[jnp.linspace(0, u.shape[0] - 1, k).astype(jnp.int32)]
@@ -152,7 +152,8 @@ class GNGDensity(nn.Module):
     variance = self.variable("gng", "variance", lambda: jnp.ones((), jnp.float32))
     state = gm.GNGState(**{name: v.value for name, v in graph.items()})
     if train and outputs is not None and not self.is_initializing():
-      u = jax.lax.stop_gradient(joint_rows(outputs, self.symmetric)).astype(jnp.float32)
+      u = gm.joint_embeddings(outputs["z_1"], outputs["z_2"], self.symmetric)
+      u = jax.lax.stop_gradient(u).astype(jnp.float32)
       if u.shape[-1] != self.dim:
         raise ValueError(f"joint embeddings have dimension {u.shape[-1]}, the GNG expects {self.dim}")
       fresh = gm.gng_init(u[jnp.array([0, u.shape[0] - 1])], self.capacity)
@@ -175,13 +176,14 @@ class MemoryBank(nn.Module):
   In training it returns the bank as it was before this batch (constants), then
   runs one SMC step: reweight by the batch's contexts ``normalize(z_1)``,
   resample if the ESS is low, move, and insert the batch's targets
-  ``normalize(z_2)``. The step's randomness is the fixed ``seed`` folded with
+  ``normalize(z_2)`` (``normalize(target_z_2)``, the momentum target's keys,
+  when the method trains with one). The step's randomness is the fixed ``seed`` folded with
   the bank's own step count, so a resumed run repeats it.
   """
 
   size: int
   dim: int
-  params: gm.SMCParams = gm.MOCO_QUEUE
+  params: gm.SMCParams = gm.FIFO_QUEUE
   seed: int = 0
 
   @nn.compact
@@ -193,8 +195,9 @@ class MemoryBank(nn.Module):
     bank = gm.ParticleBank(**{name: v.value for name, v in bank_vars.items()})
     result = {"bank_particles": bank.particles, "bank_log_weights": bank.log_weights, "bank_filled": bank.filled}
     if train and outputs is not None and not self.is_initializing():
-      queries, targets = (jax.lax.stop_gradient(gm.normalize(outputs[f"z_{i}"].astype(jnp.float32)))
-                          for i in (1, 2))
+      # The targets are the momentum target network's keys when the method has one.
+      queries, targets = (jax.lax.stop_gradient(gm.normalize(outputs.get(name, outputs[f"z_{i}"]).astype(jnp.float32)))
+                          for i, name in ((1, "z_1"), (2, "target_z_2")))
       key = jax.random.fold_in(jax.random.PRNGKey(self.seed), steps.value)
       bank, diagnostics = gm.smc_bank_step(key, bank, queries, targets, self.params)
       for name, value in bank._asdict().items():

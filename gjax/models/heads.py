@@ -1,6 +1,6 @@
 """Heads on top of the encoder embedding (Flax Linen).
 
-* ``VJEInferenceNetwork``: the amortised inference network g_phi of VJE
+* ``GaussianPosteriorNetwork``: the amortised inference network g_phi of VJE
   (paper Section 3 "Encoder and inference network", Section 5.1).
 * ``Projector``: the optional 2-layer LayerNorm projector of VJE
   (Section 5.2, "Projection heads in VJE"; SimSiam-style, 2048-d).
@@ -98,7 +98,7 @@ class MLP(nn.Module):
     return x
 
 
-class VJEInferenceNetwork(nn.Module):
+class GaussianPosteriorNetwork(nn.Module):
   """Amortised inference network g_phi: z -> q(s | z) = N(mu, diag(var)).
 
   VJE paper Section 3 ("Encoder and inference network") and Section 5.1: a

@@ -21,27 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from gjax import math as gm
-from gjax.objectives.registry import Objective, register
-from gjax.objectives.vje import embedding_statistics
-
-
-def joint_rows(outputs: Mapping[str, jax.Array], symmetric: bool) -> jax.Array:
-  """Joint embeddings ``u = [z_c; z_t]`` of the batch, ``[B or 2B, 2d]``."""
-  z_1, z_2 = outputs["z_1"], outputs["z_2"]
-  rows = [jnp.concatenate([z_1, z_2], axis=-1)]
-  if symmetric:
-    rows.append(jnp.concatenate([z_2, z_1], axis=-1))
-  return jnp.concatenate(rows, axis=0)
-
-
-def marginal_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, num_slices: int) -> jax.Array:
-  """Sliced Epps-Pulley statistic of both views' embeddings toward N(0, I)."""
-  return gm.sliced_epps_pulley(rng, jnp.concatenate([outputs["z_1"], outputs["z_2"]]), num_slices)
-
-
-def collapse_metrics(outputs) -> dict[str, jax.Array]:
-  z = jnp.concatenate([outputs["z_1"], outputs["z_2"]])
-  return {**embedding_statistics(z), "z_effective_rank": gm.effective_rank(z)}
+from gjax.objectives.registry import Objective, register, require
+from gjax.objectives.shared_terms import collapse_metrics, joint_rows, marginal_loss, memory_bank_loss
 
 
 def _density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any, covariance_type: str):
@@ -70,23 +51,6 @@ def gng_density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: 
   return _density_loss(outputs, rng, hparams, "isotropic")
 
 
-def memory_bank_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
-  """SMC-memory-bank GMJE: ``-log`` responsibility of the positive target among
-  the positive and the bank's weighted particles (:func:`gjax.math.bank_info_nce`),
-  both directions when ``symmetric``. With the MoCo-queue settings this is
-  InfoNCE with a queue (design doc, "Contrastive learning as the degenerate limit")."""
-  del rng
-  bank = gm.ParticleBank(outputs["bank_particles"], outputs["bank_log_weights"], outputs["bank_filled"],
-                         jnp.zeros((), jnp.int32))
-  z_1, z_2 = gm.normalize(outputs["z_1"]), gm.normalize(outputs["z_2"])
-  pairs = ((z_1, z_2), (z_2, z_1)) if hparams.symmetric else ((z_1, z_2),)
-  losses = [jnp.mean(gm.bank_info_nce(q, k, bank, hparams.temperature)) for q, k in pairs]
-  loss = sum(losses) / len(losses)
-  metrics = {"loss": loss, "bank_fill": jnp.mean(outputs["bank_filled"].astype(jnp.float32))}
-  metrics |= {k: outputs[k] for k in ("bank_ess", "bank_resampled") if k in outputs}
-  return loss, {**metrics, **collapse_metrics(outputs)}
-
-
 def naive_empirical_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
   """The trap: NLL of the batch under its own empirical Gaussian (+ optional λ·marginal)."""
   trap = gm.empirical_gaussian_nll(joint_rows(outputs, hparams.symmetric), ridge=hparams.ridge)
@@ -113,13 +77,108 @@ def sample_joint(key: jax.Array, density: Mapping[str, jax.Array], covariance_ty
                            density["density_cov"], covariance_type, (num_samples,))
 
 
+COVARIANCE_TYPES = ("full", "diag", "isotropic")
+
+
+def density_defaults(num_components: int) -> dict[str, Any]:
+  return {
+      "num_components": num_components,
+      "covariance_type": "full",
+      "marginal_weight": 1.0,  # λ of the sliced Epps-Pulley anti-collapse loss
+      "num_slices": 256,
+      "symmetric": True,
+      "fit": "gradient",  # "em": GMJE-EM, stepwise EM on stop-gradient embeddings
+      "em_step_size": 0.05,  # ρ of the running sufficient statistics (fit = "em")
+  }
+
+
+def check_density_settings(g, config) -> None:
+  m = config.method
+  require(g.num_components >= 1, f"{m}.num_components", g.num_components, "must be >= 1 (K)")
+  require(g.covariance_type in COVARIANCE_TYPES, f"{m}.covariance_type", g.covariance_type,
+          f"must be one of {COVARIANCE_TYPES}")
+  require(g.marginal_weight >= 0, f"{m}.marginal_weight", g.marginal_weight, "must be >= 0")
+  require(g.num_slices >= 1, f"{m}.num_slices", g.num_slices, "must be >= 1")
+  require(g.fit in gm.MIXTURE_FITS, f"{m}.fit", g.fit, f"must be one of {gm.MIXTURE_FITS}")
+  require(0 < g.em_step_size <= 1, f"{m}.em_step_size", g.em_step_size, "must be in (0, 1]")
+  require(m != "gje" or g.num_components == 1, "gje.num_components", g.num_components,
+          "GJE is the K = 1 case; use method 'gmje' for K > 1")
+
+
+def density_head_settings(g) -> dict[str, Any]:
+  return {name: g[name] for name in ("num_components", "covariance_type", "fit", "symmetric", "em_step_size")}
+
+
+GNG_DEFAULTS = {  # Fritzke's defaults; capacity = the most nodes
+    "capacity": 64, "epsilon_winner": 0.05, "epsilon_neighbor": 0.006, "max_age": 50, "insert_every": 100,
+    "insert_error_decay": 0.5, "error_decay": 0.995, "marginal_weight": 1.0, "num_slices": 256, "symmetric": True}
+GNG_RULE_FIELDS = ("epsilon_winner", "epsilon_neighbor", "max_age", "insert_every", "insert_error_decay",
+                   "error_decay")
+
+
+def check_gng_settings(gng, config) -> None:
+  del config
+  require(gng.capacity >= 2, "gmje_gng.capacity", gng.capacity, "must be >= 2 (the GNG start size)")
+  for field in ("epsilon_winner", "epsilon_neighbor", "insert_error_decay", "error_decay"):
+    require(0 < gng[field] <= 1, f"gmje_gng.{field}", gng[field], "must be in (0, 1]")
+  for field in ("max_age", "insert_every", "num_slices"):
+    require(gng[field] >= 1, f"gmje_gng.{field}", gng[field], "must be >= 1")
+  require(gng.marginal_weight >= 0, "gmje_gng.marginal_weight", gng.marginal_weight, "must be >= 0")
+
+
+def gng_head_settings(gng) -> dict[str, Any]:
+  return {"capacity": gng.capacity, "symmetric": gng.symmetric,
+          "rule": gm.GNGParams(*(gng[name] for name in GNG_RULE_FIELDS))}
+
+
+SMC_DEFAULTS = {  # defaults: the MoCo-queue limit
+    "bank_size": 4096, "temperature": 0.2, "reweight_strength": 0.0, "resample_threshold": 0.0, "move_std": 0.0,
+    "symmetric": True}
+
+
+def check_bank_settings(b, config) -> None:
+  """Checks of a memory bank's settings (GMJE-SMC and MoCo); fields it lacks are MoCo's degenerate ones."""
+  m = config.method
+  require(b.bank_size >= config.batch_size, f"{m}.bank_size", b.bank_size,
+          f"the memory bank must hold at least one batch ({config.batch_size})")
+  require(b.temperature > 0, f"{m}.temperature", b.temperature, "must be > 0")
+  require(b.get("reweight_strength", 0.0) >= 0, f"{m}.reweight_strength", b.get("reweight_strength"), "must be >= 0")
+  require(0 <= b.get("resample_threshold", 0.0) <= 1, f"{m}.resample_threshold", b.get("resample_threshold"),
+          "must be in [0, 1]")
+  require(b.get("move_std", 0.0) >= 0, f"{m}.move_std", b.get("move_std"), "must be >= 0")
+
+
+def bank_head_settings(b) -> dict[str, Any]:
+  """The bank's size and SMC rule; a section without SMC fields (MoCo) gets the queue's."""
+  smc = {name: b.get(name, getattr(gm.FIFO_QUEUE, name))
+         for name in ("reweight_strength", "resample_threshold", "move_std")}
+  return {"bank_size": b.bank_size, "rule": gm.SMCParams(temperature=b.temperature, **smc)}
+
+
+NAIVE_DEFAULTS = {"ridge": 0.0, "marginal_weight": 0.0, "num_slices": 256, "symmetric": True}
+
+
+def check_naive_settings(n, config) -> None:
+  del config
+  require(n.ridge >= 0, "gje_naive.ridge", n.ridge, "must be >= 0")
+  require(n.marginal_weight >= 0, "gje_naive.marginal_weight", n.marginal_weight, "must be >= 0")
+  require(n.num_slices >= 1, "gje_naive.num_slices", n.num_slices, "must be >= 1")
+
+
 GJE = register(Objective("gje", joint_density_loss, head="joint_density",
-                         description="Gaussian joint embedding: one global joint Gaussian (K=1)."))
+                         description="Gaussian joint embedding: one global joint Gaussian (K=1).",
+                         defaults=density_defaults(1), check=check_density_settings,
+                         head_settings=density_head_settings))
 GMJE = register(Objective("gmje", joint_density_loss, head="joint_density",
-                          description="Prototype GMJE: K global Gaussian components over [z_c; z_t]."))
+                          description="Prototype GMJE: K global Gaussian components over [z_c; z_t].",
+                          defaults=density_defaults(8), check=check_density_settings,
+                          head_settings=density_head_settings))
 GMJE_GNG = register(Objective("gmje_gng", gng_density_loss, head="gng_density",
-                              description="GMJE-GNG: Growing Neural Gas prototypes as isotropic components."))
+                              description="GMJE-GNG: Growing Neural Gas prototypes as isotropic components.",
+                              defaults=GNG_DEFAULTS, check=check_gng_settings, head_settings=gng_head_settings))
 GMJE_SMC = register(Objective("gmje_smc", memory_bank_loss, head="memory_bank",
-                              description="GMJE with an SMC memory bank of past targets (MoCo queue when degenerate)."))
+                              description="GMJE with an SMC memory bank of past targets (MoCo queue when degenerate).",
+                              defaults=SMC_DEFAULTS, check=check_bank_settings, head_settings=bank_head_settings))
 GJE_NAIVE = register(Objective("gje_naive", naive_empirical_loss, head="none",
-                               description="Batch-empirical Gaussian NLL: the Mahalanobis Trace Trap."))
+                               description="Batch-empirical Gaussian NLL: the Mahalanobis Trace Trap.",
+                               defaults=NAIVE_DEFAULTS, check=check_naive_settings))

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from gjax import math as gm
-from gjax.objectives.gmje import collapse_metrics, marginal_loss
-from gjax.objectives.registry import Objective, register
+from gjax.objectives.registry import Objective, register, require
+from gjax.objectives.shared_terms import collapse_metrics, marginal_loss
 
 
 def mdn_conditional_log_prob(z_t: jax.Array, logits: jax.Array, means: jax.Array, var: jax.Array) -> jax.Array:
@@ -52,5 +52,17 @@ def mdn_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
   return loss, {**metrics, **collapse_metrics(outputs)}
 
 
+def check_mdn_settings(m, config) -> None:
+  del config
+  require(m.num_components >= 1, "gmje_mdn.num_components", m.num_components, "must be >= 1 (K)")
+  require(m.hidden >= 1, "gmje_mdn.hidden", m.hidden, "must be >= 1")
+  require(m.marginal_weight >= 0, "gmje_mdn.marginal_weight", m.marginal_weight, "must be >= 0")
+  require(m.num_slices >= 1, "gmje_mdn.num_slices", m.num_slices, "must be >= 1")
+
+
 GMJE_MDN = register(Objective("gmje_mdn", mdn_loss, head="mdn",
-                              description="GMJE-MDN: a context-only network predicts the conditional mixture."))
+                              description="GMJE-MDN: a context-only network predicts the conditional mixture.",
+                              defaults={"num_components": 8, "hidden": 512, "marginal_weight": 1.0, "num_slices": 256,
+                                        "symmetric": True, "stop_gradient_target": True},
+                              check=check_mdn_settings,
+                              head_settings=lambda m: {"num_components": m.num_components, "hidden": m.hidden}))

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
-from gjax.objectives.gmje import collapse_metrics
-from gjax.objectives.registry import Objective, register
+from gjax.objectives.registry import Objective, register, require
+from gjax.objectives.shared_terms import collapse_metrics
 
 
 def jepa_mse_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
@@ -27,5 +27,21 @@ def jepa_mse_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any
   return loss, {"loss": loss, **collapse_metrics(outputs)}
 
 
+def check_predictor_settings(p, config) -> None:
+  require(p.predictor_hidden >= 1, f"{config.method}.predictor_hidden", p.predictor_hidden, "must be >= 1")
+
+
+def predictor_head_settings(p) -> dict[str, Any]:
+  return {"hidden": p.predictor_hidden}
+
+
+def check_jepa_settings(j, config) -> None:
+  check_predictor_settings(j, config)
+  require(j.scale > 0, "jepa.scale", j.scale, "must be > 0")
+
+
 JEPA = register(Objective("jepa", jepa_mse_loss, head="predictor",
-                          description="JEPA: squared-error predictor, stop-gradient target (Eq. 40)."))
+                          description="JEPA: squared-error predictor, stop-gradient target (Eq. 40).",
+                          # scale: λ of N(z_j; g(z_i), λI), the loss is ||z_j - g(z_i)||² / (2λ)
+                          defaults={"predictor_hidden": 512, "scale": 1.0}, check=check_jepa_settings,
+                          head_settings=predictor_head_settings))

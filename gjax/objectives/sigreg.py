@@ -11,8 +11,8 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
-from gjax.objectives.gmje import collapse_metrics, marginal_loss
-from gjax.objectives.registry import Objective, register
+from gjax.objectives.registry import Objective, register, require
+from gjax.objectives.shared_terms import collapse_metrics, marginal_loss
 
 
 def sigreg_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
@@ -22,5 +22,12 @@ def sigreg_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
   return loss, {"loss": loss, "alignment": alignment, "marginal": gaussianity, **collapse_metrics(outputs)}
 
 
+def check_sigreg_settings(s, config) -> None:
+  del config
+  require(s.marginal_weight >= 0, "sigreg.marginal_weight", s.marginal_weight, "must be >= 0")
+  require(s.num_slices >= 1, "sigreg.num_slices", s.num_slices, "must be >= 1")
+
+
 SIGREG = register(Objective("sigreg", sigreg_loss, head="none",
-                            description="Gaussian embeddings: alignment + λ · sliced Epps-Pulley (SIGReg)."))
+                            description="Gaussian embeddings: alignment + λ · sliced Epps-Pulley (SIGReg).",
+                            defaults={"marginal_weight": 1.0, "num_slices": 256}, check=check_sigreg_settings))

@@ -8,8 +8,8 @@ from typing import Any, Mapping
 import jax
 
 from gjax import math as gm
-from gjax.objectives.gmje import collapse_metrics
-from gjax.objectives.registry import Objective, register
+from gjax.objectives.registry import Objective, register, require
+from gjax.objectives.shared_terms import collapse_metrics
 
 
 def simclr_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
@@ -18,5 +18,11 @@ def simclr_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
   return loss, {"loss": loss, **collapse_metrics(outputs)}
 
 
+def check_simclr_settings(s, config) -> None:
+  del config
+  require(s.temperature > 0, "simclr.temperature", s.temperature, "must be > 0")
+
+
 SIMCLR = register(Objective("simclr", simclr_loss, head="none",
-                            description="SimCLR: NT-Xent over both views of the batch."))
+                            description="SimCLR: NT-Xent over both views of the batch.",
+                            defaults={"temperature": 0.2}, check=check_simclr_settings))

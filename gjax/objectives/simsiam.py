@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from gjax import math as gm
-from gjax.objectives.gmje import collapse_metrics
+from gjax.objectives.jepa import check_predictor_settings, predictor_head_settings
 from gjax.objectives.registry import Objective, register
+from gjax.objectives.shared_terms import collapse_metrics
 
 
 def negative_cosine(p: jax.Array, z: jax.Array) -> jax.Array:
@@ -30,4 +31,6 @@ def simsiam_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any)
 
 
 SIMSIAM = register(Objective("simsiam", simsiam_loss, head="predictor",
-                             description="SimSiam: negative cosine with a predictor and stop-gradient."))
+                             description="SimSiam: negative cosine with a predictor and stop-gradient.",
+                             defaults={"predictor_hidden": 512}, check=check_predictor_settings,
+                             head_settings=predictor_head_settings))

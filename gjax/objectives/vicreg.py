@@ -12,8 +12,8 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
-from gjax.objectives.gmje import collapse_metrics
-from gjax.objectives.registry import Objective, register
+from gjax.objectives.registry import Objective, register, require
+from gjax.objectives.shared_terms import collapse_metrics
 
 
 def variance_term(z: jax.Array, std_target: float) -> jax.Array:
@@ -39,5 +39,15 @@ def vicreg_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
                 **collapse_metrics(outputs)}
 
 
+def check_vicreg_settings(v, config) -> None:
+  del config
+  for field in ("invariance_weight", "variance_weight", "covariance_weight"):
+    require(v[field] >= 0, f"vicreg.{field}", v[field], "must be >= 0")
+  require(v.std_target > 0, "vicreg.std_target", v.std_target, "must be > 0")
+
+
 VICREG = register(Objective("vicreg", vicreg_loss, head="none",
-                            description="VICReg: invariance + variance + covariance regularisation."))
+                            description="VICReg: invariance + variance + covariance regularisation.",
+                            defaults={"invariance_weight": 25.0, "variance_weight": 25.0, "covariance_weight": 1.0,
+                                      "std_target": 1.0},
+                            check=check_vicreg_settings))

@@ -7,25 +7,11 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+import math
+
 from gjax import math as gm
-from gjax.objectives.registry import Objective, register
-
-
-def posterior_statistics(var: jax.Array) -> dict[str, jax.Array]:
-  """Table 7's statistics of the posterior variance ``var [B, D]``.
-
-  ``var_mean``: mean over latent dimensions of the batch-mean variance;
-  ``var_cv``: its coefficient of variation across latent dimensions.
-  """
-  per_dim = jnp.mean(var, axis=0)
-  mean = jnp.mean(per_dim)
-  return {"var_mean": mean, "var_cv": jnp.std(per_dim) / mean}
-
-
-def embedding_statistics(z: jax.Array) -> dict[str, jax.Array]:
-  """Collapse monitor: per-dimension std of ``z [B, D]`` (min and mean)."""
-  std = jnp.std(z, axis=0)
-  return {"z_std_min": jnp.min(std), "z_std_mean": jnp.mean(std), "z_norm_mean": jnp.mean(gm.safe_norm(z))}
+from gjax.objectives.registry import Objective, register, require
+from gjax.objectives.shared_terms import embedding_statistics
 
 
 def vje_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
@@ -54,13 +40,37 @@ def vje_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
   # spread of mu against the posterior std, pairwise cosines, dead z channels.
   diagnostics = gm.posterior_diagnostics(jax.lax.stop_gradient(mu), jax.lax.stop_gradient(var),
                                          jax.lax.stop_gradient(z))
-  metrics = {"loss": loss, **parts, **posterior_statistics(var), **embedding_statistics(z), **diagnostics}
+  metrics = {"loss": loss, **parts, **gm.posterior_statistics(var), **embedding_statistics(z), **diagnostics}
   return loss, metrics
+
+
+def check_vje_settings(v, config) -> None:
+  del config
+  require(v.nu > 0, "vje.nu", v.nu, "must be > 0 (math.inf for the Gaussian limit)")
+  require(v.beta >= 0 and math.isfinite(v.beta), "vje.beta", v.beta, "must be finite and >= 0")
+  require(v.kl_convention in gm.KL_CONVENTIONS, "vje.kl_convention", v.kl_convention,
+          f"must be one of {gm.KL_CONVENTIONS}")
+  require(v.free_bits >= 0, "vje.free_bits", v.free_bits, "must be >= 0 (0 = off)")
+  require(v.use_directional or v.use_radial or v.use_kl, "vje.use_*", False,
+          "at least one of use_directional, use_radial, use_kl must be True")
 
 
 VJE = register(Objective(
     name="vje",
     loss_fn=vje_loss,
-    head="vje_inference",
+    head="diagonal_posterior",
     description="Variational Joint Embedding: Student-t directional + radial likelihood, diagonal posterior, KL to N(0, I).",
+    defaults={
+        "nu": 3.0,  # Student-t degrees of freedom; math.inf = Gaussian limit
+        "beta": 1.0,
+        "use_directional": True,
+        "use_radial": True,
+        "use_kl": True,
+        # "mean": beta * (KL_1 + KL_2) / 2 (Eq. 38, Algorithm 4); "sum": beta * (KL_1 + KL_2) (Eq. 9-10).
+        "kl_convention": "mean",
+        # > 0: floor each dimension's batch-mean KL at this many nats (free bits; not in the paper).
+        "free_bits": 0.0,
+    },
+    check=check_vje_settings,
+    may_be_infinite=("nu",),
 ))

@@ -1,4 +1,18 @@
-"""The shared trainer: ``train_and_evaluate(config, workdir)``."""
+"""The shared trainer: ``train_and_evaluate(config, workdir)``.
 
-from gjax.train.config import base_config, learning_rate, validate_config
-from gjax.train.trainer import TrainState, create_train_state, make_optimizer, make_train_step, train_and_evaluate
+By job: :mod:`~gjax.train.config` (defaults, schema, checks),
+:mod:`~gjax.train.state` (method, optimiser, initial state, ``restore_run``),
+:mod:`~gjax.train.step` (the jitted step), :mod:`~gjax.train.checkpoints`,
+:mod:`~gjax.train.guards` (signals, non-finite steps), :mod:`~gjax.train.trainer`
+(the loop). Nothing here imports :mod:`gjax.eval`; evaluation during training
+is passed in (``gjax.eval.train_and_evaluate``).
+"""
+
+from gjax.train.checkpoints import TrainState
+from gjax.train.config import base_config, learning_rate, validate_config, with_method
+from gjax.train.state import build_method, create_train_state, make_optimizer, restore_run
+from gjax.train.step import make_train_step
+from gjax.train.trainer import train_and_evaluate
+
+__all__ = ["TrainState", "base_config", "build_method", "create_train_state", "learning_rate", "make_optimizer",
+           "make_train_step", "restore_run", "train_and_evaluate", "validate_config", "with_method"]

@@ -43,18 +43,38 @@ CHECKSUM_DIR = "checkpoint_checksums"
 class TrainState:
   """``model_state`` holds every mutable variable collection of the network
   (``batch_stats`` of BatchNorm, and the running state of density heads such as
-  GMJE-EM's sufficient statistics, the GNG graph or the SMC memory bank)."""
+  GMJE-EM's sufficient statistics, the GNG graph or the SMC memory bank).
+  ``target_params``: the momentum (EMA) target network's parameters, for the
+  methods that train against one (``{}`` otherwise); checkpointed and sharded
+  like ``params``."""
 
   step: jax.Array
   params: Any
   model_state: Any
   opt_state: Any
+  target_params: Any = flax.struct.field(default_factory=dict)
 
   @property
   def variables(self) -> dict[str, Any]:
     """``{"params": ..., <collection>: ...}`` for ``model.apply``."""
     return {"params": self.params, **self.model_state}
 
+
+
+def saved_tree(state: TrainState) -> dict[str, Any]:
+  """What a checkpoint holds: the state's fields, without ``target_params``
+  when there is no target network (so such checkpoints keep the layout gjax
+  wrote before it had target networks, and restore either way)."""
+  tree = {"step": state.step, "params": state.params, "model_state": state.model_state,
+          "opt_state": state.opt_state}
+  if jax.tree_util.tree_leaves(state.target_params):
+    tree["target_params"] = state.target_params
+  return tree
+
+
+def _state_from_tree(tree: dict[str, Any], template: TrainState) -> TrainState:
+  return TrainState(step=tree["step"], params=tree["params"], model_state=tree["model_state"],
+                    opt_state=tree["opt_state"], target_params=tree.get("target_params", template.target_params))
 
 
 def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
@@ -71,7 +91,7 @@ def _restore_step(manager: ocp.CheckpointManager, step: int, state: TrainState) 
   _check_shapes(manager, step, state)
   abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
   try:
-    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    restored = _state_from_tree(manager.restore(step, args=ocp.args.StandardRestore(saved_tree(abstract))), state)
     verify_checksums(manager, step, restored)
     return restored
   except ValueError as error:
@@ -238,7 +258,7 @@ def save_checkpoint(manager: ocp.CheckpointManager, step: int, state) -> None:
   """Saves ``state`` at ``step`` (asynchronously, Orbax) and records its checksums
   (process 0; files of checkpoints no longer kept are removed)."""
   sums = state_checksums(state)  # before the next step donates the state's buffers
-  manager.save(step, args=ocp.args.StandardSave(state))
+  manager.save(step, args=ocp.args.StandardSave(saved_tree(state)))
   if jax.process_index() != 0:
     return
   path = _checksum_path(manager, step)

@@ -15,10 +15,9 @@ import re
 import ml_collections
 
 from gjax.data.datasets import spec_from_config
-from gjax.math.vje import KL_CONVENTIONS
 from gjax.models.heads import ACTIVATIONS
 from gjax.models.resnet import ARCHS, STEMS
-from gjax.objectives import registered_methods
+from gjax.objectives import DEFAULT_METHOD, get_objective, registered_methods, require
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 EVALUATORS = ("knn", "linear_probe", "posterior")
@@ -29,10 +28,18 @@ LR_SCALINGS = ("linear", "sqrt", "none")
 TFDS_SPLIT_PATTERN = r"[A-Za-z0-9_]+(\[[^\]]*\])?(\+[A-Za-z0-9_]+(\[[^\]]*\])?)*"
 
 
-def base_config() -> ml_collections.ConfigDict:
-  """Defaults shared by every method and data set (VJE paper Section 5.1-5.2)."""
+def method_settings(method: str) -> ml_collections.ConfigDict:
+  """``config.<method>``: the method's settings at their defaults (``Objective.defaults``)."""
+  _require(method in registered_methods(), "method", method, f"must be one of {registered_methods()}")
+  return ml_collections.ConfigDict(dict(get_objective(method).defaults))
+
+
+def base_config(method: str = DEFAULT_METHOD) -> ml_collections.ConfigDict:
+  """Defaults shared by every method and data set (VJE paper Section 5.1-5.2),
+  with ``method``'s own section (``config.<method>``, its registered defaults)
+  and no other method's. Change the method with :func:`with_method`."""
   c = ml_collections.ConfigDict()
-  c.method = "vje"
+  c.method = method
   c.seed = 0
 
   c.dataset = ml_collections.ConfigDict()
@@ -63,7 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.stem = "cifar"
   c.model.width_multiplier = 1.0
   c.model.compute_dtype = "float32"  # "bfloat16" on accelerators
-  c.model.bottleneck = 128  # VJE inference network: 128 for ResNet-18, 512 for ResNet-50
+  c.model.bottleneck = 128  # the diagonal-posterior head (VJE): 128 for ResNet-18, 512 for ResNet-50
   c.model.activation = "relu"
   c.model.projector = False  # optional 2-layer projector with LayerNorm (Section 5.2)
   c.model.projector_hidden = 2048
@@ -71,80 +78,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.projector_layers = 2
   c.model.projector_norm = "layer"  # "batch" for the SimSiam / VICReg / SimCLR projectors
   c.model.projector_norm_last = False  # SimSiam normalises its projector's output too
-
-  c.vje = ml_collections.ConfigDict()
-  c.vje.nu = 3.0  # Student-t degrees of freedom; math.inf = Gaussian limit
-  c.vje.beta = 1.0
-  c.vje.use_directional = True
-  c.vje.use_radial = True
-  c.vje.use_kl = True
-  # "mean": beta * (KL_1 + KL_2) / 2 (Eq. 38, Algorithm 4); "sum": beta * (KL_1 + KL_2) (Eq. 9-10).
-  c.vje.kl_convention = "mean"
-  # > 0: floor each dimension's batch-mean KL at this many nats (free bits; not in the paper).
-  c.vje.free_bits = 0.0
-
-  # GJE / GMJE family (design doc gje-formulation.md). K = 1 with "full" is GJE.
-  for method, components in (("gje", 1), ("gmje", 8)):
-    section = ml_collections.ConfigDict()
-    section.num_components = components
-    section.covariance_type = "full"
-    section.marginal_weight = 1.0  # λ of the sliced Epps-Pulley anti-collapse loss
-    section.num_slices = 256
-    section.symmetric = True
-    section.fit = "gradient"  # "em": GMJE-EM, stepwise EM on stop-gradient embeddings
-    section.em_step_size = 0.05  # ρ of the running sufficient statistics (fit = "em")
-    c[method] = section
-  c.gmje_mdn = ml_collections.ConfigDict()
-  c.gmje_mdn.num_components = 8
-  c.gmje_mdn.hidden = 512
-  c.gmje_mdn.marginal_weight = 1.0
-  c.gmje_mdn.num_slices = 256
-  c.gmje_mdn.symmetric = True
-  c.gmje_mdn.stop_gradient_target = True
-  c.gmje_gng = ml_collections.ConfigDict()  # Fritzke's defaults; capacity = the most nodes
-  c.gmje_gng.capacity = 64
-  c.gmje_gng.epsilon_winner = 0.05
-  c.gmje_gng.epsilon_neighbor = 0.006
-  c.gmje_gng.max_age = 50
-  c.gmje_gng.insert_every = 100
-  c.gmje_gng.insert_error_decay = 0.5
-  c.gmje_gng.error_decay = 0.995
-  c.gmje_gng.marginal_weight = 1.0
-  c.gmje_gng.num_slices = 256
-  c.gmje_gng.symmetric = True
-  c.gmje_smc = ml_collections.ConfigDict()  # defaults: the MoCo-queue limit
-  c.gmje_smc.bank_size = 4096
-  c.gmje_smc.temperature = 0.2
-  c.gmje_smc.reweight_strength = 0.0
-  c.gmje_smc.resample_threshold = 0.0
-  c.gmje_smc.move_std = 0.0
-  c.gmje_smc.symmetric = True
-  c.gje_naive = ml_collections.ConfigDict()
-  c.gje_naive.ridge = 0.0
-  c.gje_naive.marginal_weight = 0.0
-  c.gje_naive.num_slices = 256
-  c.gje_naive.symmetric = True
-
-  # Baselines on the same trainer (gjax/objectives/{jepa,simsiam,vicreg,simclr,moco,sigreg}.py).
-  c.jepa = ml_collections.ConfigDict()
-  c.jepa.predictor_hidden = 512
-  c.jepa.scale = 1.0  # λ of N(z_j; g(z_i), λI): the loss is ||z_j - g(z_i)||² / (2λ)
-  c.simsiam = ml_collections.ConfigDict()
-  c.simsiam.predictor_hidden = 512
-  c.vicreg = ml_collections.ConfigDict()
-  c.vicreg.invariance_weight = 25.0
-  c.vicreg.variance_weight = 25.0
-  c.vicreg.covariance_weight = 1.0
-  c.vicreg.std_target = 1.0
-  c.simclr = ml_collections.ConfigDict()
-  c.simclr.temperature = 0.2
-  c.moco = ml_collections.ConfigDict()
-  c.moco.bank_size = 4096
-  c.moco.temperature = 0.2
-  c.moco.symmetric = True
-  c.sigreg = ml_collections.ConfigDict()
-  c.sigreg.marginal_weight = 1.0
-  c.sigreg.num_slices = 256
 
   c.augment = ml_collections.ConfigDict()
   c.augment.crop_scale_min = 0.2
@@ -190,8 +123,29 @@ def base_config() -> ml_collections.ConfigDict:
   # schedule, seed, ...) stops with the list of changes, unless this is True:
   # then it continues and the earlier config is kept in config_history.jsonl.
   c.resume_with_changed_config = False
+  c[method] = method_settings(method)
   c.lock()
   return c
+
+
+def with_method(config, method: str) -> ml_collections.ConfigDict:
+  """A copy of ``config`` training ``method``: its section at the defaults
+  replaces the previous method's; every other field is kept."""
+  fields = {k: v for k, v in config.to_dict().items() if k not in (config.method, "method")}
+  c = base_config(method)
+  c.unlock()
+  for key, value in fields.items():
+    c[key] = value
+  c.lock()
+  return c
+
+
+def drop_other_method_sections(saved: dict) -> dict:
+  """A ``config.json`` read back, without the sections of methods other than
+  its own (gjax wrote every method's section until each method owned its
+  settings); unknown sections are left for the schema check to name."""
+  methods = set(registered_methods())
+  return {k: v for k, v in saved.items() if k == saved.get("method") or k not in methods}
 
 
 def learning_rate(config) -> float:
@@ -206,13 +160,7 @@ def learning_rate(config) -> float:
       "linear": ratio, "sqrt": math.sqrt(ratio), "none": 1.0}[config.optim.lr_scaling]
 
 
-def _require(ok: bool, field: str, value, what: str) -> None:
-  if not ok:
-    raise ValueError(f"config.{field}={value!r} is invalid: {what}")
-
-
-#: Float fields for which ``math.inf`` is meaningful (the Gaussian limit).
-INFINITY_ALLOWED = ("vje.nu",)
+_require = require
 
 
 def config_fields(tree, prefix: str = ""):
@@ -227,12 +175,21 @@ def config_fields(tree, prefix: str = ""):
 def _check_schema(config) -> None:
   """Every field of ``config`` exists in :func:`base_config` with the same type.
 
-  ints are accepted where floats are expected; floats must be finite (except
-  :data:`INFINITY_ALLOWED`); tuples may also be lists. A config built by hand
-  (an unlocked dict, a ``config.json`` read back) is held to the same schema
-  as one changed through ``config_flags``.
+  The reference is the base config of ``config.method`` (its own section and
+  no other method's). ints are accepted where floats are expected; floats must
+  be finite (except the method's ``Objective.may_be_infinite``); tuples may
+  also be lists. A config built by hand (an unlocked dict, a ``config.json``
+  read back) is held to the same schema as one changed through ``config_flags``.
   """
-  reference = dict(config_fields(base_config()))
+  method = config.method
+  _require(method in registered_methods(), "method", method, f"must be one of {registered_methods()}")
+  others = sorted(k for k in config.keys() if k in registered_methods() and k != method)
+  _require(not others, "method", method,
+           f"the config has the section of method {others[0]!r}, not of {method!r}: a config holds its own "
+           f"method's section only; start from a config of {method!r} (e.g. configs/fashion_mnist.py:method={method}) "
+           f"or build it with gjax.train.config.with_method" if others else "")
+  infinite = {f"{method}.{name}" for name in get_objective(method).may_be_infinite}
+  reference = dict(config_fields(base_config(method)))
   given = dict(config_fields(config))
   unknown = sorted(set(given) - set(reference))
   _require(not unknown, unknown[0] if unknown else "", given.get(unknown[0]) if unknown else None,
@@ -247,7 +204,7 @@ def _check_schema(config) -> None:
       ok, what = isinstance(value, int) and not isinstance(value, bool), "must be an int"
     elif isinstance(default, float):
       ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "must be a number"
-      if ok and not math.isfinite(value) and not (name in INFINITY_ALLOWED and value == math.inf):
+      if ok and not math.isfinite(value) and not (name in infinite and value == math.inf):
         ok, what = False, "must be finite"
     elif isinstance(default, str):
       ok, what = isinstance(value, str), "must be a string"
@@ -264,8 +221,7 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   Unknown and missing fields are errors too (:func:`_check_schema`).
   """
   _check_schema(config)
-  _require(config.method in registered_methods(), "method", config.method,
-           f"must be one of {registered_methods()}")
+  get_objective(config.method).validate(config[config.method], config)
   _require(config.seed >= 0, "seed", config.seed, "must be >= 0")
   d = config.dataset
   try:
@@ -309,63 +265,6 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
            "must be 'layer', 'batch' or 'none'")
   for field in ("bottleneck", "projector_hidden", "projector_dim", "projector_layers"):
     _require(m[field] >= 1, f"model.{field}", m[field], "must be >= 1")
-
-  v = config.vje
-  _require(v.nu > 0, "vje.nu", v.nu, "must be > 0 (math.inf for the Gaussian limit)")
-  _require(v.beta >= 0 and math.isfinite(v.beta), "vje.beta", v.beta, "must be finite and >= 0")
-  _require(v.kl_convention in KL_CONVENTIONS, "vje.kl_convention", v.kl_convention,
-           f"must be one of {KL_CONVENTIONS}")
-  _require(v.free_bits >= 0, "vje.free_bits", v.free_bits, "must be >= 0 (0 = off)")
-  _require(v.use_directional or v.use_radial or v.use_kl, "vje.use_*", False,
-           "at least one of use_directional, use_radial, use_kl must be True")
-
-  for method in ("gje", "gmje"):
-    g = config[method]
-    _require(g.num_components >= 1, f"{method}.num_components", g.num_components, "must be >= 1 (K)")
-    _require(g.covariance_type in ("full", "diag", "isotropic"), f"{method}.covariance_type",
-             g.covariance_type, "must be 'full', 'diag' or 'isotropic'")
-    _require(g.marginal_weight >= 0, f"{method}.marginal_weight", g.marginal_weight, "must be >= 0")
-    _require(g.num_slices >= 1, f"{method}.num_slices", g.num_slices, "must be >= 1")
-    _require(g.fit in ("gradient", "em"), f"{method}.fit", g.fit, "must be 'gradient' or 'em'")
-    _require(0 < g.em_step_size <= 1, f"{method}.em_step_size", g.em_step_size, "must be in (0, 1]")
-  mdn = config.gmje_mdn
-  _require(mdn.num_components >= 1, "gmje_mdn.num_components", mdn.num_components, "must be >= 1 (K)")
-  _require(mdn.hidden >= 1, "gmje_mdn.hidden", mdn.hidden, "must be >= 1")
-  _require(mdn.marginal_weight >= 0, "gmje_mdn.marginal_weight", mdn.marginal_weight, "must be >= 0")
-  _require(mdn.num_slices >= 1, "gmje_mdn.num_slices", mdn.num_slices, "must be >= 1")
-  gng = config.gmje_gng
-  _require(gng.capacity >= 2, "gmje_gng.capacity", gng.capacity, "must be >= 2 (the GNG start size)")
-  for field in ("epsilon_winner", "epsilon_neighbor", "insert_error_decay", "error_decay"):
-    _require(0 < gng[field] <= 1, f"gmje_gng.{field}", gng[field], "must be in (0, 1]")
-  for field in ("max_age", "insert_every", "num_slices"):
-    _require(gng[field] >= 1, f"gmje_gng.{field}", gng[field], "must be >= 1")
-  _require(gng.marginal_weight >= 0, "gmje_gng.marginal_weight", gng.marginal_weight, "must be >= 0")
-  for field in ("jepa.predictor_hidden", "simsiam.predictor_hidden", "moco.bank_size", "sigreg.num_slices",
-                "gje_naive.num_slices", "gmje_smc.bank_size"):
-    section, name = field.split(".")
-    _require(config[section][name] >= 1, field, config[section][name], "must be >= 1")
-  for field in ("jepa.scale", "simclr.temperature", "moco.temperature", "vicreg.std_target"):
-    section, name = field.split(".")
-    _require(config[section][name] > 0, field, config[section][name], "must be > 0")
-  for field in ("vicreg.invariance_weight", "vicreg.variance_weight", "vicreg.covariance_weight",
-                "sigreg.marginal_weight"):
-    section, name = field.split(".")
-    _require(config[section][name] >= 0, field, config[section][name], "must be >= 0")
-  _require(config.method != "moco" or config.moco.bank_size >= config.batch_size, "moco.bank_size",
-           config.moco.bank_size, f"the queue must hold at least one batch ({config.batch_size})")
-  smc = config.gmje_smc
-  _require(config.method != "gmje_smc" or smc.bank_size >= config.batch_size, "gmje_smc.bank_size", smc.bank_size,
-           f"the memory bank must hold at least one batch ({config.batch_size})")
-  _require(smc.temperature > 0, "gmje_smc.temperature", smc.temperature, "must be > 0")
-  _require(smc.reweight_strength >= 0, "gmje_smc.reweight_strength", smc.reweight_strength, "must be >= 0")
-  _require(0 <= smc.resample_threshold <= 1, "gmje_smc.resample_threshold", smc.resample_threshold,
-           "must be in [0, 1]")
-  _require(smc.move_std >= 0, "gmje_smc.move_std", smc.move_std, "must be >= 0")
-  _require(config.gje.num_components == 1, "gje.num_components", config.gje.num_components,
-           "GJE is the K = 1 case; use method 'gmje' for K > 1")
-  _require(config.gje_naive.ridge >= 0, "gje_naive.ridge", config.gje_naive.ridge, "must be >= 0")
-  _require(config.gje_naive.marginal_weight >= 0, "gje_naive.marginal_weight",
-           config.gje_naive.marginal_weight, "must be >= 0")
 
   a = config.augment
   _require(0 < a.crop_scale_min <= 1, "augment.crop_scale_min", a.crop_scale_min, "must be in (0, 1]")

@@ -1,0 +1,69 @@
+"""Loss terms and monitors that several methods share (one definition each).
+
+* :func:`joint_rows`: the joint embeddings ``u = [z_c; z_t]`` (GJE family).
+* :func:`marginal_loss`: the sliced Epps-Pulley anti-collapse term toward
+  N(0, I) (GJE family, GMJE-MDN, SIGReg).
+* :func:`memory_bank_loss`: InfoNCE against a weighted particle bank (GMJE's
+  SMC memory bank and its MoCo-queue limit).
+* :func:`embedding_statistics`, :func:`collapse_metrics`: the collapse monitors
+  every method logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from gjax import math as gm
+
+
+def embedding_statistics(z: jax.Array) -> dict[str, jax.Array]:
+  """Collapse monitor: per-dimension std of ``z [B, D]`` (min and mean) and the mean norm."""
+  std = jnp.std(z, axis=0)
+  return {"z_std_min": jnp.min(std), "z_std_mean": jnp.mean(std), "z_norm_mean": jnp.mean(gm.safe_norm(z))}
+
+
+def collapse_metrics(outputs) -> dict[str, jax.Array]:
+  """:func:`embedding_statistics` and the effective rank of both views' ``z``."""
+  z = jnp.concatenate([outputs["z_1"], outputs["z_2"]])
+  return {**embedding_statistics(z), "z_effective_rank": gm.effective_rank(z)}
+
+
+def joint_rows(outputs: Mapping[str, jax.Array], symmetric: bool) -> jax.Array:
+  """Joint embeddings ``u = [z_c; z_t]`` of the batch, ``[B or 2B, 2d]``
+  (:func:`gjax.math.joint_embeddings`)."""
+  return gm.joint_embeddings(outputs["z_1"], outputs["z_2"], symmetric)
+
+
+def marginal_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, num_slices: int) -> jax.Array:
+  """Sliced Epps-Pulley statistic of both views' embeddings toward N(0, I)."""
+  return gm.sliced_epps_pulley(rng, jnp.concatenate([outputs["z_1"], outputs["z_2"]]), num_slices)
+
+
+def keys_of(outputs: Mapping[str, jax.Array], i: int) -> jax.Array:
+  """The key (target) embedding of view ``i``: the momentum target network's
+  ``target_z_i`` when the method trains with one, else the online ``z_i``."""
+  return outputs.get(f"target_z_{i}", outputs[f"z_{i}"])
+
+
+def memory_bank_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
+  """SMC-memory-bank GMJE: ``-log`` responsibility of the positive target among
+  the positive and the bank's weighted particles (:func:`gjax.math.bank_info_nce`),
+  both directions when ``symmetric``. With the MoCo-queue settings this is
+  InfoNCE with a queue (design doc, "Contrastive learning as the degenerate
+  limit"). Keys are the momentum target's embeddings when there is one
+  (:func:`keys_of`; constants), else the other view's online embeddings, through
+  which the gradient flows as through the queries."""
+  del rng
+  bank = gm.ParticleBank(outputs["bank_particles"], outputs["bank_log_weights"], outputs["bank_filled"],
+                         jnp.zeros((), jnp.int32))
+  q_1, q_2 = gm.normalize(outputs["z_1"]), gm.normalize(outputs["z_2"])
+  k_1, k_2 = gm.normalize(keys_of(outputs, 1)), gm.normalize(keys_of(outputs, 2))
+  pairs = ((q_1, k_2), (q_2, k_1)) if hparams.symmetric else ((q_1, k_2),)
+  losses = [jnp.mean(gm.bank_info_nce(q, k, bank, hparams.temperature)) for q, k in pairs]
+  loss = sum(losses) / len(losses)
+  metrics = {"loss": loss, "bank_fill": jnp.mean(outputs["bank_filled"].astype(jnp.float32))}
+  metrics |= {k: outputs[k] for k in ("bank_ess", "bank_resampled") if k in outputs}
+  return loss, {**metrics, **collapse_metrics(outputs)}
