@@ -11,6 +11,7 @@ Variants (``--config configs/<method>_fashion_mnist.py:<variant>``):
 * ``smoke``: a tiny run for checking the real-data path end to end.
 """
 
+from gjax.eval import DEFAULT_EVALUATORS, DEFAULT_ONLINE_EVALUATORS, evaluator_settings
 from gjax.train.config import base_config
 
 VARIANTS = ("", "compare", "smoke")
@@ -20,6 +21,8 @@ def fashion_mnist_config(method: str, variant: str):
   if variant not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r} of {method}_fashion_mnist; known: {VARIANTS[1:]}")
   c = base_config(method)
+  c.eval.evaluators = evaluator_settings(*DEFAULT_EVALUATORS)
+  c.eval.online_evaluators = DEFAULT_ONLINE_EVALUATORS
   c.dataset.name = "fashion_mnist"
   c.model.encoder = "resnet18"
   c.model.stem = "cifar"
@@ -36,10 +39,10 @@ def fashion_mnist_config(method: str, variant: str):
     c.model.width_multiplier = 0.125
     c.num_epochs = 5.0
     c.eval.every_epochs = 1.0
+    c.eval.evaluators = evaluator_settings("knn", "linear_probe")
+    c.eval.evaluators.linear_probe.epochs = 30
     c.eval.online_evaluators = ("knn",)
     c.eval.num_train_examples = 10000
-    c.eval.evaluators = ("knn", "linear_probe")
-    c.eval.linear_probe_epochs = 30
     c.keep_checkpoints = 1
   elif variant == "smoke":
     c.model.width_multiplier = 0.125

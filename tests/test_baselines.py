@@ -11,7 +11,7 @@ import pytest
 import gjax.math as gm
 from gjax.objectives import get_objective
 from gjax.train.config import method_settings
-from gjax.train import base_config, train_and_evaluate
+from gjax.train import train_and_evaluate
 from tests.test_train import tiny_config, tiny_method_config
 
 

@@ -10,6 +10,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import gjax.math as gm
 from gjax.train import train_and_evaluate, trainer
@@ -61,10 +62,12 @@ class MathVariantsTest(chex.TestCase):
     chex.assert_trees_all_equal_shapes(grads, (z, mu, var))
 
 
-def test_the_train_step_traces_once_over_a_run_and_its_resume(tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["vje", "byol"])
+def test_the_train_step_traces_once_over_a_run_and_its_resume(tmp_path, monkeypatch, method):
   """``chex.assert_max_traces``: the objective (hence the whole step) is traced
   once per process however many steps run; a retrace (a dtype, weak type or
-  sharding that changes after the first step) would fail here."""
+  sharding that changes after the first step, e.g. the momentum target's τ)
+  would fail here."""
   original = trainer.build_method
   traced = []
 
@@ -78,11 +81,12 @@ def test_the_train_step_traces_once_over_a_run_and_its_resume(tmp_path, monkeypa
     return dataclasses.replace(objective, loss_fn=loss_fn), hparams, model
 
   monkeypatch.setattr(trainer, "build_method", build_method)
-  config = tiny(num_train_steps=6, log_every_steps=2, checkpoint_every_steps=3)
+  config = tiny(num_train_steps=6, log_every_steps=2, checkpoint_every_steps=3, method=method)
   first = train_and_evaluate(config, str(tmp_path), stop_after_steps=3)
   assert len(traced) == 1 and first["final_step"] == 3
   chex.clear_trace_counter()
   resumed = train_and_evaluate(config, str(tmp_path))  # a new step function, traced once again
   assert len(traced) == 2 and resumed["final_step"] == 6
   chex.assert_tree_all_finite(jax.device_get(resumed["state"].params))
+  chex.assert_tree_all_finite(jax.device_get(resumed["state"].target_params))
   assert math.isfinite(resumed["metrics"]["loss"])

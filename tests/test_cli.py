@@ -83,7 +83,7 @@ def test_a_checkpoint_that_does_not_fit_the_config_names_the_field_in_a_few_line
 
   train_and_evaluate(tiny(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
   flags = [f"--config.{k}={v}" for k, v in {**TINY, "num_train_steps": 2, "checkpoint_every_steps": 2,
-                                             "eval.evaluators": "('knn',)"}.items()]
+                                             "eval.run_only": "('knn',)"}.items()]
   wider = run(["eval.py", "--config", SMOKE, "--workdir", str(tmp_path), *flags, "--config.model.width_multiplier=0.125"])
   assert wider.returncode == 2
   assert "does not fit this config" in wider.stderr and "has shape" in wider.stderr

@@ -68,7 +68,7 @@ def test_knn_bad_input():
 
 
 def test_evaluate_on_a_tiny_checkpoint(tmp_path):
-  config = tiny_config(**{"num_train_steps": 2, "eval.knn_weighted_k": 50, "eval.linear_probe_epochs": 3})
+  config = tiny_config(**{"num_train_steps": 2, "eval.evaluators.knn.weighted_k": 50, "eval.evaluators.linear_probe.epochs": 3})
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     evaluate(config, str(tmp_path))
   train_and_evaluate(config, str(tmp_path))
@@ -90,7 +90,10 @@ def test_evaluate_on_a_tiny_checkpoint(tmp_path):
   np.testing.assert_allclose(logged["directional_kernel"] + logged["directional_log_det"], logged["directional"],
                              rtol=1e-4)
   with pytest.raises(ValueError, match="unknown evaluator"):
-    evaluate(tiny_config(**{"eval.evaluators": ("knn", "fid")}), str(tmp_path))
+    bad = tiny_config()
+    bad.eval.evaluators.unlock()
+    bad.eval.evaluators.fid = {"num_samples": 10}
+    evaluate(bad, str(tmp_path))
   assert os.path.exists(tmp_path / "eval_results.json")
 
 
@@ -101,7 +104,7 @@ def test_evaluate_checks_where_it_writes_first_and_leaves_the_runs_checkpoints_a
   evaluate_module = sys.modules["gjax.eval.evaluate"]
   from gjax.train import checkpoints
 
-  fields = {"num_train_steps": 4, "checkpoint_every_steps": 2, "eval.evaluators": ("knn",),
+  fields = {"num_train_steps": 4, "checkpoint_every_steps": 2, "eval.run_only": ("knn",),
             "eval.num_train_examples": 256}
   train_and_evaluate(tiny_config(**fields), str(tmp_path))
   # An unwritable destination is refused before anything is computed.
@@ -138,7 +141,7 @@ def test_online_knn_during_pretraining(tmp_path):
   from gjax.train.metrics import read_metrics
 
   config = tiny_config(**{"num_train_steps": 4, "eval.every_epochs": 0.5 * 16 / 2048 * 4,
-                          "eval.num_train_examples": 256, "eval.knn_weighted_k": 20})
+                          "eval.num_train_examples": 256, "eval.evaluators.knn.weighted_k": 20})
   import gjax.eval
 
   gjax.eval.train_and_evaluate(config, str(tmp_path))  # the trainer with the configured online evaluators

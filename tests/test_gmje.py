@@ -12,7 +12,7 @@ import gjax.math as gm
 from gjax.models.density_heads import MixtureDensity
 from gjax.objectives import get_objective
 from gjax.train.config import method_settings
-from gjax.train import base_config, train_and_evaluate
+from gjax.train import train_and_evaluate
 from tests.test_train import tiny_config, tiny_method_config
 
 

@@ -32,8 +32,10 @@ TINY = {"dataset.name": "synthetic", "dataset.synthetic_image_size": 16, "datase
         "optim.base_learning_rate": 0.5}
 
 
-def tiny(**overrides):
-  return set_fields(load_config(os.path.join(REPO, "configs/vje_fashion_mnist.py:smoke")), {**TINY, **overrides})
+def tiny(method: str = "vje", **overrides):
+  """The smoke recipe of ``method`` (the composed config), made tiny."""
+  spec = os.path.join(REPO, f"configs/fashion_mnist.py:method={method},variant=smoke")
+  return set_fields(load_config(spec), {**TINY, **overrides})
 
 
 def train_command(workdir, **overrides):
@@ -465,7 +467,7 @@ def test_a_resume_with_a_changed_config_stops_listing_the_changes_and_the_ways_o
   assert checkpoint_steps(tmp_path) == [2] and not (tmp_path / "config_history.jsonl").exists()
   # Logging, checkpointing and evaluation settings may change freely.
   again = train_and_evaluate(tiny(num_train_steps=2, checkpoint_every_steps=5, log_every_steps=2,
-                                  **{"eval.knn_k": 7}), str(tmp_path))
+                                  **{"eval.evaluators.knn.k": 7}), str(tmp_path))
   assert again["start_step"] == 2
 
 

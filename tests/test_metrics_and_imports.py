@@ -77,7 +77,7 @@ def _run_without_tensorflow(script_and_args, tmp_path):
 def test_train_and_eval_run_without_tensorflow_or_tfds(tmp_path):
   flags = [f"--config.{k}={v}" for k, v in {**TINY, "num_train_steps": 2, "log_every_steps": 1,
                                              "checkpoint_every_steps": 2, "eval.num_train_examples": 256,
-                                             "eval.evaluators": "('knn',)"}.items()]
+                                             "eval.run_only": "('knn',)"}.items()]
   common = ["--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", str(tmp_path / "run"), *flags]
   trained = _run_without_tensorflow(["train.py", *common], tmp_path)
   assert trained.returncode == 0 and "NO-TENSORFLOW-OK" in trained.stdout, trained.stderr[-3000:]

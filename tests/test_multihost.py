@@ -18,8 +18,8 @@ from gjax.train import train_and_evaluate
 from tests.test_hardening import REPO, TINY, restore, tiny, train_command
 
 STEPS = dict(num_train_steps=3, log_every_steps=1, checkpoint_every_steps=3)
-EVAL = {"eval.num_train_examples": 512, "eval.knn_k": 5, "eval.knn_weighted_k": 20,
-        "eval.linear_probe_epochs": 2}
+EVAL = {"eval.num_train_examples": 512, "eval.evaluators.knn.k": 5, "eval.evaluators.knn.weighted_k": 20,
+        "eval.evaluators.linear_probe.epochs": 2}
 
 
 def eval_command(workdir):

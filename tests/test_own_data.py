@@ -55,8 +55,8 @@ def tiles_config(data_dir, **overrides):
   t.image_key, t.label_key = "picture", "kind"
   t.pretrain_split, t.train_split, t.eval_split = "fit", "fit", "holdout"
   t.mean, t.std = (0.2, 0.2, 0.2), (0.3, 0.3, 0.3)
-  c.eval.evaluators = ("knn",)
-  c.eval.knn_k, c.eval.knn_weighted_k = 5, 10
+  c.eval.run_only = ("knn",)
+  c.eval.evaluators.knn.k, c.eval.evaluators.knn.weighted_k = 5, 10
   return set_fields(c, overrides)
 
 
@@ -119,7 +119,7 @@ def test_an_in_memory_data_set_is_one_file(tmp_path, monkeypatch):
     config_lib.validate_config(tiny_config(**{"dataset.module": "no_such_module"}), 1, 1)
   with pytest.raises(ValueError, match="unknown data set 'my_strips'; registered: .*my_stripes"):
     config_lib.validate_config(tiny_config(**{"dataset.name": "my_strips"}), 1, 1)
-  with pytest.raises(ValueError, match="registered already"):
+  with pytest.raises(ValueError, match="is already registered"):
     gdata.register_dataset(gdata.DatasetSpec("my_stripes", "memory", (0.5,), (0.2,), load=lambda s, c: None))
   with pytest.raises(ValueError, match="'memory' data set needs a load function"):
     gdata.DatasetSpec("x", "memory", (0.5,), (0.2,))

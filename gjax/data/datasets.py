@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from gjax.registry import Registry
+
 #: ``(split, config) -> (uint8 images [N, H, W, C], int32 labels [N])`` of a ``"memory"`` data set.
 Loader = Callable[[str, object], tuple[np.ndarray, np.ndarray]]
 
@@ -86,7 +88,8 @@ class DatasetSpec:
       raise ValueError(f"data set {self.name!r}: " + "; ".join(problems))
 
 
-_REGISTRY: dict[str, DatasetSpec] = {}
+_DATASETS: Registry[DatasetSpec] = Registry(
+    "data set", f", or '{TFDS_PREFIX}NAME' for any prepared TFDS data set (config.dataset.tfds)")
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
@@ -94,22 +97,16 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
   if spec.name.startswith(TFDS_PREFIX):
     raise ValueError(f"data set names starting with {TFDS_PREFIX!r} are reserved for config.dataset.tfds: "
                      f"{spec.name!r}")
-  if spec.name in _REGISTRY and _REGISTRY[spec.name] != spec:
-    raise ValueError(f"a data set named {spec.name!r} is registered already")
-  _REGISTRY[spec.name] = spec
-  return spec
+  return _DATASETS.add(spec.name, spec)
 
 
 def registered_datasets() -> tuple[str, ...]:
-  return tuple(sorted(_REGISTRY))
+  return tuple(_DATASETS.names())
 
 
 def get_dataset(name: str) -> DatasetSpec:
   """The registered spec of ``name``."""
-  if name not in _REGISTRY:
-    raise ValueError(f"unknown data set {name!r}; registered: {', '.join(registered_datasets())}, "
-                     f"or '{TFDS_PREFIX}NAME' for any prepared TFDS data set (config.dataset.tfds)")
-  return _REGISTRY[name]
+  return _DATASETS.get(name)
 
 
 def spec_from_config(dataset_config) -> DatasetSpec:

@@ -28,7 +28,7 @@ def method_row(workdir: str, method: str) -> dict:
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
   last = read_metrics(os.path.join(workdir, "train.jsonl"))[-1]
-  backbone = "h" if f"knn30_h" in results else "z"
+  backbone = "h" if "knn30_h" in results else "z"
   row = {"method": method, "backbone_feature": backbone, "wall_minutes": summary["wall_seconds"] / 60,
          "images_per_second": last.get("images_per_second"), "final_loss": last["loss"],
          "z_std_mean": last.get("z_std_mean"), "z_std_min": last.get("z_std_min"),

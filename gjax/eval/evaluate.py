@@ -1,6 +1,6 @@
-"""``evaluate(config, workdir)``: restore the latest checkpoint and score the
-frozen representation (k-NN on ``z`` and on the posterior mean ``mu``, and the
-posterior statistics of Table 7)."""
+"""``evaluate(config, workdir)``: restore the latest checkpoint and run the
+evaluators of ``config.eval.evaluators`` (:mod:`gjax.eval.registry`) on the
+frozen representation; ``train_and_evaluate``: the trainer with the online ones."""
 
 from __future__ import annotations
 
@@ -10,16 +10,13 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gjax import data as gdata
-from gjax.eval.features import extract_features
-from gjax.eval.knn import knn_accuracy
-from gjax.eval.linear_probe import train_linear_probe
-from gjax.math import effective_rank, posterior_diagnostics, posterior_statistics
+from gjax.eval import knn, linear_probe, posterior  # noqa: F401  (register gjax's evaluators)
+from gjax.eval.registry import EvalContext, run_evaluators, validate_evaluators
 from gjax.train import config as config_lib
-from gjax.train.input_pipeline import augment_config, load_in_memory
+from gjax.train.input_pipeline import load_in_memory
 from gjax.train.state import restore_run
 from gjax.train.trainer import train_and_evaluate as _train
 
@@ -51,53 +48,18 @@ def load_eval_data(config):
   return train[0], train[1], test[0], test[1]
 
 
-def representation_metrics(model, variables, eval_data, config, mesh,
-                           evaluators) -> dict[str, float]:
-  """The ``evaluators`` (names in ``gjax.train.config.EVALUATORS``) for the
-  model's current ``variables``: ``knn`` (plain k and weighted k on ``z``,
-  ``mu`` and, with a projector, the backbone output ``h``), ``linear_probe``
-  (top-1/top-5 on each) and ``posterior`` (test-set
-  Var mean / Var CV, the effective rank of ``z`` and
-  :func:`gjax.math.posterior_diagnostics`)."""
-  train_x, train_y, test_x, test_y = eval_data
-  augment = augment_config(config, train_x.shape[1:])
-  train_f = extract_features(model, variables, train_x, augment, mesh, config.eval.batch_size)
-  test_f = extract_features(model, variables, test_x, augment, mesh, config.eval.batch_size)
-  num_classes = int(max(train_y.max(), test_y.max())) + 1
-  results = {}
-  # With a projector, the backbone output h is evaluated too (the usual SSL
-  # protocol); without one h is z.
-  features = (("h",) if getattr(model, "projector", None) is not None else ()) + ("z", "mu")
-  for feature in [f for f in features if f in train_f]:
-    if "knn" in evaluators:
-      results[f"knn{config.eval.knn_k}_{feature}"] = knn_accuracy(
-          train_f[feature], train_y, test_f[feature], test_y, k=config.eval.knn_k, num_classes=num_classes,
-          mesh=mesh)
-      results[f"knn{config.eval.knn_weighted_k}w_{feature}"] = knn_accuracy(
-          train_f[feature], train_y, test_f[feature], test_y, k=config.eval.knn_weighted_k,
-          num_classes=num_classes, weighted=True, temperature=config.eval.knn_temperature, mesh=mesh)
-    if "linear_probe" in evaluators:
-      probe = train_linear_probe(
-          train_f[feature], train_y, test_f[feature], test_y, num_classes=num_classes,
-          epochs=config.eval.linear_probe_epochs, learning_rate=config.eval.linear_probe_learning_rate,
-          batch_size=min(256, len(train_y) - len(train_y) % mesh.devices.size), seed=config.seed, mesh=mesh)
-      results[f"linear_top1_{feature}"] = probe["top1"]
-      results[f"linear_top5_{feature}"] = probe["top5"]
-  if "posterior" in evaluators:
-    results["test_z_effective_rank"] = float(effective_rank(jnp.asarray(test_f["z"])))
-    if "var" in test_f:
-      stats = posterior_statistics(jnp.asarray(test_f["var"]))
-      # Collapse diagnostics of the posterior on the test split: active units,
-      # spread of mu against the posterior std, pairwise cosines, dead z channels.
-      stats.update(posterior_diagnostics(*(jnp.asarray(test_f[k]) for k in ("mu", "var", "z"))))
-      results.update({f"test_{k}": float(v) for k, v in stats.items()})
-  return results
+def representation_metrics(model, variables, eval_data, config, mesh, evaluators) -> dict[str, float]:
+  """The ``evaluators`` (names in ``config.eval.evaluators``, run with their
+  settings there) for the model's current ``variables``."""
+  context = EvalContext(model=model, variables=variables, config=config, mesh=mesh, data=eval_data)
+  return run_evaluators(context, evaluators, config.eval.evaluators)
 
 
 def online_evaluator(config):
   """The evaluation during training (``config.eval.online_evaluators`` every
   ``config.eval.every_epochs``) as the trainer takes it: ``(model, variables,
   mesh) -> metrics``, the evaluation data loaded once."""
+  validate_evaluators(config)
   eval_data = load_eval_data(config)
   return lambda model, variables, mesh: representation_metrics(model, variables, eval_data, config, mesh,
                                                                config.eval.online_evaluators)
@@ -113,6 +75,10 @@ def train_and_evaluate(config, workdir: str, **kwargs):
 def evaluate(config, workdir: str) -> dict:
   """Runs the k-NN evaluators on the latest checkpoint in ``workdir``."""
   config_lib.validate_config(config, jax.device_count(), jax.process_count())
+  validate_evaluators(config)
+  if not config.eval.evaluators.keys():
+    raise ValueError("config.eval.evaluators is empty: nothing to evaluate (e.g. "
+                     "config.eval.evaluators = gjax.eval.evaluator_settings('knn', 'linear_probe'))")
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
                             f"(python train.py --config ... --workdir {workdir})")
@@ -125,7 +91,8 @@ def evaluate(config, workdir: str) -> dict:
   model, state = restore_run(config, workdir, eval_data[0].shape[1:], mesh)
   variables = state.variables
   results = {"step": int(state.step), "num_train": len(eval_data[1]), "num_test": len(eval_data[3])}
-  results.update(representation_metrics(model, variables, eval_data, config, mesh, config.eval.evaluators))
+  names = tuple(config.eval.run_only) or tuple(config.eval.evaluators.keys())
+  results.update(representation_metrics(model, variables, eval_data, config, mesh, names))
   results["wall_seconds"] = time.time() - start
   if jax.process_index() == 0:
     log.info("eval at step %d: %s", results["step"], json.dumps(results))  # shown before it is written

@@ -16,7 +16,9 @@ import numpy as np
 
 from gjax.data.sharding import batch_sharding, data_mesh, replicated_sharding, to_host
 from gjax.eval.features import check_features
+from gjax.eval.registry import Evaluator, register_evaluator
 from gjax.math import normalize
+from gjax.objectives import require
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes", "weighted"))
@@ -66,3 +68,29 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, **kwa
   """Top-1 accuracy of :func:`knn_predict`."""
   preds = knn_predict(train_features, train_labels, test_features, **kwargs)
   return float(np.mean(preds == np.asarray(test_labels)))
+
+
+def run_knn(context, settings) -> dict[str, float]:
+  """The ``knn`` evaluator: plain-vote k-NN (``k``, the VJE paper's protocol)
+  and temperature-weighted k-NN (``weighted_k``, ``temperature``; Wu et al.
+  2018) on each representation (:meth:`EvalContext.representations`)."""
+  train_y, test_y = context.labels
+  results = {}
+  for feature in context.representations():
+    train_f, test_f = context.features("train")[feature], context.features("test")[feature]
+    results[f"knn{settings.k}_{feature}"] = knn_accuracy(
+        train_f, train_y, test_f, test_y, k=settings.k, num_classes=context.num_classes, mesh=context.mesh)
+    results[f"knn{settings.weighted_k}w_{feature}"] = knn_accuracy(
+        train_f, train_y, test_f, test_y, k=settings.weighted_k, num_classes=context.num_classes, weighted=True,
+        temperature=settings.temperature, mesh=context.mesh)
+  return results
+
+
+def check_knn_settings(s, config) -> None:
+  for field in ("k", "weighted_k"):
+    require(s[field] >= 1, f"eval.evaluators.knn.{field}", s[field], "must be >= 1")
+  require(s.temperature > 0, "eval.evaluators.knn.temperature", s.temperature, "must be > 0")
+
+
+KNN = register_evaluator(Evaluator("knn", run_knn, defaults={"k": 30, "weighted_k": 200, "temperature": 0.1},
+                                   check=check_knn_settings, description="k-NN accuracy (plain and weighted)"))

@@ -50,6 +50,8 @@ import optax
 
 from gjax.data.sharding import data_mesh, make_global_batch, replicated_sharding, to_host
 from gjax.eval.features import check_features
+from gjax.eval.registry import Evaluator, register_evaluator
+from gjax.objectives import require
 
 #: Columns whose training-set standard deviation is below this are only centred.
 STD_FLOOR = 1e-8
@@ -273,3 +275,30 @@ def train_linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int | N
   train_acc = linear_probe_topk(probe, train_x, train_y, ks=(1,))
   return {"top1": test_acc[1], "top5": test_acc[5], "train_top1": train_acc[1],
           "final_loss": probe.final_loss}
+
+
+def run_linear_probe(context, settings) -> dict[str, float]:
+  """The ``linear_probe`` evaluator: top-1 / top-5 of a linear classifier
+  trained on each frozen representation (VJE Section 5.2 protocol)."""
+  train_y, test_y = context.labels
+  results = {}
+  for feature in context.representations():
+    probe = train_linear_probe(
+        context.features("train")[feature], train_y, context.features("test")[feature], test_y,
+        num_classes=context.num_classes, epochs=settings.epochs, learning_rate=settings.learning_rate,
+        batch_size=min(256, len(train_y) - len(train_y) % context.mesh.devices.size), seed=context.config.seed,
+        mesh=context.mesh)
+    results[f"linear_top1_{feature}"] = probe["top1"]
+    results[f"linear_top5_{feature}"] = probe["top5"]
+  return results
+
+
+def check_linear_probe_settings(s, config) -> None:
+  require(s.epochs >= 1, "eval.evaluators.linear_probe.epochs", s.epochs, "must be >= 1")
+  require(s.learning_rate > 0, "eval.evaluators.linear_probe.learning_rate", s.learning_rate, "must be > 0")
+
+
+LINEAR_PROBE = register_evaluator(Evaluator("linear_probe", run_linear_probe,
+                                            defaults={"epochs": 100, "learning_rate": 0.05},
+                                            check=check_linear_probe_settings,
+                                            description="linear probe top-1 / top-5"))

@@ -35,12 +35,11 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from gjax import math as gm
 from gjax.cli import load_config
-from gjax.train.config import drop_other_method_sections
+from gjax.eval.registry import load_run_config
 
 
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -206,11 +205,10 @@ def main(argv=None):
     if config_spec:
       config = load_config(config_spec)
     else:  # the config the run was trained with (overrides included)
-      config_path = os.path.join(workdir, "config.json")
-      if not os.path.exists(config_path):
-        parser.error(f"--run {spec!r}: {config_path} does not exist (train the run first, or name its config)")
-      with open(config_path) as f:
-        config = ml_collections.ConfigDict(drop_other_method_sections(json.load(f)))
+      try:
+        config = load_run_config(workdir)
+      except FileNotFoundError as e:
+        parser.error(f"--run {spec!r}: {e}")
     joint, density, train_images = run_embeddings(config, workdir, args.num_examples, args.seed)
     real, bandwidth = joint["test"], median_distance(joint["test"])
     rng = np.random.default_rng(args.seed)

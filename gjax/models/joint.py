@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from gjax import math as gm
+from gjax.registry import Registry
 from gjax.models.density_heads import GNGDensity, MemoryBank, MixtureDensity, OnlineEMMixtureDensity
 from gjax.models.heads import GaussianPosteriorNetwork, MixtureDensityNetwork, Predictor, Projector
 from gjax.models.resnet import build_encoder, embedding_dim
@@ -30,18 +31,17 @@ class Head(NamedTuple):
 
 
 HeadBuilder = Callable[..., Head]
-_HEADS: dict[str, HeadBuilder] = {}
+_HEADS: Registry[HeadBuilder] = Registry("head kind")
 
 
 def register_head(kind: str, builder: HeadBuilder) -> HeadBuilder:
   if kind in _HEADS:
     raise ValueError(f"head kind {kind!r} is already registered")
-  _HEADS[kind] = builder
-  return builder
+  return _HEADS.add(kind, builder)
 
 
 def registered_heads() -> list[str]:
-  return sorted(_HEADS)
+  return _HEADS.names()
 
 
 class TwoViewModel(nn.Module):
@@ -94,8 +94,7 @@ class TwoViewModel(nn.Module):
 def build_two_view_model(model_config, head: str, head_settings: dict[str, Any] | None = None) -> TwoViewModel:
   """Builds the network from ``config.model``, a head kind and its settings
   (``Objective.head_kwargs(hparams)``)."""
-  if head not in _HEADS:
-    raise ValueError(f"unknown head {head!r}; registered: {registered_heads()}")
+  builder = _HEADS.get(head)
   dtype = jnp.dtype(model_config.compute_dtype)
   encoder = build_encoder(model_config.encoder, model_config.stem, model_config.width_multiplier, dtype=dtype)
   latent_dim = embedding_dim(model_config.encoder, model_config.width_multiplier)
@@ -106,7 +105,7 @@ def build_two_view_model(model_config, head: str, head_settings: dict[str, Any] 
                           norm=model_config.projector_norm, norm_last=model_config.projector_norm_last,
                           dtype=dtype)
     latent_dim = model_config.projector_dim
-  built = _HEADS[head](latent_dim, model_config, dtype, **(head_settings or {}))
+  built = builder(latent_dim, model_config, dtype, **(head_settings or {}))
   return TwoViewModel(encoder=encoder, projector=projector, head=built.per_view, density=built.joint)
 
 

@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping
 
 import jax
 
+from gjax.registry import Registry
+
 LossFn = Callable[[Mapping[str, jax.Array], jax.Array, Any], tuple[jax.Array, dict[str, jax.Array]]]
 #: ``(hparams, config) -> None``; raises ``ValueError`` (through :func:`require`) naming the field.
 CheckFn = Callable[[Any, Any], None]
@@ -86,24 +88,21 @@ def target_momentum_at(hparams, step, total_steps: int):
   return (1.0 - (1.0 - tau) * (jnp.cos(math.pi * progress) + 1.0) / 2.0).astype(jnp.float32)
 
 
-_REGISTRY: dict[str, Objective] = {}
+_METHODS: Registry[Objective] = Registry("method")
 
 
 def register(objective: Objective) -> Objective:
-  if objective.name in _REGISTRY:
-    raise ValueError(f"objective {objective.name!r} is already registered")
+  if objective.name in _METHODS:
+    raise ValueError(f"method {objective.name!r} is already registered")
   if objective.target_network and not {"target_momentum", "target_momentum_schedule"} <= set(objective.defaults):
     raise ValueError(f"objective {objective.name!r} has target_network=True: its defaults need "
                      "target_momentum and target_momentum_schedule")
-  _REGISTRY[objective.name] = objective
-  return objective
+  return _METHODS.add(objective.name, objective)
 
 
 def get_objective(name: str) -> Objective:
-  if name not in _REGISTRY:
-    raise ValueError(f"unknown method {name!r}; registered methods: {sorted(_REGISTRY)}")
-  return _REGISTRY[name]
+  return _METHODS.get(name)
 
 
 def registered_methods() -> list[str]:
-  return sorted(_REGISTRY)
+  return _METHODS.names()

@@ -20,7 +20,6 @@ from gjax.models.resnet import ARCHS, STEMS
 from gjax.objectives import DEFAULT_METHOD, get_objective, registered_methods, require
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
-EVALUATORS = ("knn", "linear_probe", "posterior")
 LR_SCALINGS = ("linear", "sqrt", "none")
 
 
@@ -97,17 +96,15 @@ def base_config(method: str = DEFAULT_METHOD) -> ml_collections.ConfigDict:
   c.num_train_steps = -1  # > 0 overrides num_epochs
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.evaluators = ("knn", "linear_probe", "posterior")  # what eval.py runs
+  # {name: settings} of what eval.py runs. The evaluators are the eval layer's (gjax.eval.registry):
+  # the configs fill this with gjax.eval.evaluator_settings(...), gjax.eval.validate_evaluators checks it.
+  c.eval.evaluators = ml_collections.ConfigDict()
+  c.eval.run_only = ()  # names among eval.evaluators that eval.py runs; () = all of them
+  c.eval.online_evaluators = ()  # names among eval.evaluators that run every eval.every_epochs
   c.eval.results_path = ""  # where eval.py writes its results; "" = <workdir>/eval_results.json
-  c.eval.online_evaluators = ("knn", "posterior")  # what runs every eval.every_epochs
-  c.eval.knn_k = 30  # VJE paper's k-NN protocol (plain majority vote)
-  c.eval.knn_weighted_k = 200  # the common weighted variant (Wu et al. 2018)
-  c.eval.knn_temperature = 0.1
   c.eval.batch_size = 512
-  c.eval.num_train_examples = -1  # k-NN memory bank size; -1 = the whole train split
-  c.eval.linear_probe_epochs = 100  # VJE paper's linear protocol
-  c.eval.linear_probe_learning_rate = 0.05
-  c.eval.anomaly_samples = 0  # Eq. 39 at the posterior mean (0) or averaged over samples
+  c.eval.num_train_examples = -1  # labelled training images of the evaluators (k-NN bank); -1 = the whole split
+  c.eval.anomaly_samples = 0  # one-class protocol: Eq. 39 at the posterior mean (0) or averaged over samples
   c.eval.anomaly_views = 1  # 2: also score one random view's posterior against another view
   c.eval.every_epochs = 0.0  # > 0: k-NN evaluation during pretraining (eval.jsonl; VJE Fig. 3)
 
@@ -189,8 +186,23 @@ def _check_schema(config) -> None:
            f"method's section only; start from a config of {method!r} (e.g. configs/fashion_mnist.py:method={method}) "
            f"or build it with gjax.train.config.with_method" if others else "")
   infinite = {f"{method}.{name}" for name in get_objective(method).may_be_infinite}
-  reference = dict(config_fields(base_config(method)))
-  given = dict(config_fields(config))
+  # eval.evaluators holds the evaluators' own settings: gjax.eval.validate_evaluators checks them.
+  given = {k: v for k, v in config_fields(config) if not k.startswith(EVALUATOR_SETTINGS)}
+  reference = {k: v for k, v in config_fields(base_config(method)) if not k.startswith(EVALUATOR_SETTINGS)}
+  check_fields_against(given, reference, infinite=infinite)
+
+
+#: The subtree of the evaluators' settings (``{name: settings}``), the eval layer's to check.
+EVALUATOR_SETTINGS = "eval.evaluators."
+
+
+def check_fields_against(given, reference, prefix: str = "", infinite=()) -> None:
+  """``given`` has exactly the fields of ``reference`` (flat ``{dotted name:
+  value}`` dicts, or sections), each of the reference value's type: ints are
+  accepted where floats are expected; floats must be finite (except the names
+  in ``infinite``); tuples may also be lists. Errors name ``prefix + field``."""
+  given = {prefix + k: v for k, v in config_fields(given)}
+  reference = {prefix + k: v for k, v in config_fields(reference)}
   unknown = sorted(set(given) - set(reference))
   _require(not unknown, unknown[0] if unknown else "", given.get(unknown[0]) if unknown else None,
            f"unknown field(s) {unknown}")
@@ -280,21 +292,20 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(o.grad_clip_norm >= 0, "optim.grad_clip_norm", o.grad_clip_norm, "must be >= 0 (0 = no clipping)")
 
   e = config.eval
-  for field in ("knn_k", "knn_weighted_k", "batch_size"):
-    _require(e[field] >= 1, f"eval.{field}", e[field], "must be >= 1")
-  for field in ("evaluators", "online_evaluators"):
-    unknown = [name for name in e[field] if name not in EVALUATORS]
-    _require(not unknown, f"eval.{field}", tuple(e[field]), f"unknown evaluator(s) {unknown}; known: {EVALUATORS}")
-  _require(e.linear_probe_epochs >= 1, "eval.linear_probe_epochs", e.linear_probe_epochs, "must be >= 1")
-  _require(e.linear_probe_learning_rate > 0, "eval.linear_probe_learning_rate",
-           e.linear_probe_learning_rate, "must be > 0")
+  _require(e.batch_size >= 1, "eval.batch_size", e.batch_size, "must be >= 1")
+  for field in ("run_only", "online_evaluators"):
+    outside = [n for n in e[field] if n not in e.evaluators.keys()]
+    _require(not outside, f"eval.{field}", tuple(e[field]),
+             f"{outside} are not among config.eval.evaluators ({sorted(e.evaluators.keys())}), whose settings they "
+             "run with")
   _require(e.anomaly_views in (1, 2), "eval.anomaly_views", e.anomaly_views, "must be 1 or 2")
   _require(e.anomaly_samples >= 0, "eval.anomaly_samples", e.anomaly_samples, "must be >= 0")
   _require(e.every_epochs >= 0, "eval.every_epochs", e.every_epochs, "must be >= 0 (0 = off)")
+  _require(e.every_epochs == 0 or e.online_evaluators, "eval.every_epochs", e.every_epochs,
+           "asks for evaluation during training, but config.eval.online_evaluators is empty")
   if e.results_path:
     _require(e.results_path.endswith(".json") and os.path.isdir(os.path.dirname(os.path.abspath(e.results_path))),
              "eval.results_path", e.results_path, "must be a .json file in an existing directory ('' = the workdir's)")
-  _require(e.knn_temperature > 0, "eval.knn_temperature", e.knn_temperature, "must be > 0")
   _require(e.num_train_examples == -1 or e.num_train_examples > 0, "eval.num_train_examples",
            e.num_train_examples, "must be -1 (all) or > 0")
 

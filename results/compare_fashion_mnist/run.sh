@@ -3,13 +3,25 @@
 # ResNet-18 x1/8, 5 epochs, batch 256, SGD lr 0.05, the same augmentations and seed, k-NN after
 # every epoch (bank: 10 000 training images); then eval.py on the full splits (k-NN k=30 and
 # weighted k=200, linear probe 30 epochs). Usage: results/compare_fashion_mnist/run.sh vje gmje ...
-# A method whose workdir already has eval_results.json is skipped; an interrupted one resumes.
+# A NAME is a registered method (configs/fashion_mnist.py:method=NAME,variant=compare) or one of
+# the rows below that add flags to a method. A row whose workdir already has eval_results.json is
+# skipped; an interrupted one resumes.
 set -euo pipefail
-for method in "$@"; do
-  workdir=workdirs/compare/$method
-  if [ -f $workdir/eval_results.json ]; then echo "$method: done, skipped"; continue; fi
-  /usr/bin/time -v python train.py --config configs/${method}_fashion_mnist.py:compare --workdir $workdir \
-      > workdirs/compare_${method}_train.log 2>&1
-  /usr/bin/time -v python eval.py --config configs/${method}_fashion_mnist.py:compare --workdir $workdir \
-      --config.eval.num_train_examples=-1 > workdirs/compare_${method}_eval.log 2>&1
+declare -A ROWS=(
+  [sigreg_clip]="sigreg --config.optim.grad_clip_norm=5.0"       # SIGReg with the GJE family's clipping
+  [moco_one_network]="moco --config.moco.target_momentum=0.0"   # MoCo before its momentum encoder
+  [gje_em]="gje --config.gje.fit=em"                            # GJE's density fitted by stepwise EM
+)
+for name in "$@"; do
+  row=${ROWS[$name]:-$name}
+  method=${row%% *}
+  flags=${row#"$method"}
+  workdir=workdirs/compare/$name
+  if [ -f $workdir/eval_results.json ]; then echo "$name: done, skipped"; continue; fi
+  echo "=== $name ($(date -Is)): method $method$flags"
+  /usr/bin/time -v python train.py --config configs/fashion_mnist.py:method=$method,variant=compare --workdir $workdir \
+      $flags > workdirs/compare_${name}_train.log 2>&1
+  /usr/bin/time -v python eval.py --config configs/fashion_mnist.py:method=$method,variant=compare --workdir $workdir \
+      $flags --config.eval.num_train_examples=-1 > workdirs/compare_${name}_eval.log 2>&1
+  echo "=== $name done ($(date -Is))"
 done

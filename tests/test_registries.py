@@ -250,3 +250,58 @@ def test_byol_loss_is_twice_two_minus_two_cosines():
       {"p_1": p_1, "p_2": p_2, "target_z_1": t, "target_z_2": t_2, "z_1": z, "z_2": z}, None,
       base_config("byol").byol)[0])(t_1)
   np.testing.assert_array_equal(np.asarray(grads), 0.0)  # the target is a constant
+
+
+# --------------------------------------------------------------------------- a toy evaluator in one file
+
+def run_mean_norm(context, settings):
+  """Mean ||z|| of the test split, and the fraction of it above ``settings.threshold``."""
+  norms = np.linalg.norm(context.features("test")["z"], axis=-1)
+  return {"toy_mean_norm": float(norms.mean()), "toy_above": float(np.mean(norms > settings.threshold))}
+
+
+def check_mean_norm(s, config):
+  require(s.threshold >= 0, "eval.evaluators.mean_norm.threshold", s.threshold, "must be >= 0")
+
+
+from gjax.eval import Evaluator, evaluate, evaluator_settings, register_evaluator, validate_evaluators  # noqa: E402
+
+register_evaluator(Evaluator("mean_norm", run_mean_norm, defaults={"threshold": 1.0}, check=check_mean_norm))
+
+
+def test_an_evaluator_in_one_file_runs_online_and_in_eval_with_no_other_change(tmp_path):
+  import gjax.eval
+  from gjax.train.metrics import read_metrics
+
+  config = tiny_method_config(**{"num_train_steps": 2, "eval.num_train_examples": 64})
+  config.eval.evaluators = evaluator_settings("knn", "mean_norm")
+  config.eval.evaluators.knn.weighted_k = 20
+  config.eval.evaluators.mean_norm.threshold = 0.5
+  config.eval.online_evaluators = ("mean_norm",)
+  config.eval.every_epochs = 1 / 128  # every step of the 2048-image synthetic set at batch 16
+  gjax.eval.train_and_evaluate(config, str(tmp_path))
+  online = read_metrics(str(tmp_path / "eval.jsonl"))
+  assert [r["step"] for r in online] == [1, 2] and all(r["toy_mean_norm"] > 0 for r in online)
+  results = evaluate(config, str(tmp_path))
+  assert results["toy_mean_norm"] == pytest.approx(online[-1]["toy_mean_norm"], rel=1e-5)
+  assert 0 <= results["toy_above"] <= 1 and "knn30_z" in results
+  saved = json.loads((tmp_path / "eval_results.json").read_text())
+  assert saved["toy_mean_norm"] == results["toy_mean_norm"]
+  config.eval.evaluators.mean_norm.threshold = -1.0
+  with pytest.raises(ValueError, match=r"config\.eval\.evaluators\.mean_norm\.threshold=-1\.0 is invalid"):
+    validate_evaluators(config)
+  config.eval.evaluators.mean_norm.threshold = 0.5
+  config.eval.evaluators.mean_norm.unlock()
+  config.eval.evaluators.mean_norm.tresh = 1.0
+  with pytest.raises(ValueError, match=r"config\.eval\.evaluators\.mean_norm\.tresh=1\.0 .*unknown field"):
+    validate_evaluators(config)
+
+
+def test_evaluator_selection_errors_name_the_field():
+  config = tiny_method_config()
+  config.eval.run_only = ("knn", "fid")
+  with pytest.raises(ValueError, match=r"config\.eval\.run_only=\('knn', 'fid'\) .*\['fid'\] are not among"):
+    config_lib.validate_config(config, 8)
+  config = tiny_method_config(**{"eval.every_epochs": 1.0, "eval.online_evaluators": ()})
+  with pytest.raises(ValueError, match=r"config\.eval\.every_epochs=1\.0 .*online_evaluators is empty"):
+    config_lib.validate_config(config, 8)

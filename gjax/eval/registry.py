@@ -1,0 +1,176 @@
+"""Evaluators by name, each configured from the config.
+
+``config.eval.evaluators = {name: settings}`` chooses what ``eval.py`` runs
+(``config.eval.run_only``, a tuple of some of those names, narrows it, e.g.
+``--config.eval.run_only="('knn',)"``; ``config.eval.online_evaluators``, what
+runs during training); each evaluator is one module that registers an :class:`Evaluator`:
+a function ``run(context, settings) -> {metric: value}`` over the frozen
+features of a restored run (:class:`EvalContext`), its settings with their
+defaults and their checks (the same :func:`gjax.objectives.require` messages
+as the rest of the config). gjax's own are k-NN (``knn``), the linear probe
+(``linear_probe``) and the posterior statistics (``posterior``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import ml_collections
+import numpy as np
+
+from gjax.objectives import require
+from gjax.registry import Registry
+
+
+@dataclasses.dataclass
+class EvalContext:
+  """What an evaluator sees: the network and its variables, the config, the
+  mesh, and the evaluation data ``(train_x, train_y, test_x, test_y)``; the
+  frozen features of each split are extracted once, on first use."""
+
+  model: Any
+  variables: Any
+  config: Any
+  mesh: Any
+  data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+  _features: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+
+  def features(self, split: str) -> dict[str, np.ndarray]:
+    """``{"h", "z", <head outputs>}`` of the ``"train"`` or ``"test"`` images."""
+    if split not in ("train", "test"):
+      raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in self._features:
+      from gjax.eval.features import extract_features
+      from gjax.train.input_pipeline import augment_config
+
+      images = self.data[0] if split == "train" else self.data[2]
+      augment = augment_config(self.config, images.shape[1:])
+      self._features[split] = extract_features(self.model, self.variables, images, augment, self.mesh,
+                                               self.config.eval.batch_size)
+    return self._features[split]
+
+  @property
+  def labels(self) -> tuple[np.ndarray, np.ndarray]:
+    return self.data[1], self.data[3]
+
+  @property
+  def num_classes(self) -> int:
+    return int(max(self.data[1].max(), self.data[3].max())) + 1
+
+  def representations(self) -> tuple[str, ...]:
+    """The features the representation evaluators score: the backbone output
+    ``h`` when there is a projector (the usual SSL protocol; without one ``h``
+    is ``z``), ``z``, and the posterior mean ``mu`` where the head has one."""
+    available = self.features("train")
+    names = (("h",) if getattr(self.model, "projector", None) is not None else ()) + ("z", "mu")
+    return tuple(n for n in names if n in available)
+
+
+RunFn = Callable[[EvalContext, Any], Mapping[str, float]]
+CheckFn = Callable[[Any, Any], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+  """An evaluator: ``run(context, settings)``, its settings' defaults and checks
+  (``check(settings, config)``, raising through :func:`gjax.objectives.require`)."""
+
+  name: str
+  run: RunFn
+  defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  check: CheckFn | None = None
+  description: str = ""
+
+
+_EVALUATORS: Registry[Evaluator] = Registry("evaluator")
+
+#: What eval.py runs on the shipped configs, and what of it runs during training.
+DEFAULT_EVALUATORS = ("knn", "linear_probe", "posterior")
+DEFAULT_ONLINE_EVALUATORS = ("knn", "posterior")
+
+
+def register_evaluator(evaluator: Evaluator) -> Evaluator:
+  return _EVALUATORS.add(evaluator.name, evaluator)
+
+
+def get_evaluator(name: str) -> Evaluator:
+  return _EVALUATORS.get(name)
+
+
+def registered_evaluators() -> list[str]:
+  return _EVALUATORS.names()
+
+
+def evaluator_settings(*names: str) -> ml_collections.ConfigDict:
+  """``config.eval.evaluators`` for ``names``, each at its defaults."""
+  return ml_collections.ConfigDict({name: dict(get_evaluator(name).defaults) for name in names})
+
+
+def validate_evaluators(config) -> None:
+  """``config.eval.evaluators``: registered names, each section with exactly its
+  evaluator's settings, of their types, passing its checks; the online ones
+  among them. Raises ``ValueError`` naming the field."""
+  from gjax.train.config import check_fields_against
+
+  chosen = config.eval.evaluators
+  require(hasattr(chosen, "keys"), "eval.evaluators", chosen,
+          "must be a dict {name: settings} (e.g. gjax.eval.evaluator_settings('knn', 'linear_probe'))")
+  for name in chosen.keys():
+    require(name in _EVALUATORS, f"eval.evaluators.{name}", dict(chosen[name]) if hasattr(chosen[name], "keys") else
+            chosen[name], f"unknown evaluator {name!r}; registered: {registered_evaluators()}")
+    check_fields_against(chosen[name], get_evaluator(name).defaults, f"eval.evaluators.{name}.")
+    if get_evaluator(name).check is not None:
+      get_evaluator(name).check(chosen[name], config)
+  for field in ("run_only", "online_evaluators"):
+    names = tuple(config.eval[field])
+    missing = [n for n in names if n not in chosen.keys()]
+    require(not missing, f"eval.{field}", names,
+            f"{missing} are not among config.eval.evaluators ({sorted(chosen.keys())}), whose settings they run with")
+
+
+#: Flat eval fields of the runs gjax wrote before evaluators owned their settings.
+_FLAT_EVAL_FIELDS = {"knn_k": ("knn", "k"), "knn_weighted_k": ("knn", "weighted_k"),
+                     "knn_temperature": ("knn", "temperature"), "linear_probe_epochs": ("linear_probe", "epochs"),
+                     "linear_probe_learning_rate": ("linear_probe", "learning_rate")}
+
+
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run was trained with (``<workdir>/config.json``), in today's
+  layout: the sections of methods other than its own dropped, and an eval
+  section of the older flat layout (``eval.evaluators`` a tuple of names,
+  ``eval.knn_k``, ...) moved into ``eval.evaluators = {name: settings}``."""
+  import json
+  import os
+
+  from gjax.train.config import drop_other_method_sections
+
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist (train the run first, or name its config)")
+  with open(path) as f:
+    saved = drop_other_method_sections(json.load(f))
+  e = saved.get("eval", {})
+  if isinstance(e.get("evaluators"), (list, tuple)):
+    sections = {name: dict(get_evaluator(name).defaults) for name in e["evaluators"]}
+    for name in e.get("online_evaluators", ()):
+      sections.setdefault(name, dict(get_evaluator(name).defaults))
+    for flat, (name, field) in _FLAT_EVAL_FIELDS.items():
+      value = e.pop(flat, None)
+      if value is not None and name in sections:
+        sections[name][field] = value
+    e["evaluators"] = sections
+    e.setdefault("run_only", [])
+  return ml_collections.ConfigDict(saved)
+
+
+def run_evaluators(context: EvalContext, names, settings) -> dict[str, float]:
+  """Runs ``names`` in order with ``settings[name]``; one metric name from two evaluators is an error."""
+  results: dict[str, float] = {}
+  for name in names:
+    out = get_evaluator(name).run(context, settings[name])
+    clash = sorted(set(out) & set(results))
+    if clash:
+      raise ValueError(f"evaluator {name!r} returns metrics {clash} that an earlier evaluator returned")
+    results.update(out)
+  return results
