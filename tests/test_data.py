@@ -327,3 +327,26 @@ def test_make_global_batch_on_8_devices():
   assert sharding.replicated_sharding(mesh).is_fully_replicated
   with pytest.raises(ValueError, match=r"batch size 12 .* 8 local devices"):
     sharding.make_global_batch({"label": np.zeros(12, np.int32)}, mesh)
+
+
+def test_each_view_has_its_own_augmentation():
+  """BYOL's asymmetric views: ``config.augment.<p>_prob = (view 1, view 2)``."""
+  from gjax import data as gdata
+  from gjax.train import config as config_lib
+  from gjax.train.input_pipeline import view_augments
+  from tests.test_train import tiny_config
+
+  config = tiny_config(**{"augment.blur": "on", "augment.blur_prob": (1.0, 0.1), "augment.grayscale_prob": (0.0, 0.2)})
+  config_lib.validate_config(config, 8)
+  first, second = view_augments(config, (16, 16, 3))
+  assert (first.blur_prob, second.blur_prob, first.grayscale_prob, second.grayscale_prob) == (1.0, 0.1, 0.0, 0.2)
+  assert first.blur and second.blur and first.jitter_prob == second.jitter_prob == 0.8
+  images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+  rng = jax.random.PRNGKey(3)
+  v1, v2 = gdata.two_views(rng, images, (first, second))
+  k1, k2 = jax.random.split(rng)
+  np.testing.assert_array_equal(v1, gdata.augment_batch(k1, images, first))
+  np.testing.assert_array_equal(v2, gdata.augment_batch(k2, images, second))
+  assert not np.array_equal(v2, gdata.augment_batch(k2, images, first))  # view 2's own settings were used
+  with pytest.raises(ValueError, match=r"config\.augment\.blur_prob=\(1\.0, 1\.5\) is invalid: must be two"):
+    config_lib.validate_config(tiny_config(**{"augment.blur_prob": (1.0, 1.5)}), 8)

@@ -76,8 +76,8 @@ def test_a_tfds_data_set_gjax_has_never_seen_trains_and_evaluates_by_its_name(tm
   train_input = build_train_input(config)
   batch = next(train_input.batches(0))
   assert batch["image"].shape == (16, 12, 12, 3) and set(batch["label"].tolist()) == {0, 1, 2}
-  assert train_input.steps_per_epoch == 96 // 16 and train_input.augment.output_size == 12
-  assert train_input.augment.mean == (0.2, 0.2, 0.2)
+  assert train_input.steps_per_epoch == 96 // 16 and train_input.augment[0].output_size == 12
+  assert train_input.augment[1].mean == (0.2, 0.2, 0.2)
 
 
 def test_a_tfds_data_set_is_checked_before_training(tmp_path):

@@ -306,12 +306,15 @@ def augment_batch(rng: jax.Array, images, config: AugmentConfig,
   return normalize(views, config) if normalize_output else views
 
 
-def two_views(rng: jax.Array, images, config: AugmentConfig,
+def two_views(rng: jax.Array, images, config: AugmentConfig | tuple[AugmentConfig, AugmentConfig],
               normalize_output: bool = True) -> tuple[jax.Array, jax.Array]:
-  """Two independent views of each example (keys ``jax.random.split(rng)``)."""
+  """Two independent views of each example (keys ``jax.random.split(rng)``);
+  ``config`` is one augmentation for both or a pair, one per view (BYOL's
+  asymmetric views)."""
+  config_1, config_2 = (config, config) if isinstance(config, AugmentConfig) else config
   k1, k2 = jax.random.split(rng)
-  return (augment_batch(k1, images, config, normalize_output),
-          augment_batch(k2, images, config, normalize_output))
+  return (augment_batch(k1, images, config_1, normalize_output),
+          augment_batch(k2, images, config_2, normalize_output))
 
 
 def eval_preprocess(images, config: AugmentConfig,

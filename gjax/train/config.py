@@ -81,6 +81,12 @@ def base_config(method: str = DEFAULT_METHOD) -> ml_collections.ConfigDict:
   c.augment = ml_collections.ConfigDict()
   c.augment.crop_scale_min = 0.2
   c.augment.blur = "auto"  # "auto": the data set's preset (off at <= 32x32); "on" / "off"
+  # Per-view probabilities, (view 1, view 2): MoCo v2's by default, the same for both views;
+  # BYOL's asymmetric views are blur_prob = (1.0, 0.1) (Grill et al. 2020, Table 6).
+  c.augment.flip_prob = (0.5, 0.5)
+  c.augment.jitter_prob = (0.8, 0.8)
+  c.augment.grayscale_prob = (0.2, 0.2)
+  c.augment.blur_prob = (0.5, 0.5)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.base_learning_rate = 0.05
@@ -158,6 +164,9 @@ def learning_rate(config) -> float:
 
 
 _require = require
+
+#: The augmentation fields given per view, ``(view 1, view 2)``.
+VIEW_PROBABILITIES = ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob")
 
 
 def config_fields(tree, prefix: str = ""):
@@ -281,6 +290,10 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   a = config.augment
   _require(0 < a.crop_scale_min <= 1, "augment.crop_scale_min", a.crop_scale_min, "must be in (0, 1]")
   _require(a.blur in ("auto", "on", "off"), "augment.blur", a.blur, "must be 'auto', 'on' or 'off'")
+  for field in VIEW_PROBABILITIES:
+    _require(len(a[field]) == 2 and all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1
+                                        for p in a[field]),
+             f"augment.{field}", tuple(a[field]), "must be two probabilities in [0, 1]: (view 1, view 2)")
 
   o = config.optim
   _require(o.base_learning_rate > 0, "optim.base_learning_rate", o.base_learning_rate, "must be > 0")

@@ -18,6 +18,7 @@ import numpy as np
 
 from gjax import data as gdata
 from gjax.data.datasets import DatasetSpec, spec_from_config
+from gjax.train import config as config_lib
 
 
 @dataclasses.dataclass
@@ -27,7 +28,7 @@ class TrainInput:
   batches: Callable[[int], Iterator[dict[str, np.ndarray]]]
   steps_per_epoch: int
   image_shape: tuple[int, int, int]
-  augment: gdata.AugmentConfig
+  augment: tuple[gdata.AugmentConfig, gdata.AugmentConfig]  # view 1, view 2
   num_examples: int = -1  # training examples (this process's share times the process count for TFDS)
 
 
@@ -54,15 +55,25 @@ def load_in_memory(config, split: str) -> tuple[np.ndarray, np.ndarray]:
   return images, labels
 
 
-def augment_config(config, image_shape) -> gdata.AugmentConfig:
-  """The views of ``config.dataset``'s preset with ``config.augment``'s
-  settings; a data set without a fixed size gets views of the stored size."""
+def augment_config(config, image_shape, view: int = 1) -> gdata.AugmentConfig:
+  """View ``view`` (1 or 2) of ``config.dataset``'s preset with
+  ``config.augment``'s settings (its per-view probabilities, that view's); a
+  data set without a fixed size gets views of the stored size. View 1 is also
+  what evaluation normalises with (only size, mean and std matter there)."""
+  if view not in (1, 2):
+    raise ValueError(f"view must be 1 or 2, got {view!r}")
   a = config.augment
   spec = spec_from_config(config.dataset)
   overrides = {"crop_scale": (a.crop_scale_min, 1.0), "output_size": spec.image_size or image_shape[0]}
+  overrides.update({field: float(a[field][view - 1]) for field in config_lib.VIEW_PROBABILITIES})
   if a.blur != "auto":
     overrides["blur"] = a.blur == "on"
   return gdata.AugmentConfig.for_dataset(spec, **overrides)
+
+
+def view_augments(config, image_shape) -> tuple[gdata.AugmentConfig, gdata.AugmentConfig]:
+  """Both views' augmentations (the same unless ``config.augment`` sets them apart)."""
+  return augment_config(config, image_shape, 1), augment_config(config, image_shape, 2)
 
 
 def _not_prepared(spec: DatasetSpec, data_dir: str | None, split: str) -> FileNotFoundError:
@@ -118,7 +129,7 @@ def build_train_input(config) -> TrainInput:
     dataset = gdata.ArrayDataset(images, labels, config.batch_size, seed=config.seed)
     image_shape = tuple(images.shape[1:])
     return TrainInput(lambda start: dataset.iterate(start_step=start), dataset.steps_per_epoch,
-                      image_shape, augment_config(config, image_shape), len(images))
+                      image_shape, view_augments(config, image_shape), len(images))
 
   if config.dataset.train_classes:
     raise ValueError(f"config.dataset.train_classes is supported for the in-memory data sets, "
@@ -145,7 +156,7 @@ def build_train_input(config) -> TrainInput:
     return itertools.islice(it, start_step, None)
 
   image_shape = tfds_image_shape(spec, data_dir)
-  return TrainInput(batches, steps_per_epoch, image_shape, augment_config(config, image_shape), num_examples)
+  return TrainInput(batches, steps_per_epoch, image_shape, view_augments(config, image_shape), num_examples)
 
 
 def global_batches(host_batches: Iterator[dict[str, np.ndarray]], mesh) -> Iterator[dict[str, jax.Array]]:
