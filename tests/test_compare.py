@@ -30,3 +30,19 @@ def test_table_plot_and_collapse_flag(tmp_path):
   assert (out / "knn_over_training.png").stat().st_size > 0
   with pytest.raises(SystemExit):
     compare.main(["--root", str(tmp_path), "--out", str(out), "--methods", "vje,simclr"])
+
+
+def test_rows_of_an_earlier_report_join_new_runs(tmp_path):
+  _fake_run(tmp_path / "old", "vje", {"knn30_z": 0.8, "knn200w_z": 0.7, "linear_top1_z": 0.85}, 0.3)
+  first = tmp_path / "first"
+  compare.main(["--root", str(tmp_path / "old"), "--out", str(first), "--methods", "vje"])
+  _fake_run(tmp_path / "new", "byol", {"knn30_h": 0.6, "knn30_z": 0.5, "linear_top1_h": 0.65}, 0.5)
+  out = tmp_path / "out"
+  compare.main(["--root", str(tmp_path / "new"), "--out", str(out), "--methods", "vje,byol",
+                "--previous_rows", str(first / "results.jsonl")])
+  rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+  assert [r["method"] for r in rows] == ["vje", "byol"] and rows[0]["knn30_z"] == 0.8
+  assert "| byol | 60.0 |" in (out / "results.md").read_text()
+  with pytest.raises(SystemExit):
+    compare.main(["--root", str(tmp_path / "new"), "--out", str(out), "--methods", "vje,moco",
+                  "--previous_rows", str(first / "results.jsonl")])

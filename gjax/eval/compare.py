@@ -61,13 +61,22 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--root", required=True)
   parser.add_argument("--out", required=True)
-  parser.add_argument("--methods", required=True)
+  parser.add_argument("--methods", required=True, help="rows, in order: runs under --root, or rows of --previous_rows")
+  parser.add_argument("--previous_rows", default="",
+                      help="results.jsonl of an earlier report: its rows whose runs are not under --root are kept "
+                           "(their k-NN curves from <out>/<name>_eval.jsonl)")
   args = parser.parse_args(argv)
   methods = args.methods.split(",")
-  missing = [m for m in methods if not os.path.exists(os.path.join(args.root, m, "eval_results.json"))]
+  previous = {}
+  if args.previous_rows:
+    with open(args.previous_rows) as f:
+      previous = {row["method"]: row for row in map(json.loads, filter(str.strip, f))}
+  here = {m for m in methods if os.path.exists(os.path.join(args.root, m, "eval_results.json"))}
+  missing = [m for m in methods if m not in here and m not in previous]
   if missing:
-    parser.error(f"no finished run for {missing} under {args.root} (run results/compare_fashion_mnist/run.sh)")
-  rows = [method_row(os.path.join(args.root, m), m) for m in methods]
+    parser.error(f"no finished run for {missing} under {args.root} (run results/compare_fashion_mnist/run.sh)"
+                 + (f" and no such row in {args.previous_rows}" if args.previous_rows else ""))
+  rows = [method_row(os.path.join(args.root, m), m) if m in here else previous[m] for m in methods]
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "results.md"), "w") as f:
     f.write(markdown(rows))
@@ -75,7 +84,9 @@ def main(argv=None):
     for r in rows:
       f.write(json.dumps(r) + "\n")
   from gjax.eval.plots import plot_knn_over_training
-  plot_knn_over_training({m: os.path.join(args.root, m, "eval.jsonl") for m in methods},
+  curves = {m: os.path.join(args.root, m, "eval.jsonl") if m in here else os.path.join(args.out, f"{m}_eval.jsonl")
+            for m in methods}
+  plot_knn_over_training({m: path for m, path in curves.items() if os.path.exists(path)},
                          os.path.join(args.out, "knn_over_training.png"), ("knn30_h", "knn30_z"))
   print(markdown(rows))
 
