@@ -18,9 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from gjax import math as gm
-from gjax.objectives.jepa import check_predictor_settings, predictor_head_settings
 from gjax.objectives.registry import Objective, register, require
-from gjax.objectives.shared_terms import collapse_metrics
+from gjax.objectives.shared_terms import check_predictor_settings, collapse_metrics, predictor_head_settings
 
 
 def normalized_prediction_error(q: jax.Array, target: jax.Array) -> jax.Array:

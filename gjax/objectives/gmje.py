@@ -22,7 +22,8 @@ import jax.numpy as jnp
 
 from gjax import math as gm
 from gjax.objectives.registry import Objective, register, require
-from gjax.objectives.shared_terms import collapse_metrics, joint_rows, marginal_loss, memory_bank_loss
+from gjax.objectives.shared_terms import (bank_head_settings, check_bank_settings, collapse_metrics, joint_rows,
+                                          marginal_loss, memory_bank_loss)
 
 
 def _density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any, covariance_type: str):
@@ -134,25 +135,6 @@ def gng_head_settings(gng) -> dict[str, Any]:
 SMC_DEFAULTS = {  # defaults: the MoCo-queue limit
     "bank_size": 4096, "temperature": 0.2, "reweight_strength": 0.0, "resample_threshold": 0.0, "move_std": 0.0,
     "symmetric": True}
-
-
-def check_bank_settings(b, config) -> None:
-  """Checks of a memory bank's settings (GMJE-SMC and MoCo); fields it lacks are MoCo's degenerate ones."""
-  m = config.method
-  require(b.bank_size >= config.batch_size, f"{m}.bank_size", b.bank_size,
-          f"the memory bank must hold at least one batch ({config.batch_size})")
-  require(b.temperature > 0, f"{m}.temperature", b.temperature, "must be > 0")
-  require(b.get("reweight_strength", 0.0) >= 0, f"{m}.reweight_strength", b.get("reweight_strength"), "must be >= 0")
-  require(0 <= b.get("resample_threshold", 0.0) <= 1, f"{m}.resample_threshold", b.get("resample_threshold"),
-          "must be in [0, 1]")
-  require(b.get("move_std", 0.0) >= 0, f"{m}.move_std", b.get("move_std"), "must be >= 0")
-
-
-def bank_head_settings(b) -> dict[str, Any]:
-  """The bank's size and SMC rule; a section without SMC fields (MoCo) gets the queue's."""
-  smc = {name: b.get(name, getattr(gm.FIFO_QUEUE, name))
-         for name in ("reweight_strength", "resample_threshold", "move_std")}
-  return {"bank_size": b.bank_size, "rule": gm.SMCParams(temperature=b.temperature, **smc)}
 
 
 NAIVE_DEFAULTS = {"ridge": 0.0, "marginal_weight": 0.0, "num_slices": 256, "symmetric": True}

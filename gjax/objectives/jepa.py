@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from gjax.objectives.registry import Objective, register, require
-from gjax.objectives.shared_terms import collapse_metrics
+from gjax.objectives.shared_terms import check_predictor_settings, collapse_metrics, predictor_head_settings
 
 
 def jepa_mse_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
@@ -25,14 +25,6 @@ def jepa_mse_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any
            for i, j in ((1, 2), (2, 1))]
   loss = 0.5 * sum(terms) / (2.0 * hparams.scale)
   return loss, {"loss": loss, **collapse_metrics(outputs)}
-
-
-def check_predictor_settings(p, config) -> None:
-  require(p.predictor_hidden >= 1, f"{config.method}.predictor_hidden", p.predictor_hidden, "must be >= 1")
-
-
-def predictor_head_settings(p) -> dict[str, Any]:
-  return {"hidden": p.predictor_hidden}
 
 
 def check_jepa_settings(j, config) -> None:

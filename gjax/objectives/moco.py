@@ -13,9 +13,8 @@ ImageNet runs; this one is sized for runs of ~10^3 steps), and fill the queue.
 other view's online embeddings, with the gradient through both.
 """
 
-from gjax.objectives.gmje import bank_head_settings, check_bank_settings
 from gjax.objectives.registry import Objective, register
-from gjax.objectives.shared_terms import memory_bank_loss
+from gjax.objectives.shared_terms import bank_head_settings, check_bank_settings, memory_bank_loss
 
 MOCO = register(Objective("moco", memory_bank_loss, head="memory_bank",
                           description="MoCo: InfoNCE against a momentum encoder's keys and a queue of past keys.",

@@ -7,6 +7,9 @@
   SMC memory bank and its MoCo-queue limit).
 * :func:`embedding_statistics`, :func:`collapse_metrics`: the collapse monitors
   every method logs.
+* The settings shared by methods with the same head: a predictor's
+  (:func:`check_predictor_settings`; JEPA, SimSiam, BYOL) and a memory bank's
+  (:func:`check_bank_settings`; GMJE-SMC, MoCo), with their head settings.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from gjax import math as gm
+from gjax.objectives.registry import require
 
 
 def embedding_statistics(z: jax.Array) -> dict[str, jax.Array]:
@@ -67,3 +71,30 @@ def memory_bank_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: 
   metrics = {"loss": loss, "bank_fill": jnp.mean(outputs["bank_filled"].astype(jnp.float32))}
   metrics |= {k: outputs[k] for k in ("bank_ess", "bank_resampled") if k in outputs}
   return loss, {**metrics, **collapse_metrics(outputs)}
+
+
+def check_predictor_settings(p, config) -> None:
+  require(p.predictor_hidden >= 1, f"{config.method}.predictor_hidden", p.predictor_hidden, "must be >= 1")
+
+
+def predictor_head_settings(p) -> dict[str, Any]:
+  return {"hidden": p.predictor_hidden}
+
+
+def check_bank_settings(b, config) -> None:
+  """Checks of a memory bank's settings (GMJE-SMC and MoCo); fields it lacks are MoCo's degenerate ones."""
+  m = config.method
+  require(b.bank_size >= config.batch_size, f"{m}.bank_size", b.bank_size,
+          f"the memory bank must hold at least one batch ({config.batch_size})")
+  require(b.temperature > 0, f"{m}.temperature", b.temperature, "must be > 0")
+  require(b.get("reweight_strength", 0.0) >= 0, f"{m}.reweight_strength", b.get("reweight_strength"), "must be >= 0")
+  require(0 <= b.get("resample_threshold", 0.0) <= 1, f"{m}.resample_threshold", b.get("resample_threshold"),
+          "must be in [0, 1]")
+  require(b.get("move_std", 0.0) >= 0, f"{m}.move_std", b.get("move_std"), "must be >= 0")
+
+
+def bank_head_settings(b) -> dict[str, Any]:
+  """The bank's size and SMC rule; a section without SMC fields (MoCo) gets the queue's."""
+  smc = {name: b.get(name, getattr(gm.FIFO_QUEUE, name))
+         for name in ("reweight_strength", "resample_threshold", "move_std")}
+  return {"bank_size": b.bank_size, "rule": gm.SMCParams(temperature=b.temperature, **smc)}
