@@ -158,7 +158,12 @@ def test_eval_py_prints_usage():
 def test_one_class_protocol_on_two_classes(tmp_path):
   from gjax.eval.one_class import run_one_class
 
-  config = tiny_config(**{"num_train_steps": 2, "eval.anomaly_samples": 2, "eval.anomaly_views": 2})
+  from gjax.eval import evaluator_settings
+
+  config = tiny_config(**{"num_train_steps": 2})
+  config.eval.evaluators = evaluator_settings("knn", "one_class")
+  config.eval.evaluators.one_class.samples, config.eval.evaluators.one_class.views = 2, 2
+  config.eval.online_evaluators = ("knn",)
   out = run_one_class(config, str(tmp_path), {"vje.nu": [3.0]}, classes=[0, 1])
   assert len(out["rows"]) == 2 and len(out["summary"]) == 1
   for row in out["rows"]:
@@ -175,6 +180,21 @@ def test_one_class_protocol_on_two_classes(tmp_path):
   # Resumable: a second call reruns nothing and returns the same table.
   again = run_one_class(config, str(tmp_path), {"vje.nu": [3.0]}, classes=[0, 1])
   assert again["rows"] == out["rows"]
+  # The same scores through eval.py's registry on one class's run (the evaluator, not the study, computes them).
+  import json as json_lib
+
+  import ml_collections
+
+  run_dir = [d for d in tmp_path.glob("*") if d.is_dir() and (d / "result.json").exists()][0]
+  one = ml_collections.ConfigDict(json_lib.loads((run_dir / "config.json").read_text()))
+  with one.unlocked():
+    one.eval.run_only = ("one_class",)
+  results = evaluate(one, str(run_dir))
+  stored = json_lib.loads((run_dir / "result.json").read_text())
+  for score in ("joint", "gde_z", "variance_sum"):
+    assert results[f"auroc_{score}"] == pytest.approx(stored[f"auroc_{score}"], abs=1e-6), score
+  with pytest.raises(ValueError, match=r"config\.dataset\.train_classes=\(\) .*exactly one class"):
+    evaluate(config, str(run_dir))
 
 
 def test_knn_sharded_over_8_devices_matches_1_device():

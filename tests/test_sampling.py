@@ -1,5 +1,7 @@
 """Sample-quality metrics (MMD, k-NN precision/recall) and sampling from a trained density."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,20 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
                   "learned density vs train-mode embeddings", "real train embeddings (floor)"):
     assert f"| tiny | {sampler} |" in table and f"| own | {sampler} |" in table, sampler
   assert (tmp_path / "sampling_nearest_tiny.png").stat().st_size > 1000
+  # The same rows through eval.py's registry: the sampling evaluator on the run.
+  from gjax.eval import evaluate, evaluator_settings
+
+  with config.unlocked():
+    config.eval.evaluators = evaluator_settings("sampling")
+    config.eval.evaluators.sampling.update(num_examples=40, gmm_components=2)
+    config.eval.online_evaluators = ()
+  results = evaluate(config, str(tmp_path))
+  rows = {r["sampler"]: r for r in map(json.loads, (tmp_path / "sampling.jsonl").read_text().splitlines())
+          if r["run"] == "own"}
+  for sampler, slug in (("learned density", "learned_density"),
+                        ("2-component GMM fitted afterwards", "2_component_gmm_fitted_afterwards")):
+    for metric in ("recall", "heldout_nll_per_dim", "mmd2"):
+      assert results[f"sampling_{slug}_{metric}"] == pytest.approx(rows[sampler][metric], rel=1e-5), (slug, metric)
 
 
 def test_fitted_densities_nll_against_scipy_and_each_other():

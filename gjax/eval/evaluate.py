@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from gjax import data as gdata
-from gjax.eval import knn, linear_probe, posterior  # noqa: F401  (register gjax's evaluators)
+from gjax.eval import knn, linear_probe, one_class, posterior, sampling  # noqa: F401  (register gjax's evaluators)
 from gjax.eval.registry import EvalContext, run_evaluators, validate_evaluators
 from gjax.train import config as config_lib
 from gjax.train.input_pipeline import load_in_memory

@@ -6,10 +6,11 @@ the test examples of the other classes are the anomalies. Scores (higher =
 more anomalous): the joint NLL of Eq. 39 (directional + radial), the posterior
 variance sum, and the posterior entropy; as a reference detector on the same features, the
 Gaussian density of the normal class's training features (``gde_z``,
-``gde_mu``; Sohn et al. 2021). With ``eval.anomaly_views = 2`` Eq. 39 is also
-evaluated as in training, one random view's posterior scoring the other view's
-embedding (``joint_two_view``). Eq. 39 is evaluated at the posterior
-mean (``eval.anomaly_samples = 0``) or averaged over that many reparameterised
+``gde_mu``; Sohn et al. 2021). The scoring is the registered ``one_class``
+evaluator (settings ``config.eval.evaluators.one_class``): with ``views = 2``
+Eq. 39 is also evaluated as in training, one random view's posterior scoring
+the other view's embedding (``joint_two_view``); Eq. 39 is evaluated at the
+posterior mean (``samples = 0``) or averaged over that many reparameterised
 samples (``> 0``).
 
   python -m gjax.eval.one_class --config configs/vje_fashion_mnist.py:one_class \
@@ -30,12 +31,16 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
+import ml_collections
+
 from gjax import data as gdata
 from gjax.eval.anomaly import auroc, gaussian_density_score, joint_nll_score, vje_anomaly_scores
 from gjax.eval.features import extract_features
+from gjax.eval.registry import Evaluator, register_evaluator
 from gjax.eval.sweep import grid_points, markdown_table, run_sweep
 from gjax.train.input_pipeline import augment_config, load_in_memory
 from gjax.train.metrics import read_metrics
+from gjax.objectives import require
 
 SCORES = ("joint", "joint_kernel", "joint_log_det", "joint_radial", "neg_elbo", "joint_sampled", "joint_two_view",
           "variance_sum", "entropy", "gde_z", "gde_mu")
@@ -46,17 +51,72 @@ TRAIN_DIAGNOSTICS = ("loss", "directional_kernel", "directional_log_det", "radia
                      "z_std_min", "active_units", "mu_spread_ratio", "mu_cosine", "z_cosine", "z_dead_channels")
 
 
+def one_class_scores(context, settings) -> dict[str, float]:
+  """The ``one_class`` evaluator, for a run trained on one class
+  (``config.dataset.train_classes = (c,)``) with a diagonal-posterior head:
+  the AUROC of each score (:data:`SCORES`) at separating the test split's other
+  classes from ``c``, and the posterior diagnostics on the test split
+  (``test_*``). ``settings``: ``samples`` (Eq. 39 at the posterior mean, 0, or
+  averaged over that many samples), ``views`` (2: also the two-view score)."""
+  from gjax.math import posterior_diagnostics
+
+  config = context.config
+  (normal,) = config.dataset.train_classes
+  nu = config[config.method].nu
+  features, train_features = context.features("test"), context.features("train")  # train: the normal class
+  missing = [k for k in ("mu", "var") if k not in features]
+  if missing:
+    raise ValueError(f"the one-class scores need a head with a diagonal posterior; method {config.method!r} "
+                     f"outputs no {missing}")
+  scores = vje_anomaly_scores(features["z"], features["mu"], features["var"], nu, num_samples=settings.samples,
+                              rng=jax.random.PRNGKey(config.seed) if settings.samples else None)
+  scores["joint_sampled"] = joint_nll_score(features["z"], features["mu"], features["var"], nu,
+                                            num_samples=SAMPLED_SCORE_SAMPLES,
+                                            rng=jax.random.PRNGKey(config.seed + 3))
+  if settings.views == 2:
+    # Training semantics (Eq. 38): one view's posterior scores the other view's
+    # embedding, averaged over both directions, on two random views per image.
+    test_x = context.data[2]
+    augment = augment_config(config, test_x.shape[1:])
+    view_1, view_2 = (extract_features(context.model, context.variables, test_x, augment, context.mesh,
+                                       config.eval.batch_size, view_rng=jax.random.PRNGKey(config.seed + i))
+                      for i in (1, 2))
+    scores["joint_two_view"] = 0.5 * sum(
+        joint_nll_score(a["z"], a["mu"], a["var"], nu, z_obs=b["z"]) for a, b in ((view_1, view_2), (view_2, view_1)))
+  for feature in ("z", "mu"):
+    scores[f"gde_{feature}"] = gaussian_density_score(train_features[feature], features[feature])
+  is_anomaly = context.labels[1] != normal
+  test_diagnostics = posterior_diagnostics(*(np.asarray(features[k]) for k in ("mu", "var", "z")))
+  return ({f"auroc_{name}": auroc(np.asarray(score), is_anomaly) for name, score in scores.items()}
+          | {f"test_{k}": float(v) for k, v in test_diagnostics.items()})
+
+
+def check_one_class_settings(s, config) -> None:
+  require(s.samples >= 0, "eval.evaluators.one_class.samples", s.samples, "must be >= 0")
+  require(s.views in (1, 2), "eval.evaluators.one_class.views", s.views, "must be 1 or 2")
+  classes = tuple(config.dataset.train_classes)
+  require(len(classes) == 1, "dataset.train_classes", classes,
+          "the one_class evaluator scores a run trained on exactly one class")
+
+
+ONE_CLASS = register_evaluator(Evaluator("one_class", one_class_scores, defaults={"samples": 0, "views": 1},
+                                         check=check_one_class_settings,
+                                         description="one-class AUROC of VJE's scores (Section 5.3)"))
+
+
 def score_one_class(config, workdir: str) -> dict[str, float]:
   """Pretrains on ``config.dataset.train_classes`` (one class) and returns the
-  AUROC of each score on the full test split (:data:`SCORES`), the training
-  diagnostics at the end of training (``train_*``), the posterior diagnostics
-  on the test split (``test_*``) and the wall time of the row."""
-  from gjax.math import posterior_diagnostics
-  from gjax.eval.evaluate import train_and_evaluate
+  ``one_class`` evaluator's results (settings: ``config.eval.evaluators.one_class``,
+  else its defaults), the training diagnostics at the end of training
+  (``train_*``) and the wall time of the row."""
+  from gjax.eval.evaluate import load_eval_data, train_and_evaluate
+  from gjax.eval.registry import EvalContext
   from gjax.train.state import build_method
 
   start = time.time()
-  (normal,) = config.dataset.train_classes
+  settings = (config.eval.evaluators.one_class if "one_class" in config.eval.evaluators.keys()
+              else ml_collections.ConfigDict(dict(ONE_CLASS.defaults)))
+  check_one_class_settings(settings, config)
   summary = train_and_evaluate(config, workdir)
   if summary.get("preempted"):
     # A stopped run is not a result: no row is written, the sweep ends, and
@@ -64,38 +124,15 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
     raise SystemExit(f"one-class training in {workdir} was stopped by {summary['preempted']} at step "
                      f"{summary['final_step']}; rerun the same command to resume")
   train_seconds = time.time() - start
-  state = summary["state"]
-  train_x, _ = load_in_memory(config, "train")  # the normal class only
-  test_x, test_y = load_in_memory(config, "test")
-  model = build_method(config)[2]
-  mesh = gdata.data_mesh()
-  variables = state.variables
-  augment = augment_config(config, test_x.shape[1:])
-  features = extract_features(model, variables, test_x, augment, mesh, config.eval.batch_size)
-  train_features = extract_features(model, variables, train_x, augment, mesh, config.eval.batch_size)
-  scores = vje_anomaly_scores(features["z"], features["mu"], features["var"], config.vje.nu,
-                              num_samples=config.eval.anomaly_samples,
-                              rng=jax.random.PRNGKey(config.seed) if config.eval.anomaly_samples else None)
-  scores["joint_sampled"] = joint_nll_score(features["z"], features["mu"], features["var"], config.vje.nu,
-                                            num_samples=SAMPLED_SCORE_SAMPLES,
-                                            rng=jax.random.PRNGKey(config.seed + 3))
-  if config.eval.anomaly_views == 2:
-    # Training semantics (Eq. 38): one view's posterior scores the other view's
-    # embedding, averaged over both directions, on two random views per image.
-    view_1, view_2 = (extract_features(model, variables, test_x, augment, mesh, config.eval.batch_size,
-                                       view_rng=jax.random.PRNGKey(config.seed + i)) for i in (1, 2))
-    scores["joint_two_view"] = 0.5 * sum(
-        joint_nll_score(a["z"], a["mu"], a["var"], config.vje.nu, z_obs=b["z"])
-        for a, b in ((view_1, view_2), (view_2, view_1)))
-  for feature in ("z", "mu"):
-    scores[f"gde_{feature}"] = gaussian_density_score(train_features[feature], features[feature])
-  is_anomaly = test_y != normal
+  eval_config = config.copy_and_resolve_references()
+  with eval_config.unlocked():
+    eval_config.eval.num_train_examples = -1  # every training image of the normal class
+  context = EvalContext(model=build_method(config)[2], variables=summary["state"].variables, config=eval_config,
+                        mesh=gdata.data_mesh(), data=load_eval_data(eval_config))
+  results = one_class_scores(context, settings)
   last = read_metrics(os.path.join(workdir, "train.jsonl"))[-1]
-  test_diagnostics = posterior_diagnostics(*(np.asarray(features[k]) for k in ("mu", "var", "z")))
-  return ({f"auroc_{name}": auroc(np.asarray(score), is_anomaly) for name, score in scores.items()}
-          | {"final_loss": last["loss"]}
+  return (results | {"final_loss": last["loss"]}
           | {f"train_{k}": last[k] for k in TRAIN_DIAGNOSTICS if k in last}
-          | {f"test_{k}": float(v) for k, v in test_diagnostics.items()}
           | {"train_seconds": train_seconds, "wall_seconds": time.time() - start})
 
 

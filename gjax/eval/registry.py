@@ -155,10 +155,13 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     sections = {name: dict(get_evaluator(name).defaults) for name in e["evaluators"]}
     for name in e.get("online_evaluators", ()):
       sections.setdefault(name, dict(get_evaluator(name).defaults))
+    if e.get("anomaly_views", 1) != 1 or e.get("anomaly_samples", 0) != 0:
+      sections["one_class"] = {"samples": e["anomaly_samples"], "views": e["anomaly_views"]}
     for flat, (name, field) in _FLAT_EVAL_FIELDS.items():
       value = e.pop(flat, None)
       if value is not None and name in sections:
         sections[name][field] = value
+    e.pop("anomaly_views", None), e.pop("anomaly_samples", None)
     e["evaluators"] = sections
     e.setdefault("run_only", [])
   return ml_collections.ConfigDict(saved)

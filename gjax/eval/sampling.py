@@ -39,7 +39,8 @@ import numpy as np
 
 from gjax import math as gm
 from gjax.cli import load_config
-from gjax.eval.registry import load_run_config
+from gjax.eval.registry import Evaluator, load_run_config, register_evaluator
+from gjax.objectives import require
 
 
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -126,15 +127,21 @@ def run_embeddings(config, workdir: str, num_examples: int, seed: int):
   of the test images in training mode, ``"test_train_mode"``), the learned
   density (or ``None``) and the train images embedded (row for row)."""
   from gjax import data as gdata
-  from gjax.eval.features import extract_features
-  from gjax.train.input_pipeline import augment_config, load_in_memory
+  from gjax.train.input_pipeline import load_in_memory
   from gjax.train.state import restore_run
 
   mesh = gdata.data_mesh()
   train_x, _ = load_in_memory(config, "train")
   test_x, _ = load_in_memory(config, "test")
   model, state = restore_run(config, workdir, train_x.shape[1:], mesh)
-  variables = state.variables
+  return embed_views(model, state.variables, config, mesh, train_x, test_x, num_examples, seed)
+
+
+def embed_views(model, variables, config, mesh, train_x, test_x, num_examples: int, seed: int):
+  """:func:`run_embeddings` for a model and its variables in hand."""
+  from gjax.eval.features import extract_features
+  from gjax.train.input_pipeline import augment_config
+
   augment = augment_config(config, train_x.shape[1:])
   rng = np.random.default_rng(seed)
   joint, embedded = {}, {}
@@ -154,6 +161,72 @@ def run_embeddings(config, workdir: str, num_examples: int, seed: int):
   if density is not None and "density_means" not in density:  # a memory bank is not a joint density
     density = None
   return joint, density, embedded["train"]
+
+
+def sampler_rows(name: str, config, joint, density, gmm_components: int, seed: int):
+  """The rows of one run (every sampler against the held-out test embeddings,
+  the learned density also against the train-mode ones, and the floor) and
+  its samplers ``{name: (sample(rng, n), nll(x))}``."""
+  real, bandwidth = joint["test"], median_distance(joint["test"])
+  rng = np.random.default_rng(seed)
+  method_k = config[config.method].get("num_components", 1)
+  k = max(gmm_components, method_k)
+  mixture_sampler, mixture_nll = fitted_mixture(joint["train"], k, seed)
+  samplers = {"Gaussian fitted afterwards": (fitted_gaussian_sampler(joint["train"]),
+                                             fitted_gaussian_nll(joint["train"])),
+              f"{k}-component GMM fitted afterwards": (mixture_sampler, mixture_nll)}
+  if density is not None:
+    cov_type = config[config.method].covariance_type
+    args_density = (density["density_logits"], density["density_means"], density["density_cov"], cov_type)
+    samplers["learned density"] = (
+        lambda rng, n: np.asarray(gm.mixture_sample(jax.random.PRNGKey(int(rng.integers(1 << 30))),
+                                                    *args_density[:3], cov_type, (n,))),
+        lambda x: -np.asarray(gm.mixture_log_prob(jnp.asarray(x, jnp.float32), *args_density)))
+  dim = real.shape[1]
+  references = [("", real)]
+  if density is not None:
+    references.append((" vs train-mode embeddings", joint["test_train_mode"]))
+  rows = []
+  for suffix, reference in references:
+    ref_bandwidth = bandwidth if not suffix else median_distance(reference)
+    for sampler_name, (sampler, nll) in samplers.items():
+      if suffix and sampler_name != "learned density":
+        continue
+      rows.append({"run": name, "method": config.method, "sampler": sampler_name + suffix,
+                   **sample_quality(reference, sampler(rng, len(reference)), ref_bandwidth),
+                   "heldout_nll_per_dim": float(np.mean(nll(reference))) / dim})
+  # The floor: held-out real train embeddings against the real test ones.
+  rows.append({"run": name, "method": config.method, "sampler": "real train embeddings (floor)",
+               **sample_quality(real, joint["train"], bandwidth), "heldout_nll_per_dim": float("nan")})
+  return rows, samplers
+
+
+def _slug(sampler: str) -> str:
+  """``"4-component GMM fitted afterwards"`` -> ``"4_component_gmm_fitted_afterwards"``."""
+  return "".join(c if c.isalnum() else "_" for c in sampler.lower()).strip("_").replace("__", "_")
+
+
+def run_sampling(context, settings) -> dict[str, float]:
+  """The ``sampling`` evaluator: :func:`sampler_rows` of the run in ``context``
+  as metrics ``sampling_<sampler>_<mmd2|precision|recall|dispersion|heldout_nll_per_dim>``."""
+  config = context.config
+  joint, density, _ = embed_views(context.model, context.variables, config, context.mesh, context.data[0],
+                                  context.data[2], settings.num_examples, settings.seed)
+  rows, _ = sampler_rows(config.method, config, joint, density, settings.gmm_components, settings.seed)
+  return {f"sampling_{_slug(r['sampler'])}_{metric}": float(r[metric]) for r in rows
+          for metric in ("mmd2", "precision", "recall", "dispersion", "heldout_nll_per_dim")}
+
+
+def check_sampling_settings(s, config) -> None:
+  require(s.num_examples >= 2, "eval.evaluators.sampling.num_examples", s.num_examples, "must be >= 2")
+  require(s.gmm_components >= 1, "eval.evaluators.sampling.gmm_components", s.gmm_components, "must be >= 1")
+  require(s.seed >= 0, "eval.evaluators.sampling.seed", s.seed, "must be >= 0")
+
+
+SAMPLING = register_evaluator(Evaluator("sampling", run_sampling,
+                                        defaults={"num_examples": 2000, "gmm_components": 8, "seed": 0},
+                                        check=check_sampling_settings,
+                                        description="unconditional samples of latent densities vs post-hoc fits"))
 
 
 def plot_nearest_images(samples: dict[str, np.ndarray], train_joint: np.ndarray, train_images: np.ndarray,
@@ -210,42 +283,14 @@ def main(argv=None):
       except FileNotFoundError as e:
         parser.error(f"--run {spec!r}: {e}")
     joint, density, train_images = run_embeddings(config, workdir, args.num_examples, args.seed)
-    real, bandwidth = joint["test"], median_distance(joint["test"])
-    rng = np.random.default_rng(args.seed)
-    method_k = config[config.method].get("num_components", 1) if config.method in config else 1
-    mixture_sampler, mixture_nll = fitted_mixture(joint["train"], max(args.gmm_components, method_k), args.seed)
-    samplers = {"Gaussian fitted afterwards": (fitted_gaussian_sampler(joint["train"]),
-                                               fitted_gaussian_nll(joint["train"])),
-                f"{max(args.gmm_components, method_k)}-component GMM fitted afterwards": (mixture_sampler,
-                                                                                          mixture_nll)}
-    if density is not None:
-      cov_type = config[config.method].covariance_type
-      args_density = (density["density_logits"], density["density_means"], density["density_cov"], cov_type)
-      samplers["learned density"] = (
-          lambda rng, n: np.asarray(gm.mixture_sample(jax.random.PRNGKey(int(rng.integers(1 << 30))),
-                                                      *args_density[:3], cov_type, (n,))),
-          lambda x: -np.asarray(gm.mixture_log_prob(jnp.asarray(x, jnp.float32), *args_density)))
-    dim = real.shape[1]
-    references = [("", real)]
-    if density is not None:
-      references.append((" vs train-mode embeddings", joint["test_train_mode"]))
-    for suffix, reference in references:
-      ref_bandwidth = bandwidth if not suffix else median_distance(reference)
-      for sampler_name, (sampler, nll) in samplers.items():
-        if suffix and sampler_name != "learned density":
-          continue
-        row = {"run": name, "method": config.method, "sampler": sampler_name + suffix,
-               **sample_quality(reference, sampler(rng, len(reference)), ref_bandwidth),
-               "heldout_nll_per_dim": float(np.mean(nll(reference))) / dim}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    run_rows, samplers = sampler_rows(name, config, joint, density, args.gmm_components, args.seed)
+    for row in run_rows:
+      print(json.dumps(row), flush=True)
+    rows += run_rows
     picture_rng = np.random.default_rng(args.seed + 1)
     plot_nearest_images({n: sampler(picture_rng, 10) for n, (sampler, _) in samplers.items()}, joint["train"],
                         train_images, os.path.splitext(args.out)[0] + f"_nearest_{name}.png",
                         f"{name}: nearest training image of 10 sampled joint latents per sampler")
-    # The floor: held-out real train embeddings against the real test ones.
-    rows.append({"run": name, "method": config.method, "sampler": "real train embeddings (floor)",
-                 **sample_quality(real, joint["train"], bandwidth), "heldout_nll_per_dim": float("nan")})
     print(f"{name}: {time.time() - start:.0f} s", flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:

@@ -110,8 +110,6 @@ def base_config(method: str = DEFAULT_METHOD) -> ml_collections.ConfigDict:
   c.eval.results_path = ""  # where eval.py writes its results; "" = <workdir>/eval_results.json
   c.eval.batch_size = 512
   c.eval.num_train_examples = -1  # labelled training images of the evaluators (k-NN bank); -1 = the whole split
-  c.eval.anomaly_samples = 0  # one-class protocol: Eq. 39 at the posterior mean (0) or averaged over samples
-  c.eval.anomaly_views = 1  # 2: also score one random view's posterior against another view
   c.eval.every_epochs = 0.0  # > 0: k-NN evaluation during pretraining (eval.jsonl; VJE Fig. 3)
 
   c.log_every_steps = 50
@@ -311,8 +309,6 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
     _require(not outside, f"eval.{field}", tuple(e[field]),
              f"{outside} are not among config.eval.evaluators ({sorted(e.evaluators.keys())}), whose settings they "
              "run with")
-  _require(e.anomaly_views in (1, 2), "eval.anomaly_views", e.anomaly_views, "must be 1 or 2")
-  _require(e.anomaly_samples >= 0, "eval.anomaly_samples", e.anomaly_samples, "must be >= 0")
   _require(e.every_epochs >= 0, "eval.every_epochs", e.every_epochs, "must be >= 0 (0 = off)")
   _require(e.every_epochs == 0 or e.online_evaluators, "eval.every_epochs", e.every_epochs,
            "asks for evaluation during training, but config.eval.online_evaluators is empty")
