@@ -68,3 +68,17 @@ def test_the_comparison_budget_is_shared():
 
   for path in shared:
     assert all(get(c, path) == get(configs[0], path) for c in configs), path
+
+
+def test_a_composed_config_imports_the_module_of_your_own_method(tmp_path, monkeypatch):
+  (tmp_path / "my_gjax_method.py").write_text(
+      "import jax.numpy as jnp\n"
+      "from gjax.objectives import Objective, register\n"
+      "register(Objective('mine_in_a_module', lambda o, rng, h: (jnp.mean(o['z_1'] ** 2) * h.weight, {}),\n"
+      "                   defaults={'weight': 1.0}))\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  composed = importlib.import_module("configs.fashion_mnist")
+  config = composed.get_config("method=mine_in_a_module,variant=smoke,module=my_gjax_method")
+  validate_config(config, num_devices=8)
+  assert config.method == "mine_in_a_module" and config.mine_in_a_module.weight == 1.0
+  assert config.model.width_multiplier == 0.125  # the data set's shared smoke recipe
