@@ -11,7 +11,7 @@ Variants (``--config configs/<method>_fashion_mnist.py:<variant>``):
 * ``smoke``: a tiny run for checking the real-data path end to end.
 """
 
-from gjax.eval import DEFAULT_EVALUATORS, DEFAULT_ONLINE_EVALUATORS, evaluator_settings
+from gjax.eval import evaluator_settings, use_default_evaluators
 from gjax.train.config import base_config
 
 VARIANTS = ("", "compare", "smoke")
@@ -21,8 +21,7 @@ def fashion_mnist_config(method: str, variant: str):
   if variant not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r} of {method}_fashion_mnist; known: {VARIANTS[1:]}")
   c = base_config(method)
-  c.eval.evaluators = evaluator_settings(*DEFAULT_EVALUATORS)
-  c.eval.online_evaluators = DEFAULT_ONLINE_EVALUATORS
+  use_default_evaluators(c)
   c.dataset.name = "fashion_mnist"
   c.model.encoder = "resnet18"
   c.model.stem = "cifar"

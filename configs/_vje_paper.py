@@ -1,15 +1,14 @@
 """Shared settings of the VJE paper's recipes (Section 5.1-5.2); imported by the
 per-data-set configs, not a config of its own."""
 
-from gjax.eval import DEFAULT_EVALUATORS, DEFAULT_ONLINE_EVALUATORS, evaluator_settings
+from gjax.eval import use_default_evaluators
 from gjax.train.config import base_config
 
 
 def vje_paper_config(dataset: str, encoder: str, stem: str, num_epochs: float, variant: str, method: str = "vje"):
   """The VJE paper's recipe for ``dataset``; other methods (``method``) train on the same one."""
   c = base_config(method)
-  c.eval.evaluators = evaluator_settings(*DEFAULT_EVALUATORS)
-  c.eval.online_evaluators = DEFAULT_ONLINE_EVALUATORS
+  use_default_evaluators(c)
   c.dataset.name = dataset
   c.model.encoder = encoder
   c.model.stem = stem

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gjax import data as gdata
-from gjax.eval import DEFAULT_EVALUATORS, DEFAULT_ONLINE_EVALUATORS, evaluator_settings
+from gjax.eval import use_default_evaluators
 from gjax.train import base_config, create_train_state, make_optimizer, make_train_step, train_and_evaluate
 from gjax.train.input_pipeline import build_train_input
 from gjax.train import config as config_lib
@@ -27,8 +27,7 @@ def tiny_config(**overrides):
   """A tiny synthetic-data config; ``method`` (if given) picks the method first, with its own section."""
   overrides = dict(overrides)
   c = base_config(overrides.pop("method", "vje"))
-  c.eval.evaluators = evaluator_settings(*DEFAULT_EVALUATORS)
-  c.eval.online_evaluators = DEFAULT_ONLINE_EVALUATORS
+  use_default_evaluators(c)
   c.dataset.name = "synthetic"
   c.dataset.synthetic_image_size = 16
   c.dataset.synthetic_channels = 3

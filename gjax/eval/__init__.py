@@ -7,4 +7,4 @@ from gjax.eval.knn import knn_accuracy, knn_predict
 from gjax.eval.linear_probe import fit_linear_probe, train_linear_probe
 from gjax.eval.registry import (DEFAULT_EVALUATORS, DEFAULT_ONLINE_EVALUATORS, EvalContext, Evaluator,
                                 evaluator_settings, get_evaluator, register_evaluator, registered_evaluators,
-                                validate_evaluators)
+                                use_default_evaluators, validate_evaluators)

@@ -107,6 +107,14 @@ def evaluator_settings(*names: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({name: dict(get_evaluator(name).defaults) for name in names})
 
 
+def use_default_evaluators(config):
+  """Sets :data:`DEFAULT_EVALUATORS` at their defaults, and :data:`DEFAULT_ONLINE_EVALUATORS`
+  as the online ones, on ``config.eval`` (what the shipped configs start from); returns ``config``."""
+  config.eval.evaluators = evaluator_settings(*DEFAULT_EVALUATORS)
+  config.eval.online_evaluators = DEFAULT_ONLINE_EVALUATORS
+  return config
+
+
 def validate_evaluators(config) -> None:
   """``config.eval.evaluators``: registered names, each section with exactly its
   evaluator's settings, of their types, passing its checks; the online ones
