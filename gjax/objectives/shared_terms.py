@@ -46,25 +46,21 @@ def marginal_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, num_slices: 
   return gm.sliced_epps_pulley(rng, jnp.concatenate([outputs["z_1"], outputs["z_2"]]), num_slices)
 
 
-def keys_of(outputs: Mapping[str, jax.Array], i: int) -> jax.Array:
-  """The key (target) embedding of view ``i``: the momentum target network's
-  ``target_z_i`` when the method trains with one, else the online ``z_i``."""
-  return outputs.get(f"target_z_{i}", outputs[f"z_{i}"])
-
-
 def memory_bank_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
   """SMC-memory-bank GMJE: ``-log`` responsibility of the positive target among
   the positive and the bank's weighted particles (:func:`gjax.math.bank_info_nce`),
   both directions when ``symmetric``. With the MoCo-queue settings this is
   InfoNCE with a queue (design doc, "Contrastive learning as the degenerate
   limit"). Keys are the momentum target's embeddings when there is one
-  (:func:`keys_of`; constants), else the other view's online embeddings, through
+  (``target_z_i``; constants), else the other view's online embeddings, through
   which the gradient flows as through the queries."""
   del rng
   bank = gm.ParticleBank(outputs["bank_particles"], outputs["bank_log_weights"], outputs["bank_filled"],
                          jnp.zeros((), jnp.int32))
   q_1, q_2 = gm.normalize(outputs["z_1"]), gm.normalize(outputs["z_2"])
-  k_1, k_2 = gm.normalize(keys_of(outputs, 1)), gm.normalize(keys_of(outputs, 2))
+  # Without a target network the keys are the other view's queries themselves (one graph, as before targets).
+  k_1, k_2 = ((gm.normalize(outputs["target_z_1"]), gm.normalize(outputs["target_z_2"]))
+              if "target_z_1" in outputs else (q_1, q_2))
   pairs = ((q_1, k_2), (q_2, k_1)) if hparams.symmetric else ((q_1, k_2),)
   losses = [jnp.mean(gm.bank_info_nce(q, k, bank, hparams.temperature)) for q, k in pairs]
   loss = sum(losses) / len(losses)
