@@ -1,4 +1,4 @@
-"""Composed configs: ``--config configs/<data set>.py:method=NAME[,variant=V][,module=M]``.
+"""Composed configs: ``--config configs/<data set>.py:method=NAME[,variant=V][,module=M][,evaluators=A+B]``.
 
 One entry point per data set for every registered method. A method's tuned
 recipe for the data set, where there is one, is its file
@@ -6,7 +6,10 @@ recipe for the data set, where there is one, is its file
 settings; its commands keep working); the baselines take their published heads
 (``configs/_baselines.py``); any other method, a one-file method of your own
 included (``module=`` imports the module that registers it first), starts from
-its registered defaults on the data set's shared recipe.
+its registered defaults on the data set's shared recipe. ``evaluators=``
+sets which evaluators the run has (e.g. ``knn+sampling``, then
+``--config.eval.online_evaluators="('knn','sampling')"`` runs the sampling
+comparison during training).
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ import os
 
 from configs._baselines import BASELINES
 
-KEYS = ("method", "variant", "module")
+KEYS = ("method", "variant", "module", "evaluators")
 
 
 def parse_spec(spec: str) -> dict[str, str]:
   """``"method=vicreg,variant=smoke"`` -> ``{"method": "vicreg", "variant": "smoke", "module": ""}``."""
-  args = {"variant": "", "module": ""}
+  args = {"variant": "", "module": "", "evaluators": ""}
   for item in filter(None, spec.split(",")):
     key, sep, value = item.partition("=")
     if not sep or key not in KEYS:
@@ -46,7 +49,24 @@ def compose(dataset: str, spec: str, generic, baseline):
                      "(a method of your own: add module=your.module, the module that registers it)")
   own = f"{method}_{dataset}"
   if os.path.exists(os.path.join(os.path.dirname(__file__), f"{own}.py")):
-    return importlib.import_module(f"configs.{own}").get_config(variant)
-  if method in BASELINES:
-    return baseline(method, variant)
-  return generic(method, variant)
+    config = importlib.import_module(f"configs.{own}").get_config(variant)
+  elif method in BASELINES:
+    config = baseline(method, variant)
+  else:
+    config = generic(method, variant)
+  if args["evaluators"]:
+    config.eval.evaluators = with_evaluators(config.eval.evaluators, args["evaluators"].split("+"))
+  return config
+
+
+def with_evaluators(current, names):
+  """``config.eval.evaluators`` for ``names`` (``evaluators=knn+sampling``): the
+  recipe's settings where it has them, the registered defaults for the others
+  (a config flag can change a setting but not add an evaluator)."""
+  from gjax.eval import evaluator_settings
+
+  chosen = evaluator_settings(*names)
+  for name in names:
+    if name in current.keys():
+      chosen[name] = current[name]
+  return chosen

@@ -82,3 +82,18 @@ def test_a_composed_config_imports_the_module_of_your_own_method(tmp_path, monke
   validate_config(config, num_devices=8)
   assert config.method == "mine_in_a_module" and config.mine_in_a_module.weight == 1.0
   assert config.model.width_multiplier == 0.125  # the data set's shared smoke recipe
+
+
+def test_a_composed_config_chooses_its_evaluators():
+  composed = importlib.import_module("configs.fashion_mnist")
+  config = composed.get_config("method=gje,variant=compare,evaluators=knn+sampling")
+  assert sorted(config.eval.evaluators.keys()) == ["knn", "sampling"]
+  assert config.eval.evaluators.sampling.num_examples == 2000
+  with config.unlocked():
+    config.eval.online_evaluators = ("knn", "sampling")
+  validate_config(config, num_devices=8)
+  from gjax.eval import validate_evaluators
+
+  validate_evaluators(config)
+  with pytest.raises(ValueError, match="unknown evaluator 'fid'"):
+    composed.get_config("method=gje,evaluators=knn+fid")
