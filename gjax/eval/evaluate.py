@@ -17,7 +17,7 @@ from gjax.eval import knn, linear_probe, one_class, posterior, sampling  # noqa:
 from gjax.eval.registry import EvalContext, run_evaluators, validate_evaluators
 from gjax.train import config as config_lib
 from gjax.train.input_pipeline import load_in_memory
-from gjax.train.state import restore_run
+from gjax.train.state import no_checkpoint_error, restore_run
 from gjax.train.trainer import train_and_evaluate as _train
 
 log = logging.getLogger("gjax.eval")
@@ -79,9 +79,9 @@ def evaluate(config, workdir: str) -> dict:
   if not config.eval.evaluators.keys():
     raise ValueError("config.eval.evaluators is empty: nothing to evaluate (e.g. "
                      "config.eval.evaluators = gjax.eval.evaluator_settings('knn', 'linear_probe'))")
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
-                            f"(python train.py --config ... --workdir {workdir})")
+  error = no_checkpoint_error(workdir)  # before minutes of computing, not after
+  if error:
+    raise error
   results_path = config.eval.results_path or os.path.join(workdir, "eval_results.json")
   if jax.process_index() == 0:
     check_writable(results_path)  # before minutes of computing, not after

@@ -16,6 +16,7 @@ import math
 from typing import Any, Callable, Mapping
 
 import jax
+import jax.numpy as jnp
 
 from gjax.registry import Registry
 
@@ -79,8 +80,6 @@ class Objective:
 def target_momentum_at(hparams, step, total_steps: int):
   """τ at ``step``: constant, or BYOL's cosine increase from ``target_momentum``
   to 1, ``τ_k = 1 - (1 - τ_0)(cos(π k / K) + 1) / 2`` (Grill et al. 2020, Sec. 3.2)."""
-  import jax.numpy as jnp
-
   tau = hparams.target_momentum
   if hparams.target_momentum_schedule == "constant":
     return jnp.asarray(tau, jnp.float32)

@@ -78,22 +78,31 @@ def create_train_state(rng, model, tx, image_shape, replicated, *, with_target: 
   return jax.jit(init, out_shardings=replicated).lower(rng).compile(INIT_COMPILER_OPTIONS)(rng)
 
 
+def no_checkpoint_error(workdir: str) -> FileNotFoundError | None:
+  """The error for a ``workdir`` without a checkpoint directory (else ``None``)."""
+  directory = os.path.join(workdir, "checkpoints")
+  if os.path.isdir(directory):
+    return None
+  return FileNotFoundError(f"no checkpoint in {directory}; train first (python train.py --config ... "
+                           f"--workdir {workdir})")
+
+
 def restore_run(config, workdir: str, image_shape, mesh=None):
   """``(model, state)`` of the latest checkpoint of the run in ``workdir``,
   replicated on ``mesh`` (default: all devices), for evaluation: the workdir
   is left as it is (an unreadable checkpoint is reported, not moved aside).
   Raises ``FileNotFoundError`` when the run has no checkpoint."""
+  error = no_checkpoint_error(workdir)
+  if error:
+    raise error
   mesh = gdata.data_mesh() if mesh is None else mesh
   objective, hparams, model = build_method(config)
   tx, _ = make_optimizer(config, 1, 2)  # the optimiser's state structure; its schedule is not used
   state = create_train_state(jax.random.PRNGKey(0), model, tx, image_shape, gdata.replicated_sharding(mesh),
                              with_target=objective.uses_target(hparams))
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
-                            f"(python train.py --config ... --workdir {workdir})")
   manager = checkpoint_manager(workdir, config)
   try:
-    if manager.latest_step() is None:
+    if manager.latest_step() is None:  # a checkpoints/ directory with no finished step in it
       raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
                               f"(python train.py --config ... --workdir {workdir})")
     state = restore_latest(manager, state, move_aside=False, config=config)
