@@ -44,7 +44,7 @@ class Objective:
   config is given for checks across sections, e.g. a queue at least one batch
   long). ``head``: the head kind; ``head_settings(hparams)``: its keyword
   settings (default: none). ``target_network``: the method may train against a
-  momentum (EMA) copy of the encoder and projector; its ``defaults`` then carry
+  momentum (EMA) copy of the network (its encoder and projector give the targets); its ``defaults`` then carry
   ``target_momentum`` (τ; 0 = no target network, the online network under
   stop-gradient) and ``target_momentum_schedule`` (:data:`TARGET_SCHEDULES`).
   ``may_be_infinite``: settings that may be ``math.inf`` (others must be finite).
