@@ -283,3 +283,12 @@ def test_one_class_report_tables_come_from_the_rows(tmp_path):
   (tmp_path / "bad.jsonl").write_text(json.dumps({"setting": "x", "class": 0}) + "\n")
   with pytest.raises(ValueError, match="lacks"):
     one_class_report.read_previous_rows(str(tmp_path / "bad.jsonl"), [])
+
+
+def test_summary_labels_tell_apart_the_grid_points_of_one_setting():
+  from gjax.eval.one_class_report import SETTING_FIELDS, setting_labels
+
+  base = {f: 0 for f in SETTING_FIELDS}
+  summary = [{**base, "setting": "beta_more", "vje.beta": 0.75}, {**base, "setting": "beta_more", "vje.beta": 1.25},
+             {**base, "setting": "base", "vje.beta": 1.0}]
+  assert setting_labels(summary) == ["beta_more (beta=0.75)", "beta_more (beta=1.25)", "base"]

@@ -88,6 +88,18 @@ def read_previous_rows(path: str, rows: list[dict[str, Any]]) -> list[dict[str, 
   return previous
 
 
+def setting_labels(summary: list[dict[str, Any]]) -> list[str]:
+  """Each summary entry's setting name, with the fields that tell apart the
+  entries of one name (a setting that swept a grid): ``beta_mean_more (beta=0.75)``."""
+  labels = []
+  for s in summary:
+    same = [t for t in summary if t["setting"] == s["setting"]]
+    varying = [f for f in SETTING_FIELDS if len({str(t[f]) for t in same}) > 1]
+    labels.append(s["setting"] + (" (" + ", ".join(f"{f.rpartition('.')[2]}={s[f]}" for f in varying) + ")"
+                                  if varying else ""))
+  return labels
+
+
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
   """Mean over classes per distinct setting; the classes it covers; wall time in minutes."""
   groups: dict[tuple, list[dict]] = {}
@@ -156,7 +168,8 @@ def write_report(root: str, out: str, reference_path: str | None = None,
                 **{k: 100 * r[f"auroc_{k}"] for k in TABLE_SCORES if f"auroc_{k}" in r},
                 "test_active_units": r.get("test_active_units"), "wall_minutes": r.get("wall_seconds", 0) / 60}
                for r in rows]
-  summary_rows = [{"setting": s["setting"], "classes": len(s["classes"].split(",")),
+  labels = setting_labels(summary)
+  summary_rows = [{"setting": labels[i], "classes": len(s["classes"].split(",")),
                    **{k: round(s[k], 1) for k in ("joint", "joint_kernel", "variance_sum", "entropy", "gde_z")},
                    "paper_ordering": s["paper_ordering"], "test_active_units": round(s["test_active_units"], 1),
                    "test_mu_spread_ratio": round(s["test_mu_spread_ratio"], 3),
