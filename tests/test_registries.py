@@ -305,3 +305,16 @@ def test_evaluator_selection_errors_name_the_field():
   config = tiny_method_config(**{"eval.every_epochs": 1.0, "eval.online_evaluators": ()})
   with pytest.raises(ValueError, match=r"config\.eval\.every_epochs=1\.0 .*online_evaluators is empty"):
     config_lib.validate_config(config, 8)
+
+
+@pytest.mark.parametrize("module", ["gjax.eval.one_class", "gjax.eval.sampling"])
+def test_an_evaluator_module_runs_as_a_script(module):
+  """``python -m gjax.eval.one_class`` runs the module a second time as ``__main__``
+  after the package imported it: its registration must not fail as a duplicate."""
+  import subprocess
+  import sys
+
+  out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "usage" in out.stdout
