@@ -316,5 +316,7 @@ def test_an_evaluator_module_runs_as_a_script(module):
 
   out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
                        timeout=300)
-  assert out.returncode == 0, out.stderr[-2000:]
-  assert "usage" in out.stdout
+  # (absl's --help exits with 1, argparse's with 0; what matters is that the module got to its flags.)
+  assert out.returncode in (0, 1) and "already registered" not in out.stderr and "Traceback" not in out.stderr, \
+      out.stderr[-2000:]
+  assert "--workdir" in out.stdout or "--run" in out.stdout
