@@ -78,10 +78,11 @@ def create_train_state(rng, model, tx, image_shape, replicated, *, with_target: 
   return jax.jit(init, out_shardings=replicated).lower(rng).compile(INIT_COMPILER_OPTIONS)(rng)
 
 
-def no_checkpoint_error(workdir: str) -> FileNotFoundError | None:
-  """The error for a ``workdir`` without a checkpoint directory (else ``None``)."""
+def no_checkpoint_error(workdir: str, manager=None) -> FileNotFoundError | None:
+  """The error for a ``workdir`` without a checkpoint directory, or (with its
+  ``manager``) without a finished step in it; else ``None``."""
   directory = os.path.join(workdir, "checkpoints")
-  if os.path.isdir(directory):
+  if os.path.isdir(directory) and (manager is None or manager.latest_step() is not None):
     return None
   return FileNotFoundError(f"no checkpoint in {directory}; train first (python train.py --config ... "
                            f"--workdir {workdir})")
@@ -102,9 +103,9 @@ def restore_run(config, workdir: str, image_shape, mesh=None):
                              with_target=objective.uses_target(hparams))
   manager = checkpoint_manager(workdir, config)
   try:
-    if manager.latest_step() is None:  # a checkpoints/ directory with no finished step in it
-      raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
-                              f"(python train.py --config ... --workdir {workdir})")
+    error = no_checkpoint_error(workdir, manager)  # a checkpoints/ directory with no finished step in it
+    if error:
+      raise error
     state = restore_latest(manager, state, move_aside=False, config=config)
   finally:
     manager.close()
