@@ -44,6 +44,46 @@ def test_joint_density_loss_matches_scipy(method, covariance_type, k):
   assert 1.0 <= float(metrics["z_effective_rank"]) <= 3.0
 
 
+def _own_moments_outputs(z1, z2):
+  """Outputs whose K = 1 full-covariance density is the batch's own joint Gaussian (it follows the batch)."""
+  u = jnp.concatenate([z1, z2], -1)
+  mean = jnp.mean(u, 0)
+  cov = (u - mean).T @ (u - mean) / u.shape[0]
+  return {"z_1": z1, "z_2": z2, "density_logits": jnp.zeros(1), "density_means": mean[None],
+          "density_cov": jnp.linalg.cholesky(cov)[None]}
+
+
+def test_log_det_barrier_turns_the_followed_density_into_mutual_information():
+  # Under a density that is the batch's own Gaussian, the NLL is ½log|Σ̂| + const (the trap: shrinking pays
+  # 2d/a per unit of scale a). With the barrier at weight 1 the loss is minus the Gaussian mutual information
+  # ½log(|Σ̂_11||Σ̂_22|/|Σ̂|) plus d(log 2π + 1): independent of the scale, so the reward for shrinking is gone.
+  rng = np.random.default_rng(5)
+  d = 3
+  x = rng.normal(size=(400, d))
+  z1 = (x + 0.5 * rng.normal(size=x.shape)).astype(np.float32)
+  z2 = (x @ rng.normal(size=(d, d)) + 0.5 * rng.normal(size=x.shape)).astype(np.float32)
+  hp = method_settings("gje")
+  hp.symmetric, hp.marginal_weight = False, 0.0
+
+  def loss_at(a, weight):
+    hp.log_det_weight = weight
+    return get_objective("gje").loss_fn(_own_moments_outputs(a * z1, a * z2), jax.random.PRNGKey(0), hp)
+
+  loss, metrics = loss_at(1.0, 1.0)
+  u = np.concatenate([z1, z2], -1).astype(np.float64)
+  full = np.cov(u, rowvar=False, bias=True)
+  logdet = lambda m: np.linalg.slogdet(m)[1]  # noqa: E731
+  mutual_information = 0.5 * (logdet(full[:d, :d]) + logdet(full[d:, d:]) - logdet(full))
+  np.testing.assert_allclose(loss, -mutual_information + d * (np.log(2 * np.pi) + 1), rtol=1e-4)
+  np.testing.assert_allclose(metrics["log_det_barrier"], -0.5 * (logdet(full[:d, :d]) + logdet(full[d:, d:])),
+                             rtol=1e-4)
+  trap_slope = jax.grad(lambda a: loss_at(a, 0.0)[0])(1.0)
+  barrier_slope = jax.grad(lambda a: loss_at(a, 1.0)[0])(1.0)
+  np.testing.assert_allclose(trap_slope, 2 * d, rtol=1e-3)
+  assert abs(float(barrier_slope)) < 1e-3
+  assert "log_det_barrier" not in loss_at(1.0, 0.0)[1]  # weight 0 adds nothing (the earlier graph)
+
+
 def test_naive_loss_mahalanobis_term_is_the_dimension():
   out = _outputs(b=256, d=4)
   loss, metrics = get_objective("gje_naive").loss_fn(out, jax.random.PRNGKey(0), method_settings("gje_naive"))
@@ -132,6 +172,9 @@ def test_gmje_trains_through_the_shared_trainer(tmp_path):
     ("gmje.num_components", 0, "config.gmje.num_components=0"),
     ("gmje.covariance_type", "spherical", "config.gmje.covariance_type='spherical'"),
     ("gje_naive.ridge", -1.0, "config.gje_naive.ridge=-1.0"),
+    ("gmje.log_det_weight", -1.0, "config.gmje.log_det_weight=-1.0"),
+    ("gmje_mdn.log_det_weight", -0.5, "config.gmje_mdn.log_det_weight=-0.5"),
+    ("gmje_gng.num_slices", 0, "config.gmje_gng.num_slices=0"),
 ])
 def test_bad_gmje_config(tmp_path, field, value, message):
   with pytest.raises(ValueError, match=message.replace(".", r"\.")):

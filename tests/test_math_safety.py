@@ -90,6 +90,7 @@ def _cases():
       "info_nce": (lambda x: gm.info_nce(x, x[::-1], 0.1), f(3, 5, 4)),
       "gmje_degenerate_info_nce": (lambda x: gm.gmje_degenerate_info_nce(x, x[::-1], 0.1), f(3, 5, 4)),
       "empirical_gaussian_nll": (lambda x: gm.empirical_gaussian_nll(x).nll, f(3, 9, 4)),
+      "empirical_half_log_det": (lambda x: gm.empirical_half_log_det(x), f(3, 9, 4)),
       "epps_pulley": (lambda x: gm.epps_pulley(x), f(3, 9, 4)),
       "sliced_epps_pulley": (lambda x: gm.sliced_epps_pulley(jax.random.PRNGKey(0), x, 8), f(3, 9, 4)),
       "scale_tril_from_params": (lambda x: gm.scale_tril_from_params(x[:4]), f(3, 5, 4)),

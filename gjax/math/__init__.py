@@ -13,6 +13,7 @@ from gjax.math.gaussian import (
     diag_gaussian_log_prob,
     diag_gaussian_sample,
     empirical_gaussian_nll,
+    empirical_half_log_det,
     gaussian_conditional,
     gaussian_conditional_from_tril,
     gaussian_log_prob,

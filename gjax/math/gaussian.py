@@ -195,18 +195,15 @@ class EmpiricalGaussianNLL(NamedTuple):
   half_log_det: jax.Array
 
 
-def empirical_gaussian_nll(u: jax.Array, ridge: float = 0.0) -> EmpiricalGaussianNLL:
-  """The Mahalanobis Trace Trap quantity (design doc, "The Mahalanobis Trace Trap").
+def _centred_qr(u: jax.Array, ridge: float, name: str = "u"):
+  """QR of the centred batch stacked on ``√(N·ridge)·I``: ``Rᵀ R = N (Σ̂ + ridge·I)``.
 
-  Scores a batch ``u`` of shape ``[N, dim]`` under ``N(μ̂, Σ̂ + ridge·I)`` where
-  ``μ̂, Σ̂`` are the batch's own (biased, 1/N) moments. With ``ridge = 0`` the
-  batch-mean Mahalanobis term is ``tr(Σ̂⁻¹ Σ̂) = dim`` whatever ``u`` is, so the
-  loss reduces to ``½ log|Σ̂|`` plus constants, which shrinking ``u`` lowers.
-  Requires ``N > dim`` when ``ridge = 0`` (otherwise ``Σ̂`` is singular).
-  Computed from a QR factorisation of the centred batch (no inverse, no
-  explicit ``Σ̂``): ``Σ̂ + ridge·I = Rᵀ R / N`` with the triangular ``R``.
+  ``Σ̂`` is the batch's biased (1/N) covariance; the whitened batch is
+  ``L⁻¹ (u_n - μ̂) = √N · Q_n`` with ``L = Rᵀ/√N``. Working from the data rather
+  than from ``Σ̂`` keeps the condition number unsquared in float32.
+  Returns ``(Q of the batch rows, ½ log|Σ̂ + ridge·I|)``.
   """
-  _checks.check_ndim("u", u, 2)
+  _checks.check_ndim(name, u, 2)
   n, dim = u.shape
   if ridge < 0:
     raise ValueError(f"ridge must be >= 0, got {ridge!r}")
@@ -216,11 +213,36 @@ def empirical_gaussian_nll(u: jax.Array, ridge: float = 0.0) -> EmpiricalGaussia
         "(need N > dim, or ridge > 0)"
     )
   centred = u - jnp.mean(u, axis=0)
-  # QR of the centred batch, stacked on √(N·ridge)·I: Rᵀ R = N (Σ̂ + ridge·I), so
-  # L = Rᵀ/√N and the whitened batch L⁻¹ (u_n - μ̂) = √N · Q_n. Working from the
-  # data rather than from Σ̂ keeps the condition number unsquared in float32.
   stacked = jnp.concatenate([centred, jnp.sqrt(n * ridge) * jnp.eye(dim, dtype=u.dtype)], axis=0)
   q, r = jnp.linalg.qr(stacked, mode="reduced")
-  maha = jnp.sum(jnp.square(q[:n]))  # = (1/N) Σ_n ||√N Q_n||²
   half_log_det = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(r)))) - 0.5 * dim * jnp.log(float(n))
-  return EmpiricalGaussianNLL(0.5 * dim * LOG_2PI + half_log_det + 0.5 * maha, maha, half_log_det)
+  return q[:n], half_log_det
+
+
+def empirical_gaussian_nll(u: jax.Array, ridge: float = 0.0) -> EmpiricalGaussianNLL:
+  """The Mahalanobis Trace Trap quantity (design doc, "The Mahalanobis Trace Trap").
+
+  Scores a batch ``u`` of shape ``[N, dim]`` under ``N(μ̂, Σ̂ + ridge·I)`` where
+  ``μ̂, Σ̂`` are the batch's own (biased, 1/N) moments. With ``ridge = 0`` the
+  batch-mean Mahalanobis term is ``tr(Σ̂⁻¹ Σ̂) = dim`` whatever ``u`` is, so the
+  loss reduces to ``½ log|Σ̂|`` plus constants, which shrinking ``u`` lowers.
+  Requires ``N > dim`` when ``ridge = 0`` (otherwise ``Σ̂`` is singular).
+  Computed from a QR factorisation of the centred batch (no inverse, no
+  explicit ``Σ̂``).
+  """
+  q, half_log_det = _centred_qr(u, ridge)
+  maha = jnp.sum(jnp.square(q))  # = (1/N) Σ_n ||√N Q_n||²
+  return EmpiricalGaussianNLL(0.5 * u.shape[1] * LOG_2PI + half_log_det + 0.5 * maha, maha, half_log_det)
+
+
+def empirical_half_log_det(u: jax.Array, ridge: float = 0.0) -> jax.Array:
+  """``½ log|Σ̂ + ridge·I|`` of a batch ``u [N, dim]`` (biased 1/N covariance).
+
+  The log-det barrier of the design doc's "Marginal anti-collapse loss"
+  alternatives: ``-½ log|Σ̂|`` grows without bound as the batch shrinks in any
+  direction, and it is the term a Gaussian density's NLL of the same batch
+  rewards lowering (``½ log|Σ̂|``, the Mahalanobis Trace Trap), so adding it
+  with weight 1 cancels that reward exactly. Same QR as
+  :func:`empirical_gaussian_nll`; requires ``N > dim`` when ``ridge = 0``.
+  """
+  return _centred_qr(u, ridge)[1]

@@ -22,8 +22,9 @@ import jax.numpy as jnp
 
 from gjax import math as gm
 from gjax.objectives.registry import Objective, register, require
-from gjax.objectives.shared_terms import (bank_head_settings, check_bank_settings, collapse_metrics, joint_rows,
-                                          marginal_loss, memory_bank_loss)
+from gjax.objectives.shared_terms import (ANTI_COLLAPSE_DEFAULTS, anti_collapse_loss, bank_head_settings,
+                                          check_anti_collapse_settings, check_bank_settings, collapse_metrics,
+                                          joint_rows, marginal_loss, memory_bank_loss)
 
 
 def _density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any, covariance_type: str):
@@ -31,18 +32,19 @@ def _density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any
   log_p = gm.mixture_log_prob(u, outputs["density_logits"], outputs["density_means"],
                               outputs["density_cov"], covariance_type)
   nll = -jnp.mean(log_p)
-  marginal = marginal_loss(outputs, rng, hparams.num_slices)
-  loss = nll + hparams.marginal_weight * marginal
+  penalty, penalty_metrics = anti_collapse_loss(outputs, rng, hparams)
+  loss = nll + penalty
   extra = {k: outputs[k] for k in ("gng_active",) if k in outputs}
-  return loss, {"loss": loss, "nll": nll, "marginal": marginal, **extra, **collapse_metrics(outputs)}
+  return loss, {"loss": loss, "nll": nll, **penalty_metrics, **extra, **collapse_metrics(outputs)}
 
 
 def joint_density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
-  """``-mean log p(u) + λ · EppsPulley(z)`` under the head's global mixture.
+  """``-mean log p(u) + λ · EppsPulley(z) [+ γ · log-det barrier]`` under the head's global mixture.
 
   ``outputs`` carries ``z_1, z_2`` and the density head's ``density_logits``,
   ``density_means``, ``density_cov``; ``hparams``: ``covariance_type``,
-  ``marginal_weight`` (λ), ``num_slices``, ``symmetric``.
+  ``marginal_weight`` (λ), ``num_slices``, ``log_det_weight`` (γ), ``symmetric``
+  (:func:`gjax.objectives.shared_terms.anti_collapse_loss`).
   """
   return _density_loss(outputs, rng, hparams, hparams.covariance_type)
 
@@ -85,8 +87,7 @@ def density_defaults(num_components: int) -> dict[str, Any]:
   return {
       "num_components": num_components,
       "covariance_type": "full",
-      "marginal_weight": 1.0,  # λ of the sliced Epps-Pulley anti-collapse loss
-      "num_slices": 256,
+      **ANTI_COLLAPSE_DEFAULTS,
       "symmetric": True,
       "fit": "gradient",  # "em": GMJE-EM, stepwise EM on stop-gradient embeddings
       "em_step_size": 0.05,  # ρ of the running sufficient statistics (fit = "em")
@@ -98,8 +99,7 @@ def check_density_settings(g, config) -> None:
   require(g.num_components >= 1, f"{m}.num_components", g.num_components, "must be >= 1 (K)")
   require(g.covariance_type in COVARIANCE_TYPES, f"{m}.covariance_type", g.covariance_type,
           f"must be one of {COVARIANCE_TYPES}")
-  require(g.marginal_weight >= 0, f"{m}.marginal_weight", g.marginal_weight, "must be >= 0")
-  require(g.num_slices >= 1, f"{m}.num_slices", g.num_slices, "must be >= 1")
+  check_anti_collapse_settings(g, config)
   require(g.fit in gm.MIXTURE_FITS, f"{m}.fit", g.fit, f"must be one of {gm.MIXTURE_FITS}")
   require(0 < g.em_step_size <= 1, f"{m}.em_step_size", g.em_step_size, "must be in (0, 1]")
   require(m != "gje" or g.num_components == 1, "gje.num_components", g.num_components,
@@ -112,19 +112,18 @@ def density_head_settings(g) -> dict[str, Any]:
 
 GNG_DEFAULTS = {  # Fritzke's defaults; capacity = the most nodes
     "capacity": 64, "epsilon_winner": 0.05, "epsilon_neighbor": 0.006, "max_age": 50, "insert_every": 100,
-    "insert_error_decay": 0.5, "error_decay": 0.995, "marginal_weight": 1.0, "num_slices": 256, "symmetric": True}
+    "insert_error_decay": 0.5, "error_decay": 0.995, **ANTI_COLLAPSE_DEFAULTS, "symmetric": True}
 GNG_RULE_FIELDS = ("epsilon_winner", "epsilon_neighbor", "max_age", "insert_every", "insert_error_decay",
                    "error_decay")
 
 
 def check_gng_settings(gng, config) -> None:
-  del config
+  check_anti_collapse_settings(gng, config)
   require(gng.capacity >= 2, "gmje_gng.capacity", gng.capacity, "must be >= 2 (the GNG start size)")
   for field in ("epsilon_winner", "epsilon_neighbor", "insert_error_decay", "error_decay"):
     require(0 < gng[field] <= 1, f"gmje_gng.{field}", gng[field], "must be in (0, 1]")
-  for field in ("max_age", "insert_every", "num_slices"):
+  for field in ("max_age", "insert_every"):
     require(gng[field] >= 1, f"gmje_gng.{field}", gng[field], "must be >= 1")
-  require(gng.marginal_weight >= 0, "gmje_gng.marginal_weight", gng.marginal_weight, "must be >= 0")
 
 
 def gng_head_settings(gng) -> dict[str, Any]:

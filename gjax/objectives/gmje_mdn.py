@@ -8,7 +8,8 @@ model. To prevent representation collapse, this conditional objective is
 coupled with a marginal loss on z_c." [paper]
 
 Loss: ``-mean log Σ_k π_k(z_c) N(z_t; m_k(z_c), diag s_k(z_c)) + λ · EppsPulley``
-(the sliced Gaussianity statistic of the context embeddings toward N(0, I)),
+(the sliced Gaussianity statistic of the context embeddings toward N(0, I);
+``+ γ · log-det barrier`` with ``log_det_weight``),
 averaged over both directions when ``symmetric``. With ``stop_gradient_target``
 the target is a constant (as VJE treats its observed view).
 """
@@ -22,7 +23,8 @@ import jax.numpy as jnp
 
 from gjax import math as gm
 from gjax.objectives.registry import Objective, register, require
-from gjax.objectives.shared_terms import collapse_metrics, marginal_loss
+from gjax.objectives.shared_terms import (ANTI_COLLAPSE_DEFAULTS, anti_collapse_loss, check_anti_collapse_settings,
+                                          collapse_metrics)
 
 
 def mdn_conditional_log_prob(z_t: jax.Array, logits: jax.Array, means: jax.Array, var: jax.Array) -> jax.Array:
@@ -43,26 +45,24 @@ def mdn_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
     nlls.append(-jnp.mean(mdn_conditional_log_prob(
         target, outputs[f"mdn_logits_{c}"], outputs[f"mdn_means_{c}"], outputs[f"mdn_var_{c}"])))
   nll = sum(nlls) / len(nlls)
-  marginal = marginal_loss(outputs, rng, hparams.num_slices)
-  loss = nll + hparams.marginal_weight * marginal
+  penalty, penalty_metrics = anti_collapse_loss(outputs, rng, hparams)
+  loss = nll + penalty
   weights = jax.nn.softmax(outputs["mdn_logits_1"], axis=-1)
-  metrics = {"loss": loss, "nll": nll, "marginal": marginal,
+  metrics = {"loss": loss, "nll": nll, **penalty_metrics,
              "mdn_max_weight": jnp.mean(jnp.max(weights, axis=-1)),
              "mdn_std_mean": jnp.mean(jnp.sqrt(outputs["mdn_var_1"]))}
   return loss, {**metrics, **collapse_metrics(outputs)}
 
 
 def check_mdn_settings(m, config) -> None:
-  del config
+  check_anti_collapse_settings(m, config)
   require(m.num_components >= 1, "gmje_mdn.num_components", m.num_components, "must be >= 1 (K)")
   require(m.hidden >= 1, "gmje_mdn.hidden", m.hidden, "must be >= 1")
-  require(m.marginal_weight >= 0, "gmje_mdn.marginal_weight", m.marginal_weight, "must be >= 0")
-  require(m.num_slices >= 1, "gmje_mdn.num_slices", m.num_slices, "must be >= 1")
 
 
 GMJE_MDN = register(Objective("gmje_mdn", mdn_loss, head="mdn",
                               description="GMJE-MDN: a context-only network predicts the conditional mixture.",
-                              defaults={"num_components": 8, "hidden": 512, "marginal_weight": 1.0, "num_slices": 256,
+                              defaults={"num_components": 8, "hidden": 512, **ANTI_COLLAPSE_DEFAULTS,
                                         "symmetric": True, "stop_gradient_target": True},
                               check=check_mdn_settings,
                               head_settings=lambda m: {"num_components": m.num_components, "hidden": m.hidden}))

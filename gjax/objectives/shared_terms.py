@@ -2,7 +2,10 @@
 
 * :func:`joint_rows`: the joint embeddings ``u = [z_c; z_t]`` (GJE family).
 * :func:`marginal_loss`: the sliced Epps-Pulley anti-collapse term toward
-  N(0, I) (GJE family, GMJE-MDN, SIGReg).
+  N(0, I) (GJE family, GMJE-MDN, SIGReg); :func:`log_det_barrier`, the
+  design's log-det alternative; :func:`anti_collapse_loss`, their weighted sum
+  with its settings (:data:`ANTI_COLLAPSE_DEFAULTS`,
+  :func:`check_anti_collapse_settings`) for the density objectives.
 * :func:`memory_bank_loss`: InfoNCE against a weighted particle bank (GMJE's
   SMC memory bank and its MoCo-queue limit).
 * :func:`embedding_statistics`, :func:`collapse_metrics`: the collapse monitors
@@ -44,6 +47,46 @@ def joint_rows(outputs: Mapping[str, jax.Array], symmetric: bool) -> jax.Array:
 def marginal_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, num_slices: int) -> jax.Array:
   """Sliced Epps-Pulley statistic of both views' embeddings toward N(0, I)."""
   return gm.sliced_epps_pulley(rng, jnp.concatenate([outputs["z_1"], outputs["z_2"]]), num_slices)
+
+
+def log_det_barrier(outputs: Mapping[str, jax.Array]) -> jax.Array:
+  """``-(½ log|Σ̂(z_1)| + ½ log|Σ̂(z_2)|)``: each view's batch covariance, floored
+  by ``1e-6·I`` (:func:`gjax.math.empirical_half_log_det`).
+
+  A density's NLL of the joint embeddings rewards shrinking them through its
+  ``½ log|Σ|`` (the Mahalanobis Trace Trap, and its slow form when a learned
+  density follows the embeddings). For a Gaussian, ``½ log|Σ| = ½ log|Σ_cc| +
+  ½ log|S|`` (S the Schur complement), so with weight 1 this barrier cancels
+  the marginal part and leaves ``½ log|S| - ½ log|Σ_tt|`` = minus the Gaussian
+  mutual information of the two views: shrinking is no longer rewarded, only
+  the fit of one view given the other (design doc, "Marginal anti-collapse
+  loss", the log-det alternative)."""
+  return -sum(gm.empirical_half_log_det(outputs[f"z_{i}"], ridge=gm.EPS) for i in (1, 2))
+
+
+ANTI_COLLAPSE_DEFAULTS = {
+    "marginal_weight": 1.0,  # λ of the sliced Epps-Pulley statistic toward N(0, I)
+    "num_slices": 256,
+    "log_det_weight": 0.0,  # γ of the log-det barrier (0: off; 1 cancels the density's reward for shrinking)
+}
+
+
+def anti_collapse_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
+  """``λ · EppsPulley(z) + γ · log_det_barrier`` and its metrics (``marginal``,
+  and ``log_det_barrier`` when ``γ > 0``; γ = 0 adds nothing to the graph)."""
+  marginal = marginal_loss(outputs, rng, hparams.num_slices)
+  penalty, metrics = hparams.marginal_weight * marginal, {"marginal": marginal}
+  if hparams.log_det_weight > 0:
+    metrics["log_det_barrier"] = log_det_barrier(outputs)
+    penalty = penalty + hparams.log_det_weight * metrics["log_det_barrier"]
+  return penalty, metrics
+
+
+def check_anti_collapse_settings(s, config) -> None:
+  m = config.method
+  require(s.marginal_weight >= 0, f"{m}.marginal_weight", s.marginal_weight, "must be >= 0")
+  require(s.num_slices >= 1, f"{m}.num_slices", s.num_slices, "must be >= 1")
+  require(s.log_det_weight >= 0, f"{m}.log_det_weight", s.log_det_weight, "must be >= 0")
 
 
 def memory_bank_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):

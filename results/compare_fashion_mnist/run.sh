@@ -4,13 +4,19 @@
 # every epoch (bank: 10 000 training images); then eval.py on the full splits (k-NN k=30 and
 # weighted k=200, linear probe 30 epochs). Usage: results/compare_fashion_mnist/run.sh vje gmje ...
 # A NAME is a registered method (configs/fashion_mnist.py:method=NAME,variant=compare) or one of
-# the rows below that add flags to a method. A row whose workdir already has eval_results.json is
+# the rows below that add flags to a method (a row's first word may add composed-config arguments,
+# e.g. gmje,evaluators=knn+linear_probe+sampling). A row whose workdir already has eval_results.json is
 # skipped; an interrupted one resumes.
 set -euo pipefail
 declare -A ROWS=(
   [sigreg_clip]="sigreg --config.optim.grad_clip_norm=5.0"       # SIGReg with the GJE family's clipping
   [moco_one_network]="moco --config.moco.target_momentum=0.0"   # MoCo before its momentum encoder
   [gje_em]="gje --config.gje.fit=em"                            # GJE's density fitted by stepwise EM
+  # The log-det barrier (gamma = 1) against the density's reward for shrinking; with EM, and the sampling
+  # comparison after every epoch (the learned density against post-hoc fits over training) and at the end.
+  [gmje_logdet]="gmje --config.gmje.log_det_weight=1.0"
+  [gmje_em_logdet]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.eval.online_evaluators=('knn','sampling')"
+  [gje_em_logdet]="gje,evaluators=knn+linear_probe+sampling --config.gje.fit=em --config.gje.log_det_weight=1.0 --config.eval.online_evaluators=('knn','sampling')"
 )
 for name in "$@"; do
   row=${ROWS[$name]:-$name}
