@@ -24,7 +24,14 @@ def test_plots_write_pngs(tmp_path):
   plots.plot_per_class_auroc(rows, str(tmp_path / "bars.png"), class_names=["a", "b", "c"])
   summary = [{"vje.beta": b, "vje.nu": n, "mean_auroc_joint": 0.9} for b in (0.5, 1.0) for n in (1.0, 3.0)]
   plots.plot_auroc_heatmap(summary, str(tmp_path / "heat.png"), "vje.beta", "vje.nu")
-  for name in ("curves", "knn", "bars", "heat"):
+  sampled = {f"sampling_{sampler}_{metric}": 0.5 for sampler in ("learned_density", "gaussian_fitted_afterwards",
+                                                                "8_component_gmm_fitted_afterwards")
+             for metric in ("heldout_nll_per_dim", "recall", "dispersion")}
+  _write_jsonl(tmp_path / "sampled.jsonl", [{"step": s, "epoch": s, **sampled} for s in range(3)])
+  plots.plot_density_over_training({"gje": str(tmp_path / "sampled.jsonl")}, str(tmp_path / "density.png"))
+  with pytest.raises(ValueError, match="no sampling_learned_density"):
+    plots.plot_density_over_training({"vje": str(tmp_path / "eval.jsonl")}, str(tmp_path / "x.png"))
+  for name in ("curves", "knn", "bars", "heat", "density"):
     data = (tmp_path / f"{name}.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
 

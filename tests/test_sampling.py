@@ -44,12 +44,18 @@ def test_fitted_gaussian_sampler_has_the_training_moments():
 
 
 def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
-  from gjax.train import train_and_evaluate
+  from gjax.eval import evaluator_settings, train_and_evaluate
   from tests.test_train import tiny_method_config
 
   config = tiny_method_config(**{"method": "gmje", "gmje.num_components": 2, "gmje.covariance_type": "diag",
                           "num_train_steps": 1})
+  with config.unlocked():  # the sampling comparison online, as the over-training plot needs
+    config.eval.evaluators = evaluator_settings("sampling")
+    config.eval.evaluators.sampling.update(num_examples=40, gmm_components=2)
+    config.eval.online_evaluators, config.eval.every_epochs = ("sampling",), 1.0
   train_and_evaluate(config, str(tmp_path))
+  logged = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+  assert len(logged) == 1 and np.isfinite(logged[0]["sampling_learned_density_heldout_nll_per_dim"])
   joint, density, train_images = sampling.run_embeddings(config, str(tmp_path), 24, 0)
   assert train_images.shape[0] == 24 and train_images.dtype == np.uint8
   assert joint["train"].shape == joint["test"].shape == (24, 64) and np.all(np.isfinite(joint["test"]))
@@ -71,13 +77,12 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
                   "learned density vs train-mode embeddings", "real train embeddings (floor)"):
     assert f"| tiny | {sampler} |" in table and f"| own | {sampler} |" in table, sampler
   assert (tmp_path / "sampling_nearest_tiny.png").stat().st_size > 1000
+  assert (tmp_path / "sampling_over_training.png").stat().st_size > 5000  # from the online rows of eval.jsonl
   # The same rows through eval.py's registry: the sampling evaluator on the run.
-  from gjax.eval import evaluate, evaluator_settings
+  from gjax.eval import evaluate
 
   with config.unlocked():
-    config.eval.evaluators = evaluator_settings("sampling")
-    config.eval.evaluators.sampling.update(num_examples=40, gmm_components=2)
-    config.eval.online_evaluators = ()
+    config.eval.online_evaluators, config.eval.every_epochs = (), 0.0
   results = evaluate(config, str(tmp_path))
   rows = {r["sampler"]: r for r in map(json.loads, (tmp_path / "sampling.jsonl").read_text().splitlines())
           if r["run"] == "own"}

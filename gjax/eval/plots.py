@@ -81,6 +81,44 @@ def plot_knn_over_training(runs: dict[str, str], out_png: str, metric="knn30_z",
   plt.close(fig)
 
 
+SAMPLING_PANELS = (("heldout_nll_per_dim", "held-out NLL (nats/dim)"), ("recall", "k-NN recall"),
+                   ("dispersion", "dispersion (1 = matched)"))
+
+
+def _sampler_of(key: str, metric: str) -> str:
+  """``sampling_learned_density_recall`` -> ``learned_density`` (for ``metric="recall"``)."""
+  return key[len("sampling_"):-len(metric) - 1]
+
+
+def plot_density_over_training(runs: dict[str, str], out_png: str) -> None:
+  """The ``sampling`` evaluator's numbers over training for ``{label: eval.jsonl}``:
+  held-out NLL, recall and dispersion of the learned density (solid) against
+  the Gaussian and the GMM fitted afterwards to the same embeddings (dashed,
+  dotted) at each evaluation (GJE issue: do the densities lag the embeddings?)."""
+  fig, axes = plt.subplots(1, len(SAMPLING_PANELS), figsize=(5 * len(SAMPLING_PANELS), 3.8))
+  styles = {"learned_density": "-", "gaussian_fitted_afterwards": "--"}
+  for color, (label, path) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], runs.items()):
+    logged = [r for r in read_metrics(path) if "sampling_learned_density_recall" in r]
+    if not logged:
+      raise ValueError(f"{path} has no sampling_learned_density_* rows (run with the sampling evaluator online)")
+    for ax, (metric, title) in zip(axes, SAMPLING_PANELS):
+      samplers = sorted({_sampler_of(k, metric) for k in logged[0]
+                         if k.startswith("sampling_") and k.endswith("_" + metric) and "train_mode" not in k
+                         and "floor" not in k})
+      for sampler in samplers:
+        rows = [r for r in logged if f"sampling_{sampler}_{metric}" in r]
+        ax.plot([r.get("epoch", r["step"]) for r in rows], [r[f"sampling_{sampler}_{metric}"] for r in rows],
+                styles.get(sampler, ":"), color=color, marker="o", markersize=3,
+                label=f"{label}: {sampler.replace('_', ' ')}")
+      ax.set_title(title)
+      ax.set_xlabel("epoch")
+      ax.grid(alpha=0.3)
+  axes[-1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+  fig.tight_layout()
+  fig.savefig(out_png, dpi=100)
+  plt.close(fig)
+
+
 def plot_per_class_auroc(rows: list[dict], out_png: str, class_names=None,
                          scores=("joint", "variance_sum", "entropy")) -> None:
   """Grouped bars: AUROC of each score for each normal class (one-class protocol)."""

@@ -24,6 +24,11 @@ evaluation-mode ones, the shift between the two modes is the cause.
       --run gje=configs/gje_fashion_mnist.py:compare,workdirs/compare/gje \
       --run gmje=configs/gmje_fashion_mnist.py:compare,workdirs/compare/gmje \
       --run vje=configs/vje_fashion_mnist.py:compare,workdirs/compare/vje
+
+Besides the table: ``<out>.jsonl`` (rows), ``<out>_nearest_<run>.png`` (the
+nearest training image of sampled latents, per sampler) and, for runs trained
+with the evaluator online (``eval.online_evaluators`` naming ``sampling``),
+``<out>_over_training.png`` (:func:`gjax.eval.plots.plot_density_over_training`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from gjax import math as gm
 from gjax.cli import load_config
 from gjax.eval.registry import Evaluator, load_run_config, register_evaluator
 from gjax.objectives import require
+from gjax.train.metrics import read_metrics
 
 
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -268,7 +274,7 @@ def main(argv=None):
   parser.add_argument("--gmm_components", type=int, default=8,
                       help="components of the post-hoc Gaussian mixture (at least the method's K)")
   args = parser.parse_args(argv)
-  rows = []
+  rows, over_training = [], {}
   for spec in args.run:
     name, _, rest = spec.partition("=")
     config_spec, _, workdir = rest.rpartition(",")
@@ -292,6 +298,10 @@ def main(argv=None):
                         train_images, os.path.splitext(args.out)[0] + f"_nearest_{name}.png",
                         f"{name}: nearest training image of 10 sampled joint latents per sampler")
     print(f"{name}: {time.time() - start:.0f} s", flush=True)
+    logged = os.path.join(workdir, "eval.jsonl")
+    if density is not None and os.path.exists(logged) and any(
+        "sampling_learned_density_recall" in r for r in read_metrics(logged)):
+      over_training[name] = logged
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
     f.write("| run | sampler | MMD² (RBF, median bandwidth) | k-NN precision | k-NN recall | dispersion | "
@@ -302,6 +312,9 @@ def main(argv=None):
   with open(os.path.splitext(args.out)[0] + ".jsonl", "w") as f:
     for r in rows:
       f.write(json.dumps(r) + "\n")
+  if over_training:  # runs trained with the sampling evaluator online: its numbers over training
+    from gjax.eval.plots import plot_density_over_training
+    plot_density_over_training(over_training, os.path.splitext(args.out)[0] + "_over_training.png")
 
 
 if __name__ == "__main__":
