@@ -78,6 +78,16 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
     assert f"| tiny | {sampler} |" in table and f"| own | {sampler} |" in table, sampler
   assert (tmp_path / "sampling_nearest_tiny.png").stat().st_size > 1000
   assert (tmp_path / "sampling_over_training.png").stat().st_size > 5000  # from the online rows of eval.jsonl
+  # An earlier table's rows are kept for runs not embedded again (older rows lack the newer columns).
+  previous = tmp_path / "previous.jsonl"
+  previous.write_text(json.dumps({"run": "old", "method": "gje", "sampler": "learned density", "mmd2": 0.5,
+                                  "precision": 0.25, "recall": 0.125}) + "\n"
+                      + json.dumps({"run": "own", "method": "gje", "sampler": "stale", "mmd2": 0.0, "precision": 0.0,
+                                    "recall": 0.0}) + "\n")
+  sampling.main(["--run", f"own={tmp_path}", "--out", str(tmp_path / "again.md"), "--num_examples", "40",
+                 "--gmm_components", "2", "--previous_rows", str(previous)])
+  again = (tmp_path / "again.md").read_text().splitlines()
+  assert again[2] == "| old | learned density | 0.5000 | 0.250 | 0.125 | - | - |" and "stale" not in "".join(again)
   # The same rows through eval.py's registry: the sampling evaluator on the run.
   from gjax.eval import evaluate
 

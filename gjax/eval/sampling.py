@@ -273,8 +273,15 @@ def main(argv=None):
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--gmm_components", type=int, default=8,
                       help="components of the post-hoc Gaussian mixture (at least the method's K)")
+  parser.add_argument("--previous_rows", default="",
+                      help="the .jsonl of an earlier table: its rows of runs not named by --run are kept, in order, "
+                           "first (for runs whose workdirs are not on this machine)")
   args = parser.parse_args(argv)
   rows, over_training = [], {}
+  if args.previous_rows:
+    names = {spec.partition("=")[0] for spec in args.run}
+    with open(args.previous_rows) as f:
+      rows = [r for r in map(json.loads, filter(str.strip, f)) if r["run"] not in names]
   for spec in args.run:
     name, _, rest = spec.partition("=")
     config_spec, _, workdir = rest.rpartition(",")
@@ -306,9 +313,10 @@ def main(argv=None):
   with open(args.out, "w") as f:
     f.write("| run | sampler | MMD² (RBF, median bandwidth) | k-NN precision | k-NN recall | dispersion | "
             "held-out NLL (nats/dim) |\n|---|---|---|---|---|---|---|\n")
+    cell = lambda r, key, spec: format(r[key], spec) if key in r else "-"  # noqa: E731 (older rows lack some)
     for r in rows:
       f.write(f"| {r['run']} | {r['sampler']} | {r['mmd2']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | "
-              f"{r['dispersion']:.3f} | {r['heldout_nll_per_dim']:.3f} |\n")
+              f"{cell(r, 'dispersion', '.3f')} | {cell(r, 'heldout_nll_per_dim', '.3f')} |\n")
   with open(os.path.splitext(args.out)[0] + ".jsonl", "w") as f:
     for r in rows:
       f.write(json.dumps(r) + "\n")
