@@ -28,6 +28,7 @@ def test_table_plot_and_collapse_flag(tmp_path):
   assert "| vje | 80.0 | 70.0 | 85.0 | 80.0 | 85.0 | 75.0 |" in table
   assert "| jepa | 40.0 | - | 50.0 | 10.0 |" in table and table.rstrip().endswith("| yes |")
   assert (out / "knn_over_training.png").stat().st_size > 0
+  assert (out / "effective_rank_over_training.png").stat().st_size > 5000
   with pytest.raises(SystemExit):
     compare.main(["--root", str(tmp_path), "--out", str(out), "--methods", "vje,simclr"])
 

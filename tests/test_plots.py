@@ -43,3 +43,7 @@ def test_plots_reject_missing_metrics(tmp_path):
   _write_jsonl(tmp_path / "eval.jsonl", [{"step": 1, "loss": 1.0}])
   with pytest.raises(ValueError, match=r"has none of the metrics \('knn30_z',\)"):
     plots.plot_knn_over_training({"a": str(tmp_path / "eval.jsonl")}, str(tmp_path / "x.png"))
+  # A run without the metric is left out when asked; with none left, no file.
+  assert not plots.plot_over_training({"a": str(tmp_path / "eval.jsonl")}, str(tmp_path / "none.png"), "knn30_z",
+                                      "k-NN", skip_missing=True)
+  assert not (tmp_path / "none.png").exists()

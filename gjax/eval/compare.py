@@ -1,4 +1,4 @@
-"""The same-budget comparison table and k-NN-over-training plot, from the
+"""The same-budget comparison table and the k-NN and effective-rank over training plots, from the
 workdirs that ``results/compare_fashion_mnist/run.sh`` fills.
 
   python -m gjax.eval.compare --root workdirs/compare --out results/compare_fashion_mnist \
@@ -83,11 +83,15 @@ def main(argv=None):
   with open(os.path.join(args.out, "results.jsonl"), "w") as f:
     for r in rows:
       f.write(json.dumps(r) + "\n")
-  from gjax.eval.plots import plot_knn_over_training
-  curves = {m: os.path.join(args.root, m, "eval.jsonl") if m in here else os.path.join(args.out, f"{m}_eval.jsonl")
-            for m in methods}
-  plot_knn_over_training({m: path for m, path in curves.items() if os.path.exists(path)},
+  from gjax.eval.plots import plot_knn_over_training, plot_over_training
+  logs = lambda name: {m: os.path.join(args.root, m, f"{name}.jsonl") if m in here  # noqa: E731
+                       else os.path.join(args.out, f"{m}_{name}.jsonl") for m in methods}
+  plot_knn_over_training({m: path for m, path in logs("eval").items() if os.path.exists(path)},
                          os.path.join(args.out, "knn_over_training.png"), ("knn30_h", "knn30_z"))
+  # Partial collapse over training: the effective rank of z (methods that log it).
+  plot_over_training({m: path for m, path in logs("train").items() if os.path.exists(path)},
+                     os.path.join(args.out, "effective_rank_over_training.png"), "z_effective_rank",
+                     "effective rank of z", skip_missing=True)
   print(markdown(rows))
 
 

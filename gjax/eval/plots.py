@@ -51,26 +51,32 @@ def plot_training_curves(jsonl_path: str, out_png: str, title: str = "") -> None
   plt.close(fig)
 
 
-def plot_knn_over_training(runs: dict[str, str], out_png: str, metric="knn30_z", every_metric: bool = False) -> None:
-  """k-NN accuracy over training (VJE Fig. 3) for ``{label: eval.jsonl path}``.
+def plot_over_training(runs: dict[str, str], out_png: str, metric, ylabel: str, scale: float = 1.0,
+                       every_metric: bool = False, skip_missing: bool = False) -> bool:
+  """A logged quantity against the epoch for ``{label: jsonl path}`` (eval.jsonl or train.jsonl).
 
   ``metric`` is a name or a sequence of names; each run uses the first one it
-  logged (``("knn30_h", "knn30_z")``: the backbone output where a projector
-  makes it differ from z), or with ``every_metric`` each one it logged (VJE's
-  Fig. 3 shows z and mu)."""
+  logged, or with ``every_metric`` each one it logged. A run that logged none
+  is an error, or left out with ``skip_missing`` (no file when no run is left).
+  Returns whether the plot was written."""
   metrics = (metric,) if isinstance(metric, str) else tuple(metric)
   fig, ax = plt.subplots(figsize=(6.5 + (2.5 if len(runs) > 4 else 0), 4.2))
   for label, path in runs.items():
     logged = read_metrics(path)
     names = [m for m in metrics if any(m in r for r in logged)]
     if not names:
+      if skip_missing:
+        continue
       raise ValueError(f"{path} has none of the metrics {metrics}")
     for name in names if every_metric else names[:1]:
       rows = [r for r in logged if name in r]
-      ax.plot([r.get("epoch", r["step"]) for r in rows], [100 * r[name] for r in rows], marker="o",
-              label=label if len(metrics) == 1 else f"{label} ({name})")
+      ax.plot([r.get("epoch", r["step"]) for r in rows], [scale * r[name] for r in rows],
+              marker="o" if len(rows) < 30 else None, label=label if len(metrics) == 1 else f"{label} ({name})")
+  if not ax.lines:
+    plt.close(fig)
+    return False
   ax.set_xlabel("epoch")
-  ax.set_ylabel(f"{metrics[0]} accuracy (%)" if len(metrics) == 1 else "k-NN accuracy (%)")
+  ax.set_ylabel(ylabel)
   ax.grid(alpha=0.3)
   if len(runs) > 4:  # many runs: the legend beside the axes, not over the curves
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
@@ -79,6 +85,16 @@ def plot_knn_over_training(runs: dict[str, str], out_png: str, metric="knn30_z",
   fig.tight_layout()
   fig.savefig(out_png, dpi=110)
   plt.close(fig)
+  return True
+
+
+def plot_knn_over_training(runs: dict[str, str], out_png: str, metric="knn30_z", every_metric: bool = False) -> None:
+  """k-NN accuracy over training (VJE Fig. 3) for ``{label: eval.jsonl path}``
+  (:func:`plot_over_training`; ``("knn30_h", "knn30_z")``: the backbone output
+  where a projector makes it differ from z; VJE's Fig. 3 shows z and mu)."""
+  metrics = (metric,) if isinstance(metric, str) else tuple(metric)
+  plot_over_training(runs, out_png, metrics,
+                     f"{metrics[0]} accuracy (%)" if len(metrics) == 1 else "k-NN accuracy (%)", 100.0, every_metric)
 
 
 SAMPLING_PANELS = (("heldout_nll_per_dim", "held-out NLL (nats/dim)"), ("recall", "k-NN recall"),
