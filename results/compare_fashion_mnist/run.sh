@@ -18,6 +18,8 @@ declare -A ROWS=(
   [gmje_em_logdet]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.eval.online_evaluators=('knn','sampling')"
   # Prototype GMJE with 64 diagonal components (8 in the recipe), fitted by EM: does K bound the rank of z?
   [gmje_k64_em]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=64 --config.gmje.fit=em --config.eval.online_evaluators=('knn','sampling')"
+  # Prototype GMJE with full covariances (cross-view dependence inside a component), K = 4, EM, the barrier.
+  [gmje_full_em_logdet]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.eval.online_evaluators=('knn','sampling')"
   [gje_em_logdet]="gje,evaluators=knn+linear_probe+sampling --config.gje.fit=em --config.gje.log_det_weight=1.0 --config.eval.online_evaluators=('knn','sampling')"
 )
 for name in "$@"; do
