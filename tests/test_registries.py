@@ -100,6 +100,24 @@ def test_a_config_json_with_every_methods_section_still_loads():
   assert "vje" not in config and config.gje.num_components == 1
 
 
+def test_a_config_json_from_before_later_fields_loads_with_their_defaults(tmp_path):
+  """A GJE run from before the per-view augmentation probabilities and the log-det barrier (its
+  config.json has neither): it loads, validates and gets the defaults that are the earlier behaviour;
+  its own evaluators are kept as they were, none added."""
+  from gjax.eval import evaluator_settings
+  from gjax.eval.registry import load_run_config
+
+  saved = json.loads(base_config("gje").to_json())
+  saved["augment"] = {"crop_scale_min": 0.2, "blur": "auto"}
+  del saved["gje"]["log_det_weight"]
+  saved["eval"]["evaluators"] = json.loads(evaluator_settings("knn").to_json())
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  config = load_run_config(str(tmp_path))
+  config_lib.validate_config(config, 1)
+  assert tuple(config.augment.flip_prob) == (0.5, 0.5) and tuple(config.augment.jitter_prob) == (0.8, 0.8)
+  assert config.gje.log_det_weight == 0.0 and list(config.eval.evaluators.keys()) == ["knn"]
+
+
 def test_registering_the_same_name_twice_or_a_target_method_without_its_settings_fails():
   with pytest.raises(ValueError, match="already registered"):
     register(Objective("vje", toy_loss))

@@ -145,9 +145,13 @@ _FLAT_EVAL_FIELDS = {"knn_k": ("knn", "k"), "knn_weighted_k": ("knn", "weighted_
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run was trained with (``<workdir>/config.json``), in today's
-  layout: the sections of methods other than its own dropped, and an eval
+  layout: the sections of methods other than its own dropped, an eval
   section of the older flat layout (``eval.evaluators`` a tuple of names,
-  ``eval.knn_k``, ...) moved into ``eval.evaluators = {name: settings}``."""
+  ``eval.knn_k``, ...) moved into ``eval.evaluators = {name: settings}``, and
+  fields added since the run was trained (e.g. ``augment.flip_prob``,
+  ``gje.log_det_weight``) given today's defaults of its method, which are the
+  behaviour from before the field existed (``eval.evaluators`` excepted: the
+  run's own evaluators are not added to)."""
   import json
   import os
 
@@ -172,7 +176,22 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     e.pop("anomaly_views", None), e.pop("anomaly_samples", None)
     e["evaluators"] = sections
     e.setdefault("run_only", [])
+  from gjax.train.config import base_config
+
+  _fill_missing(saved, base_config(saved["method"]).to_dict(), skip=("eval.evaluators",))
   return ml_collections.ConfigDict(saved)
+
+
+def _fill_missing(saved: dict, defaults: dict, skip=(), prefix: str = "") -> None:
+  """Adds to ``saved`` (in place) every field of ``defaults`` it lacks, recursively, except under ``skip``."""
+  for key, value in defaults.items():
+    name = prefix + key
+    if name in skip:
+      continue
+    if key not in saved:
+      saved[key] = value
+    elif isinstance(value, dict) and isinstance(saved[key], dict):
+      _fill_missing(saved[key], value, skip, name + ".")
 
 
 def run_evaluators(context: EvalContext, names, settings) -> dict[str, float]:
