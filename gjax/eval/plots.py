@@ -61,6 +61,8 @@ def plot_over_training(runs: dict[str, str], out_png: str, metric, ylabel: str, 
   Returns whether the plot was written."""
   metrics = (metric,) if isinstance(metric, str) else tuple(metric)
   fig, ax = plt.subplots(figsize=(6.5 + (2.5 if len(runs) > 4 else 0), 4.2))
+  if len(runs) > 10:  # more runs than the default colour cycle: one colour each
+    ax.set_prop_cycle(color=plt.get_cmap("tab20")(np.linspace(0, 1, 20))[:len(runs)])
   for label, path in runs.items():
     logged = read_metrics(path)
     names = [m for m in metrics if any(m in r for r in logged)]
