@@ -51,6 +51,12 @@ def plot_training_curves(jsonl_path: str, out_png: str, title: str = "") -> None
   plt.close(fig)
 
 
+def run_colors(n: int) -> list:
+  """One colour per run: matplotlib's default cycle, or tab20's when there are more than its 10."""
+  default = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  return default[:n] if n <= len(default) else list(plt.get_cmap("tab20")(np.linspace(0, 1, 20))[:n])
+
+
 def plot_over_training(runs: dict[str, str], out_png: str, metric, ylabel: str, scale: float = 1.0,
                        every_metric: bool = False, skip_missing: bool = False) -> bool:
   """A logged quantity against the epoch for ``{label: jsonl path}`` (eval.jsonl or train.jsonl).
@@ -61,8 +67,7 @@ def plot_over_training(runs: dict[str, str], out_png: str, metric, ylabel: str, 
   Returns whether the plot was written."""
   metrics = (metric,) if isinstance(metric, str) else tuple(metric)
   fig, ax = plt.subplots(figsize=(6.5 + (2.5 if len(runs) > 4 else 0), 4.2))
-  if len(runs) > 10:  # more runs than the default colour cycle: one colour each
-    ax.set_prop_cycle(color=plt.get_cmap("tab20")(np.linspace(0, 1, 20))[:len(runs)])
+  ax.set_prop_cycle(color=run_colors(len(runs)))
   for label, path in runs.items():
     logged = read_metrics(path)
     names = [m for m in metrics if any(m in r for r in logged)]
@@ -115,7 +120,7 @@ def plot_density_over_training(runs: dict[str, str], out_png: str) -> None:
   dotted) at each evaluation (GJE issue: do the densities lag the embeddings?)."""
   fig, axes = plt.subplots(1, len(SAMPLING_PANELS), figsize=(5 * len(SAMPLING_PANELS), 3.8))
   styles = {"learned_density": "-", "gaussian_fitted_afterwards": "--"}
-  for color, (label, path) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], runs.items()):
+  for color, (label, path) in zip(run_colors(len(runs)), runs.items()):
     logged = [r for r in read_metrics(path) if "sampling_learned_density_recall" in r]
     if not logged:
       raise ValueError(f"{path} has no sampling_learned_density_* rows (run with the sampling evaluator online)")
