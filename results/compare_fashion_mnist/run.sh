@@ -20,6 +20,10 @@ declare -A ROWS=(
   [gmje_k64_em]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=64 --config.gmje.fit=em --config.eval.online_evaluators=('knn','sampling')"
   # Prototype GMJE with full covariances (cross-view dependence inside a component), K = 4, EM, the barrier.
   [gmje_full_em_logdet]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.eval.online_evaluators=('knn','sampling')"
+  # The same with the barrier at half weight (gamma = 0.5), and with Epps-Pulley at 4x (lambda = 4): does
+  # taming the scale growth of gamma = 1 lift k-NN?
+  [gmje_full_em_logdet_half]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=0.5"
+  [gmje_full_em_logdet_ep4]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.gmje.marginal_weight=4.0"
   [gje_em_logdet]="gje,evaluators=knn+linear_probe+sampling --config.gje.fit=em --config.gje.log_det_weight=1.0 --config.eval.online_evaluators=('knn','sampling')"
 )
 for name in "$@"; do
