@@ -199,7 +199,8 @@ def test_remedy_keeps_every_direction_where_the_naive_loss_collapses(method):
 
 
 @pytest.mark.parametrize("method,overrides", [
-    ("gmje", {"gmje.fit": "em", "gmje.num_components": 2, "gmje.covariance_type": "diag"}),
+    ("gmje", {"gmje.fit": "em", "gmje.num_components": 2, "gmje.covariance_type": "diag",
+              "gmje.em_cov_floor": 0.5}),
     ("gmje_mdn", {"gmje_mdn.num_components": 2, "gmje_mdn.hidden": 16}),
     ("gmje_gng", {"gmje_gng.capacity": 8, "gmje_gng.insert_every": 8}),
     ("gmje_smc", {"gmje_smc.bank_size": 24, "gmje_smc.reweight_strength": 1.0,
@@ -214,6 +215,8 @@ def test_remedies_train_through_the_shared_trainer_on_8_devices(tmp_path, method
   if method == "gmje":
     assert bool(state.model_state["density_em"]["density"]["initialized"])
     assert "density" not in state.params  # EM parameters are state, not trained by gradient
+    # The configured floor reaches the M-step (the tiny model's variances are far below 0.5).
+    assert float(state.model_state["density_em"]["density"]["cov"].min()) >= 0.5
     # A resumed run restores the EM state too.
     again = train_and_evaluate(tiny_method_config(**{"method": method, "num_train_steps": 3,
                                                      "resume_with_changed_config": True, **overrides}),
@@ -232,6 +235,7 @@ def test_remedies_train_through_the_shared_trainer_on_8_devices(tmp_path, method
 @pytest.mark.parametrize("field,value,message", [
     ("gmje.fit", "sgd", "config.gmje.fit='sgd'"),
     ("gmje.em_step_size", 0.0, "config.gmje.em_step_size=0.0"),
+    ("gmje.em_cov_floor", 0.0, "config.gmje.em_cov_floor=0.0"),
     ("gmje_mdn.num_components", 0, "config.gmje_mdn.num_components=0"),
     ("gmje_gng.capacity", 1, "config.gmje_gng.capacity=1"),
     ("gmje_smc.bank_size", 8, "config.gmje_smc.bank_size=8"),

@@ -128,14 +128,14 @@ def _predictor(latent_dim, model_config, dtype, *, hidden: int) -> Head:
 
 
 def _joint_density(latent_dim, model_config, dtype, *, num_components: int, covariance_type: str, fit: str,
-                   symmetric: bool, em_step_size: float) -> Head:
+                   symmetric: bool, em_step_size: float, em_cov_floor: float) -> Head:
   del model_config, dtype  # the density is float32 parameters, not a network
   if fit not in gm.MIXTURE_FITS:
     raise ValueError(f"density fit {fit!r} is not one of {gm.MIXTURE_FITS}")
   if fit == "em":
     return Head(joint=OnlineEMMixtureDensity(dim=2 * latent_dim, num_components=num_components,
                                              covariance_type=covariance_type, symmetric=symmetric,
-                                             step_size=em_step_size))
+                                             step_size=em_step_size, cov_floor=em_cov_floor))
   return Head(joint=MixtureDensity(dim=2 * latent_dim, num_components=num_components,
                                    covariance_type=covariance_type))
 

@@ -91,6 +91,9 @@ def density_defaults(num_components: int) -> dict[str, Any]:
       "symmetric": True,
       "fit": "gradient",  # "em": GMJE-EM, stepwise EM on stop-gradient embeddings
       "em_step_size": 0.05,  # ρ of the running sufficient statistics (fit = "em")
+      # added to every M-step covariance (fit = "em"): it bounds what a component gains per direction by
+      # shrinking, ½ log(σ² / floor) (docs/gje-design-notes.md, "Within-component collapse")
+      "em_cov_floor": 1e-4,
   }
 
 
@@ -102,12 +105,14 @@ def check_density_settings(g, config) -> None:
   check_anti_collapse_settings(g, config)
   require(g.fit in gm.MIXTURE_FITS, f"{m}.fit", g.fit, f"must be one of {gm.MIXTURE_FITS}")
   require(0 < g.em_step_size <= 1, f"{m}.em_step_size", g.em_step_size, "must be in (0, 1]")
+  require(0 < g.em_cov_floor < float("inf"), f"{m}.em_cov_floor", g.em_cov_floor, "must be a finite number > 0")
   require(m != "gje" or g.num_components == 1, "gje.num_components", g.num_components,
           "GJE is the K = 1 case; use method 'gmje' for K > 1")
 
 
 def density_head_settings(g) -> dict[str, Any]:
-  return {name: g[name] for name in ("num_components", "covariance_type", "fit", "symmetric", "em_step_size")}
+  return {name: g[name] for name in ("num_components", "covariance_type", "fit", "symmetric", "em_step_size",
+                                          "em_cov_floor")}
 
 
 GNG_DEFAULTS = {  # Fritzke's defaults; capacity = the most nodes
