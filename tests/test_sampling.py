@@ -77,6 +77,8 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
                   "learned density vs train-mode embeddings", "real train embeddings (floor)"):
     assert f"| tiny | {sampler} |" in table and f"| own | {sampler} |" in table, sampler
   assert (tmp_path / "sampling_nearest_tiny.png").stat().st_size > 1000
+  components = (tmp_path / "sampling_components.md").read_text().splitlines()
+  assert len(components) == 2 + 2 * 2 and components[2].startswith("| tiny | 0 |")  # 2 runs x K = 2
   assert (tmp_path / "sampling_over_training.png").stat().st_size > 5000  # from the online rows of eval.jsonl
   # An earlier table's rows are kept for runs not embedded again (older rows lack the newer columns).
   previous = tmp_path / "previous.jsonl"
@@ -124,3 +126,31 @@ def test_fitted_densities_nll_against_scipy_and_each_other():
     sampling.fitted_mixture(two, 0, seed=0)
   quality = sampling.sample_quality(two, 0.5 * two, sampling.median_distance(two))
   assert quality["dispersion"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "isotropic"])
+def test_component_rows_find_the_collapsed_component(covariance_type):
+  """Known answer: 70 % of the rows sit in a component with 3 of 4 directions at
+  variance 1e-6, 30 % in a unit-variance one far away."""
+  import jax.numpy as jnp
+
+  rng = np.random.default_rng(0)
+  d, n = 4, 4000
+  tight_var = np.array([1e-6, 1e-6, 1e-6, 1.0]) if covariance_type != "isotropic" else np.full(d, 1e-6)
+  tight = rng.normal(size=(int(0.7 * n), d)) * np.sqrt(tight_var)
+  broad = rng.normal(size=(n - len(tight), d)) + 10.0
+  real = np.concatenate([tight, broad])
+  variances = np.stack([tight_var, np.ones(d)])
+  cov = {"full": np.stack([np.diag(np.sqrt(v)) for v in variances]),  # Cholesky factors
+         "diag": variances, "isotropic": variances[:, 0]}[covariance_type]
+  density = {"density_logits": jnp.log(jnp.array([0.7, 0.3])), "density_means": jnp.array([np.zeros(d), np.full(d, 10.0)]),
+             "density_cov": jnp.asarray(cov, jnp.float32)}
+  rows = sampling.component_rows("r", density, covariance_type, real)
+  assert [r["component"] for r in rows] == [0, 1]
+  np.testing.assert_allclose([r["weight"] for r in rows], [0.7, 0.3], rtol=1e-5)
+  np.testing.assert_allclose([r["test_mass"] for r in rows], [0.7, 0.3], atol=1e-6)
+  np.testing.assert_allclose(rows[1]["mean_norm"], 20.0, rtol=1e-6)
+  np.testing.assert_allclose([rows[0]["eig_min"], rows[1]["eig_max"]], [1e-6, 1.0], rtol=1e-4)
+  # The threshold is 1e-3 x the mean variance of `real` (about 21 here): 0.021.
+  assert rows[0]["degenerate_directions"] == (3 if covariance_type != "isotropic" else 4)
+  assert rows[1]["degenerate_directions"] == 0 and rows[0]["dim"] == d

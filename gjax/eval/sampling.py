@@ -25,7 +25,8 @@ evaluation-mode ones, the shift between the two modes is the cause.
       --run gmje=configs/gmje_fashion_mnist.py:compare,workdirs/compare/gmje \
       --run vje=configs/vje_fashion_mnist.py:compare,workdirs/compare/vje
 
-Besides the table: ``<out>.jsonl`` (rows), ``<out>_nearest_<run>.png`` (the
+Besides the table: ``<out>.jsonl`` (rows), ``<out>_components.md`` (what each
+component of a learned mixture holds, :func:`component_rows`), ``<out>_nearest_<run>.png`` (the
 nearest training image of sampled latents, per sampler) and, for runs trained
 with the evaluator online (``eval.online_evaluators`` naming ``sampling``),
 ``<out>_over_training.png`` (:func:`gjax.eval.plots.plot_density_over_training`).
@@ -207,6 +208,41 @@ def sampler_rows(name: str, config, joint, density, gmm_components: int, seed: i
   return rows, samplers
 
 
+DEGENERATE_RATIO = 1e-3  # a covariance eigenvalue below this times the test embeddings' mean variance
+
+
+def covariance_eigenvalues(cov, covariance_type: str, dim: int) -> np.ndarray:
+  """``[K, dim]`` eigenvalues of each component's covariance, ascending (``full``:
+  ``cov`` is the Cholesky factor ``L``, ``Σ = L Lᵀ``; ``diag``: the variances;
+  ``isotropic``: the variance ``dim`` times)."""
+  cov = np.asarray(cov, np.float64)
+  if covariance_type == "full":
+    return np.sort(np.linalg.svd(cov, compute_uv=False) ** 2, axis=-1)
+  if covariance_type == "diag":
+    return np.sort(cov, axis=-1)
+  return np.repeat(cov[:, None], dim, axis=1)
+
+
+def component_rows(name: str, density, covariance_type: str, real: np.ndarray) -> list[dict]:
+  """What each component of a learned mixture holds: its prior weight, its
+  responsibility mass on the held-out joint embeddings ``real``, the norm of
+  its mean, its covariance eigenvalues (min / median / max) and its number of
+  degenerate directions (eigenvalue below :data:`DEGENERATE_RATIO` times the
+  mean per-dimension variance of ``real``: a component that holds many
+  embeddings there is a collapse the batch covariance cannot see)."""
+  logits, means, cov = (density[k] for k in ("density_logits", "density_means", "density_cov"))
+  resp = np.asarray(gm.mixture_responsibilities(jnp.asarray(real, jnp.float32), logits, means, cov,
+                                                covariance_type))
+  eig = covariance_eigenvalues(cov, covariance_type, real.shape[1])
+  threshold = DEGENERATE_RATIO * float(np.mean(np.var(real, axis=0)))
+  weights = np.asarray(jax.nn.softmax(jnp.asarray(logits)))
+  return [{"run": name, "component": k, "weight": float(weights[k]), "test_mass": float(resp[:, k].mean()),
+           "mean_norm": float(np.linalg.norm(np.asarray(means)[k])), "eig_min": float(eig[k, 0]),
+           "eig_median": float(np.median(eig[k])), "eig_max": float(eig[k, -1]),
+           "degenerate_directions": int(np.sum(eig[k] < threshold)), "dim": int(real.shape[1])}
+          for k in range(len(weights))]
+
+
 def _slug(sampler: str) -> str:
   """``"4-component GMM fitted afterwards"`` -> ``"4_component_gmm_fitted_afterwards"``."""
   return "".join(c if c.isalnum() else "_" for c in sampler.lower()).strip("_").replace("__", "_")
@@ -277,7 +313,7 @@ def main(argv=None):
                       help="the .jsonl of an earlier table: its rows of runs not named by --run are kept, in order, "
                            "first (for runs whose workdirs are not on this machine)")
   args = parser.parse_args(argv)
-  rows, over_training = [], {}
+  rows, over_training, components = [], {}, []
   if args.previous_rows:
     names = {spec.partition("=")[0] for spec in args.run}
     with open(args.previous_rows) as f:
@@ -300,6 +336,8 @@ def main(argv=None):
     for row in run_rows:
       print(json.dumps(row), flush=True)
     rows += run_rows
+    if density is not None:
+      components += component_rows(name, density, config[config.method].covariance_type, joint["test"])
     picture_rng = np.random.default_rng(args.seed + 1)
     plot_nearest_images({n: sampler(picture_rng, 10) for n, (sampler, _) in samplers.items()}, joint["train"],
                         train_images, os.path.splitext(args.out)[0] + f"_nearest_{name}.png",
@@ -320,6 +358,14 @@ def main(argv=None):
   with open(os.path.splitext(args.out)[0] + ".jsonl", "w") as f:
     for r in rows:
       f.write(json.dumps(r) + "\n")
+  if components:
+    with open(os.path.splitext(args.out)[0] + "_components.md", "w") as f:
+      f.write(f"| run | component | prior weight | test mass | norm of mean | covariance eigenvalue min / median / max "
+              f"| degenerate directions (< {DEGENERATE_RATIO:g} x mean test variance) |\n|---|---|---|---|---|---|---|\n")
+      for c in components:
+        f.write(f"| {c['run']} | {c['component']} | {c['weight']:.3f} | {c['test_mass']:.3f} | {c['mean_norm']:.2f} | "
+                f"{c['eig_min']:.2e} / {c['eig_median']:.2e} / {c['eig_max']:.2e} | "
+                f"{c['degenerate_directions']} of {c['dim']} |\n")
   if over_training:  # runs trained with the sampling evaluator online: its numbers over training
     from gjax.eval.plots import plot_density_over_training
     plot_density_over_training(over_training, os.path.splitext(args.out)[0] + "_over_training.png")
