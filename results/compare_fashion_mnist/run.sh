@@ -29,6 +29,8 @@ declare -A ROWS=(
   [gmje_full_em_logdet_floor1e-2]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.gmje.em_cov_floor=0.01"
   # gamma 0.5 sampled best, lambda 4 gave the best k-NN: both together
   [gmje_full_em_logdet_half_ep4]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=0.5 --config.gmje.marginal_weight=4.0"
+  # gamma 1 between lambda 1 (sampling target met, k-NN not) and lambda 4 (k-NN met, sampling recall not)
+  [gmje_full_em_logdet_ep2]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.gmje.marginal_weight=2.0"
   [gje_em_logdet]="gje,evaluators=knn+linear_probe+sampling --config.gje.fit=em --config.gje.log_det_weight=1.0 --config.eval.online_evaluators=('knn','sampling')"
 )
 for name in "$@"; do
