@@ -154,3 +154,8 @@ def test_component_rows_find_the_collapsed_component(covariance_type):
   # The threshold is 1e-3 x the mean variance of `real` (about 21 here): 0.021.
   assert rows[0]["degenerate_directions"] == (3 if covariance_type != "isotropic" else 4)
   assert rows[1]["degenerate_directions"] == 0 and rows[0]["dim"] == d
+  # The table lists used components and counts the others.
+  unused = dict(rows[1], component=2, weight=1e-5, test_mass=0.0)
+  table = sampling.components_table(rows + [unused]).splitlines()
+  assert len(table) == 2 + 3 and table[2].startswith("| r | 0 | 0.700 | 0.700 | 0.00 |")
+  assert table[-1].startswith("| r | 1 unused (weight and test mass < 0.001) |")

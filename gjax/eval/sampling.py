@@ -243,6 +243,25 @@ def component_rows(name: str, density, covariance_type: str, real: np.ndarray) -
           for k in range(len(weights))]
 
 
+UNUSED_MASS = 1e-3  # a component with prior weight and test mass below this is counted, not listed
+
+
+def components_table(components: list[dict]) -> str:
+  """Markdown of :func:`component_rows`; per run, components holding neither
+  prior weight nor test mass (both < :data:`UNUSED_MASS`) are one count row."""
+  lines = [f"| run | component | prior weight | test mass | norm of mean | covariance eigenvalue min / median / max "
+           f"| degenerate directions (< {DEGENERATE_RATIO:g} x mean test variance) |", "|---|---|---|---|---|---|---|"]
+  for run in dict.fromkeys(c["run"] for c in components):
+    rows = [c for c in components if c["run"] == run]
+    used = [c for c in rows if max(c["weight"], c["test_mass"]) >= UNUSED_MASS]
+    lines += [f"| {run} | {c['component']} | {c['weight']:.3f} | {c['test_mass']:.3f} | {c['mean_norm']:.2f} | "
+              f"{c['eig_min']:.2e} / {c['eig_median']:.2e} / {c['eig_max']:.2e} | "
+              f"{c['degenerate_directions']} of {c['dim']} |" for c in used]
+    if len(used) < len(rows):
+      lines.append(f"| {run} | {len(rows) - len(used)} unused (weight and test mass < {UNUSED_MASS:g}) | | | | | |")
+  return "\n".join(lines) + "\n"
+
+
 def _slug(sampler: str) -> str:
   """``"4-component GMM fitted afterwards"`` -> ``"4_component_gmm_fitted_afterwards"``."""
   return "".join(c if c.isalnum() else "_" for c in sampler.lower()).strip("_").replace("__", "_")
@@ -360,12 +379,9 @@ def main(argv=None):
       f.write(json.dumps(r) + "\n")
   if components:
     with open(os.path.splitext(args.out)[0] + "_components.md", "w") as f:
-      f.write(f"| run | component | prior weight | test mass | norm of mean | covariance eigenvalue min / median / max "
-              f"| degenerate directions (< {DEGENERATE_RATIO:g} x mean test variance) |\n|---|---|---|---|---|---|---|\n")
-      for c in components:
-        f.write(f"| {c['run']} | {c['component']} | {c['weight']:.3f} | {c['test_mass']:.3f} | {c['mean_norm']:.2f} | "
-                f"{c['eig_min']:.2e} / {c['eig_median']:.2e} / {c['eig_max']:.2e} | "
-                f"{c['degenerate_directions']} of {c['dim']} |\n")
+      f.write(components_table(components))
+    with open(os.path.splitext(args.out)[0] + "_components.jsonl", "w") as f:
+      f.writelines(json.dumps(c) + "\n" for c in components)
   if over_training:  # runs trained with the sampling evaluator online: its numbers over training
     from gjax.eval.plots import plot_density_over_training
     plot_density_over_training(over_training, os.path.splitext(args.out)[0] + "_over_training.png")
