@@ -84,6 +84,61 @@ def test_log_det_barrier_turns_the_followed_density_into_mutual_information():
   assert "log_det_barrier" not in loss_at(1.0, 0.0)[1]  # weight 0 adds nothing (the earlier graph)
 
 
+def test_component_barrier_cancels_each_components_reward_for_shrinking():
+  # Two far-apart clusters (70 % / 30 % of the rows), each scored by its own joint Gaussian. Shrinking cluster A
+  # about its mean pays π_A·2d per unit of log-scale in the NLL. The batch barrier sees part of it (the batch
+  # covariance is mostly the clusters' separation); the per-component barrier cancels it exactly, and the loss is
+  # Σ_k π_k (-log π_k - MI_k) + d(log 2π + 1).
+  rng = np.random.default_rng(6)
+  d, n = 3, 600
+  x = rng.normal(size=(n, d))
+  z1 = x + 0.5 * rng.normal(size=x.shape)
+  z2 = x @ rng.normal(size=(d, d)) + 0.5 * rng.normal(size=x.shape)
+  in_a = np.arange(n) < int(0.7 * n)
+  z1[~in_a] += 40.0
+  z2[~in_a] -= 40.0
+  z1, z2 = z1.astype(np.float32), z2.astype(np.float32)
+  groups = [np.flatnonzero(in_a), np.flatnonzero(~in_a)]
+  weights = np.array([in_a.mean(), 1 - in_a.mean()])
+
+  def outputs(a):
+    centre = [jnp.mean(z[groups[0]], 0) for z in (z1, z2)]
+    zs = [jnp.asarray(z).at[groups[0]].set(c + a * (z[groups[0]] - c)) for z, c in zip((z1, z2), centre)]
+    u = jnp.concatenate(zs, -1)
+    means, chols = [], []
+    for g in groups:
+      m = jnp.mean(u[g], 0)
+      means.append(m)
+      chols.append(jnp.linalg.cholesky((u[g] - m).T @ (u[g] - m) / len(g)))
+    return {"z_1": zs[0], "z_2": zs[1], "density_logits": jnp.log(jnp.asarray(weights, jnp.float32)),
+            "density_means": jnp.stack(means), "density_cov": jnp.stack(chols)}
+
+  hp = method_settings("gmje")
+  hp.symmetric, hp.marginal_weight, hp.num_components, hp.covariance_type = False, 0.0, 2, "full"
+
+  def loss_at(a, weight, form):
+    hp.log_det_weight, hp.log_det_form = weight, form
+    return get_objective("gmje").loss_fn(outputs(a), jax.random.PRNGKey(0), hp)
+
+  slope = lambda weight, form: float(jax.grad(lambda a: loss_at(a, weight, form)[0])(1.0))  # noqa: E731
+  np.testing.assert_allclose(slope(0.0, "batch"), weights[0] * 2 * d, rtol=1e-3)
+  # The batch barrier cancels the shrinking only along the separation: a third of the reward is left (1.44 of 4.2).
+  assert slope(1.0, "batch") > 0.25 * weights[0] * 2 * d
+  assert abs(slope(1.0, "component")) < 1e-3
+  logdet = lambda m: np.linalg.slogdet(m)[1]  # noqa: E731
+  u = np.concatenate([z1, z2], -1).astype(np.float64)
+  expected = d * (np.log(2 * np.pi) + 1)
+  for g, w in zip(groups, weights):
+    c = np.cov(u[g], rowvar=False, bias=True)
+    expected += w * (-np.log(w) - 0.5 * (logdet(c[:d, :d]) + logdet(c[d:, d:]) - logdet(c)))
+  np.testing.assert_allclose(loss_at(1.0, 1.0, "component")[0], expected, rtol=1e-4)
+
+
+def test_bad_barrier_form_is_named(tmp_path):
+  with pytest.raises(ValueError, match=r"config\.gmje\.log_det_form='per_view'"):
+    train_and_evaluate(tiny_config(**{"method": "gmje", "gmje.log_det_form": "per_view"}), str(tmp_path))
+
+
 def test_naive_loss_mahalanobis_term_is_the_dimension():
   out = _outputs(b=256, d=4)
   loss, metrics = get_objective("gje_naive").loss_fn(out, jax.random.PRNGKey(0), method_settings("gje_naive"))

@@ -151,6 +151,24 @@ def test_empirical_half_log_det_matches_numpy_slogdet():
     gm.empirical_half_log_det(u, ridge=-1.0)
 
 
+def test_weighted_empirical_half_log_det_matches_numpy_aweights():
+  rng = np.random.default_rng(12)
+  for n, dim, ridge in [(60, 4, 0.0), (30, 5, 1e-3)]:
+    u = rng.normal(size=(n, dim)) @ rng.normal(size=(dim, dim)) + 3.0
+    w = rng.uniform(size=n) * (rng.uniform(size=n) > 0.3)  # some rows weigh nothing
+    cov = np.cov(u, rowvar=False, bias=True, aweights=w) + ridge * np.eye(dim)
+    with x64():
+      got = gm.empirical_half_log_det(u, ridge=ridge, weights=w)
+      equal = gm.empirical_half_log_det(u, ridge=ridge, weights=np.full(n, 7.0))
+      plain = gm.empirical_half_log_det(u, ridge=ridge)
+    np.testing.assert_allclose(got, 0.5 * np.linalg.slogdet(cov)[1], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(equal, plain, rtol=1e-12)  # equal weights: the unweighted moments
+  grad_check(lambda v: gm.empirical_half_log_det(v, ridge=0.1, weights=jnp.linspace(0.1, 1.0, 12)),
+             (rng.normal(size=(12, 3)),))
+  with pytest.raises(ValueError, match="weights have 5 entries for 12 rows"):
+    gm.empirical_half_log_det(rng.normal(size=(12, 3)), ridge=0.1, weights=np.ones(5))
+
+
 def test_empirical_half_log_det_float32_collapsed_batch_stays_finite():
   # A batch with one dead direction (zero variance): finite with the 1e-6 floor as ridge, value and gradient.
   u = jax.random.normal(jax.random.PRNGKey(0), (256, 16)).at[:, 3].set(0.0)

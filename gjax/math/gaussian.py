@@ -195,12 +195,15 @@ class EmpiricalGaussianNLL(NamedTuple):
   half_log_det: jax.Array
 
 
-def _centred_qr(u: jax.Array, ridge: float, name: str = "u"):
+def _centred_qr(u: jax.Array, ridge: float, name: str = "u", weights: jax.Array | None = None):
   """QR of the centred batch stacked on ``√(N·ridge)·I``: ``Rᵀ R = N (Σ̂ + ridge·I)``.
 
   ``Σ̂`` is the batch's biased (1/N) covariance; the whitened batch is
   ``L⁻¹ (u_n - μ̂) = √N · Q_n`` with ``L = Rᵀ/√N``. Working from the data rather
-  than from ``Σ̂`` keeps the condition number unsquared in float32.
+  than from ``Σ̂`` keeps the condition number unsquared in float32. With
+  ``weights`` ``w_n >= 0`` the moments are weighted (``μ̂ = Σ w_n u_n / Σ w``,
+  ``Σ̂ = Σ w_n (u_n - μ̂)(u_n - μ̂)ᵀ / Σ w``): the rows are scaled by
+  ``√(N w_n / Σ w)``.
   Returns ``(Q of the batch rows, ½ log|Σ̂ + ridge·I|)``.
   """
   _checks.check_ndim(name, u, 2)
@@ -212,7 +215,14 @@ def _centred_qr(u: jax.Array, ridge: float, name: str = "u"):
         f"the empirical covariance of {n} samples in {dim} dimensions is singular "
         "(need N > dim, or ridge > 0)"
     )
-  centred = u - jnp.mean(u, axis=0)
+  if weights is None:
+    centred = u - jnp.mean(u, axis=0)
+  else:
+    _checks.check_ndim(f"weights of {name}", weights, 1)
+    if weights.shape[0] != n:
+      raise ValueError(f"weights have {weights.shape[0]} entries for {n} rows of {name}")
+    share = weights / jnp.sum(weights)
+    centred = jnp.sqrt(n * share)[:, None] * (u - share @ u)
   stacked = jnp.concatenate([centred, jnp.sqrt(n * ridge) * jnp.eye(dim, dtype=u.dtype)], axis=0)
   q, r = jnp.linalg.qr(stacked, mode="reduced")
   half_log_det = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(r)))) - 0.5 * dim * jnp.log(float(n))
@@ -235,8 +245,10 @@ def empirical_gaussian_nll(u: jax.Array, ridge: float = 0.0) -> EmpiricalGaussia
   return EmpiricalGaussianNLL(0.5 * u.shape[1] * LOG_2PI + half_log_det + 0.5 * maha, maha, half_log_det)
 
 
-def empirical_half_log_det(u: jax.Array, ridge: float = 0.0) -> jax.Array:
-  """``½ log|Σ̂ + ridge·I|`` of a batch ``u [N, dim]`` (biased 1/N covariance).
+def empirical_half_log_det(u: jax.Array, ridge: float = 0.0, weights: jax.Array | None = None) -> jax.Array:
+  """``½ log|Σ̂ + ridge·I|`` of a batch ``u [N, dim]`` (biased 1/N covariance;
+  with ``weights [N]``, ``w_n >= 0`` not all 0, the weighted covariance
+  ``Σ w_n (u_n - μ̂)(u_n - μ̂)ᵀ / Σ w`` about the weighted mean).
 
   The log-det barrier of the design doc's "Marginal anti-collapse loss"
   alternatives: ``-½ log|Σ̂|`` grows without bound as the batch shrinks in any
@@ -245,4 +257,4 @@ def empirical_half_log_det(u: jax.Array, ridge: float = 0.0) -> jax.Array:
   with weight 1 cancels that reward exactly. Same QR as
   :func:`empirical_gaussian_nll`; requires ``N > dim`` when ``ridge = 0``.
   """
-  return _centred_qr(u, ridge)[1]
+  return _centred_qr(u, ridge, weights=weights)[1]

@@ -22,17 +22,21 @@ import jax.numpy as jnp
 
 from gjax import math as gm
 from gjax.objectives.registry import Objective, register, require
-from gjax.objectives.shared_terms import (ANTI_COLLAPSE_DEFAULTS, anti_collapse_loss, bank_head_settings,
-                                          check_anti_collapse_settings, check_bank_settings, collapse_metrics,
-                                          joint_rows, marginal_loss, memory_bank_loss)
+from gjax.objectives.shared_terms import (ANTI_COLLAPSE_DEFAULTS, BARRIER_FORMS, anti_collapse_loss,
+                                          bank_head_settings, check_anti_collapse_settings, check_bank_settings,
+                                          collapse_metrics, component_log_det_barrier, joint_rows, marginal_loss,
+                                          memory_bank_loss)
 
 
 def _density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any, covariance_type: str):
   u = joint_rows(outputs, hparams.symmetric)
-  log_p = gm.mixture_log_prob(u, outputs["density_logits"], outputs["density_means"],
-                              outputs["density_cov"], covariance_type)
-  nll = -jnp.mean(log_p)
-  penalty, penalty_metrics = anti_collapse_loss(outputs, rng, hparams)
+  density = (outputs["density_logits"], outputs["density_means"], outputs["density_cov"], covariance_type)
+  nll = -jnp.mean(gm.mixture_log_prob(u, *density))
+  barrier = None
+  if hparams.log_det_form == "component":  # the barrier per component, under the density's responsibilities
+    barrier = lambda: component_log_det_barrier(  # noqa: E731
+        u, jax.lax.stop_gradient(gm.mixture_responsibilities(u, *density)))
+  penalty, penalty_metrics = anti_collapse_loss(outputs, rng, hparams, barrier)
   loss = nll + penalty
   extra = {k: outputs[k] for k in ("gng_active",) if k in outputs}
   return loss, {"loss": loss, "nll": nll, **penalty_metrics, **extra, **collapse_metrics(outputs)}
@@ -44,7 +48,9 @@ def joint_density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams
   ``outputs`` carries ``z_1, z_2`` and the density head's ``density_logits``,
   ``density_means``, ``density_cov``; ``hparams``: ``covariance_type``,
   ``marginal_weight`` (λ), ``num_slices``, ``log_det_weight`` (γ), ``symmetric``
-  (:func:`gjax.objectives.shared_terms.anti_collapse_loss`).
+  (:func:`gjax.objectives.shared_terms.anti_collapse_loss`) and
+  ``log_det_form``: ``"batch"`` (each view's batch covariance) or
+  ``"component"`` (:func:`gjax.objectives.shared_terms.component_log_det_barrier`).
   """
   return _density_loss(outputs, rng, hparams, hparams.covariance_type)
 
@@ -88,6 +94,7 @@ def density_defaults(num_components: int) -> dict[str, Any]:
       "num_components": num_components,
       "covariance_type": "full",
       **ANTI_COLLAPSE_DEFAULTS,
+      "log_det_form": "batch",  # or "component": the barrier per mixture component (with log_det_weight > 0)
       "symmetric": True,
       "fit": "gradient",  # "em": GMJE-EM, stepwise EM on stop-gradient embeddings
       "em_step_size": 0.05,  # ρ of the running sufficient statistics (fit = "em")
@@ -103,11 +110,17 @@ def check_density_settings(g, config) -> None:
   require(g.covariance_type in COVARIANCE_TYPES, f"{m}.covariance_type", g.covariance_type,
           f"must be one of {COVARIANCE_TYPES}")
   check_anti_collapse_settings(g, config)
+  check_barrier_form(g, config)
   require(g.fit in gm.MIXTURE_FITS, f"{m}.fit", g.fit, f"must be one of {gm.MIXTURE_FITS}")
   require(0 < g.em_step_size <= 1, f"{m}.em_step_size", g.em_step_size, "must be in (0, 1]")
   require(0 < g.em_cov_floor < float("inf"), f"{m}.em_cov_floor", g.em_cov_floor, "must be a finite number > 0")
   require(m != "gje" or g.num_components == 1, "gje.num_components", g.num_components,
           "GJE is the K = 1 case; use method 'gmje' for K > 1")
+
+
+def check_barrier_form(s, config) -> None:
+  require(s.log_det_form in BARRIER_FORMS, f"{config.method}.log_det_form", s.log_det_form,
+          f"must be one of {BARRIER_FORMS}")
 
 
 def density_head_settings(g) -> dict[str, Any]:
@@ -117,13 +130,14 @@ def density_head_settings(g) -> dict[str, Any]:
 
 GNG_DEFAULTS = {  # Fritzke's defaults; capacity = the most nodes
     "capacity": 64, "epsilon_winner": 0.05, "epsilon_neighbor": 0.006, "max_age": 50, "insert_every": 100,
-    "insert_error_decay": 0.5, "error_decay": 0.995, **ANTI_COLLAPSE_DEFAULTS, "symmetric": True}
+    "insert_error_decay": 0.5, "error_decay": 0.995, **ANTI_COLLAPSE_DEFAULTS, "log_det_form": "batch", "symmetric": True}
 GNG_RULE_FIELDS = ("epsilon_winner", "epsilon_neighbor", "max_age", "insert_every", "insert_error_decay",
                    "error_decay")
 
 
 def check_gng_settings(gng, config) -> None:
   check_anti_collapse_settings(gng, config)
+  check_barrier_form(gng, config)
   require(gng.capacity >= 2, "gmje_gng.capacity", gng.capacity, "must be >= 2 (the GNG start size)")
   for field in ("epsilon_winner", "epsilon_neighbor", "insert_error_decay", "error_decay"):
     require(0 < gng[field] <= 1, f"gmje_gng.{field}", gng[field], "must be in (0, 1]")

@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +64,30 @@ def log_det_barrier(outputs: Mapping[str, jax.Array]) -> jax.Array:
   return -sum(gm.empirical_half_log_det(outputs[f"z_{i}"], ridge=gm.EPS) for i in (1, 2))
 
 
+def component_log_det_barrier(u: jax.Array, responsibilities: jax.Array) -> jax.Array:
+  """The barrier per mixture component: ``-Σ_k π̂_k (½ log|Σ̂_k(u_c)| + ½ log|Σ̂_k(u_t)|)``.
+
+  ``Σ̂_k(u_c)`` is the covariance of the context half of the joint rows ``u
+  [N, 2d]`` weighted by component k's responsibilities ``[N, K]`` (taken as
+  given: the caller stops their gradient), ``π̂_k`` their batch mean; floored
+  by ``1e-6·I``. A mixture's NLL rewards shrinking each component, and the
+  batch barrier (:func:`log_det_barrier`) cancels only the reward for
+  shrinking the whole batch: most embeddings can collapse inside one
+  component while others, far away, keep the batch covariance large
+  (docs/gje-design-notes.md, "Within-component collapse"). For hard
+  assignments to components that are each the Gaussian of their own rows,
+  the NLL plus this barrier at weight 1 is ``Σ_k π̂_k (-log π̂_k - MI_k) +
+  const``: no component gains by shrinking (design doc, "Marginal
+  anti-collapse loss", the log-det alternative, per component)."""
+  d = u.shape[-1] // 2
+  half_log_dets = jax.vmap(
+      lambda w: sum(gm.empirical_half_log_det(part, ridge=gm.EPS, weights=w) for part in (u[:, :d], u[:, d:])),
+      in_axes=1)(responsibilities)
+  return -jnp.sum(jnp.mean(responsibilities, axis=0) * half_log_dets)
+
+
+BARRIER_FORMS = ("batch", "component")
+
 ANTI_COLLAPSE_DEFAULTS = {
     "marginal_weight": 1.0,  # λ of the sliced Epps-Pulley statistic toward N(0, I)
     "num_slices": 256,
@@ -71,13 +95,16 @@ ANTI_COLLAPSE_DEFAULTS = {
 }
 
 
-def anti_collapse_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
+def anti_collapse_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any,
+                       barrier: Callable[[], jax.Array] | None = None):
   """``λ · EppsPulley(z) + γ · log_det_barrier`` and its metrics (``marginal``,
-  and ``log_det_barrier`` when ``γ > 0``; γ = 0 adds nothing to the graph)."""
+  and ``log_det_barrier`` when ``γ > 0``; γ = 0 adds nothing to the graph).
+  ``barrier``: computes another barrier in place of :func:`log_det_barrier`
+  (a mixture's :func:`component_log_det_barrier`)."""
   marginal = marginal_loss(outputs, rng, hparams.num_slices)
   penalty, metrics = hparams.marginal_weight * marginal, {"marginal": marginal}
   if hparams.log_det_weight > 0:
-    metrics["log_det_barrier"] = log_det_barrier(outputs)
+    metrics["log_det_barrier"] = barrier() if barrier is not None else log_det_barrier(outputs)
     penalty = penalty + hparams.log_det_weight * metrics["log_det_barrier"]
   return penalty, metrics
 
