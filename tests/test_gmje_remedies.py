@@ -200,7 +200,7 @@ def test_remedy_keeps_every_direction_where_the_naive_loss_collapses(method):
 
 @pytest.mark.parametrize("method,overrides", [
     ("gmje", {"gmje.fit": "em", "gmje.num_components": 2, "gmje.covariance_type": "diag",
-              "gmje.em_cov_floor": 0.5}),
+              "gmje.em_cov_floor": 0.5, "gmje.log_det_weight": 1.0, "gmje.log_det_form": "component"}),
     ("gmje_mdn", {"gmje_mdn.num_components": 2, "gmje_mdn.hidden": 16}),
     ("gmje_gng", {"gmje_gng.capacity": 8, "gmje_gng.insert_every": 8}),
     ("gmje_smc", {"gmje_smc.bank_size": 24, "gmje_smc.reweight_strength": 1.0,
@@ -211,6 +211,8 @@ def test_remedies_train_through_the_shared_trainer_on_8_devices(tmp_path, method
   config = tiny_method_config(**{"method": method, "num_train_steps": 2, **overrides})
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary["final_step"] == 2 and np.isfinite(summary["metrics"]["loss"])
+  if method == "gmje":
+    assert np.isfinite(summary["metrics"]["log_det_barrier"])
   state = summary["state"]
   if method == "gmje":
     assert bool(state.model_state["density_em"]["density"]["initialized"])
