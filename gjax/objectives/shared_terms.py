@@ -80,9 +80,12 @@ def component_log_det_barrier(u: jax.Array, responsibilities: jax.Array) -> jax.
   const``: no component gains by shrinking (design doc, "Marginal
   anti-collapse loss", the log-det alternative, per component)."""
   d = u.shape[-1] // 2
-  half_log_dets = jax.vmap(
-      lambda w: sum(gm.empirical_half_log_det(part, ridge=gm.EPS, weights=w) for part in (u[:, :d], u[:, d:])),
-      in_axes=1)(responsibilities)
+  # One QR per component and view, not a vmapped (batched) one: jaxlib runs a batched LAPACK call through
+  # its thread pool (ParallelBatchMap), which deadlocked in the 2-core CPU train step (docs/gje-design-notes.md,
+  # "Full covariances on CPU: a jaxlib hang").
+  half_log_dets = jnp.stack([
+      sum(gm.empirical_half_log_det(part, ridge=gm.EPS, weights=responsibilities[:, k]) for part in (u[:, :d], u[:, d:]))
+      for k in range(responsibilities.shape[1])])
   return -jnp.sum(jnp.mean(responsibilities, axis=0) * half_log_dets)
 
 
