@@ -165,6 +165,11 @@ def test_weighted_empirical_half_log_det_matches_numpy_aweights():
     np.testing.assert_allclose(equal, plain, rtol=1e-12)  # equal weights: the unweighted moments
   grad_check(lambda v: gm.empirical_half_log_det(v, ridge=0.1, weights=jnp.linspace(0.1, 1.0, 12)),
              (rng.normal(size=(12, 3)),))
+  # A component no row belongs to (float32 responsibilities underflow to 0): the ridge alone, finite gradient.
+  u32 = jnp.asarray(rng.normal(size=(12, 3)), jnp.float32)
+  value, grad = jax.value_and_grad(lambda v: gm.empirical_half_log_det(v, ridge=1e-6, weights=jnp.zeros(12)))(u32)
+  np.testing.assert_allclose(value, 1.5 * np.log(1e-6), rtol=1e-5)
+  assert np.all(np.asarray(grad) == 0.0)
   with pytest.raises(ValueError, match="weights have 5 entries for 12 rows"):
     gm.empirical_half_log_det(rng.normal(size=(12, 3)), ridge=0.1, weights=np.ones(5))
 

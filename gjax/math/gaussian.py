@@ -221,7 +221,8 @@ def _centred_qr(u: jax.Array, ridge: float, name: str = "u", weights: jax.Array 
     _checks.check_ndim(f"weights of {name}", weights, 1)
     if weights.shape[0] != n:
       raise ValueError(f"weights have {weights.shape[0]} entries for {n} rows of {name}")
-    share = weights / jnp.sum(weights)
+    # All weights 0 (a mixture component no row belongs to) leaves the ridge alone, not 0/0.
+    share = weights / jnp.maximum(jnp.sum(weights), jnp.finfo(u.dtype).tiny)
     centred = jnp.sqrt(n * share)[:, None] * (u - share @ u)
   stacked = jnp.concatenate([centred, jnp.sqrt(n * ridge) * jnp.eye(dim, dtype=u.dtype)], axis=0)
   q, r = jnp.linalg.qr(stacked, mode="reduced")
@@ -247,8 +248,10 @@ def empirical_gaussian_nll(u: jax.Array, ridge: float = 0.0) -> EmpiricalGaussia
 
 def empirical_half_log_det(u: jax.Array, ridge: float = 0.0, weights: jax.Array | None = None) -> jax.Array:
   """``½ log|Σ̂ + ridge·I|`` of a batch ``u [N, dim]`` (biased 1/N covariance;
-  with ``weights [N]``, ``w_n >= 0`` not all 0, the weighted covariance
-  ``Σ w_n (u_n - μ̂)(u_n - μ̂)ᵀ / Σ w`` about the weighted mean).
+  with ``weights [N]``, ``w_n >= 0``, the weighted covariance
+  ``Σ w_n (u_n - μ̂)(u_n - μ̂)ᵀ / Σ w`` about the weighted mean; all 0: the
+  ridge alone, ``½ dim log ridge``). Differentiable in ``u``; the weights are
+  taken as constants.
 
   The log-det barrier of the design doc's "Marginal anti-collapse loss"
   alternatives: ``-½ log|Σ̂|`` grows without bound as the batch shrinks in any
