@@ -87,14 +87,22 @@ def sample_joint(key: jax.Array, density: Mapping[str, jax.Array], covariance_ty
 
 
 COVARIANCE_TYPES = ("full", "diag", "isotropic")
+# The anti-collapse settings of the objectives scored by a global mixture (gje, gmje, gmje_gng);
+# "component": the barrier per mixture component (with log_det_weight > 0)
+MIXTURE_ANTI_COLLAPSE_DEFAULTS = {**ANTI_COLLAPSE_DEFAULTS, "log_det_form": "batch"}
+
+
+def check_mixture_anti_collapse_settings(s, config) -> None:
+  check_anti_collapse_settings(s, config)
+  require(s.log_det_form in BARRIER_FORMS, f"{config.method}.log_det_form", s.log_det_form,
+          f"must be one of {BARRIER_FORMS}")
 
 
 def density_defaults(num_components: int) -> dict[str, Any]:
   return {
       "num_components": num_components,
       "covariance_type": "full",
-      **ANTI_COLLAPSE_DEFAULTS,
-      "log_det_form": "batch",  # or "component": the barrier per mixture component (with log_det_weight > 0)
+      **MIXTURE_ANTI_COLLAPSE_DEFAULTS,
       "symmetric": True,
       "fit": "gradient",  # "em": GMJE-EM, stepwise EM on stop-gradient embeddings
       "em_step_size": 0.05,  # ρ of the running sufficient statistics (fit = "em")
@@ -109,8 +117,7 @@ def check_density_settings(g, config) -> None:
   require(g.num_components >= 1, f"{m}.num_components", g.num_components, "must be >= 1 (K)")
   require(g.covariance_type in COVARIANCE_TYPES, f"{m}.covariance_type", g.covariance_type,
           f"must be one of {COVARIANCE_TYPES}")
-  check_anti_collapse_settings(g, config)
-  check_barrier_form(g, config)
+  check_mixture_anti_collapse_settings(g, config)
   require(g.fit in gm.MIXTURE_FITS, f"{m}.fit", g.fit, f"must be one of {gm.MIXTURE_FITS}")
   require(0 < g.em_step_size <= 1, f"{m}.em_step_size", g.em_step_size, "must be in (0, 1]")
   require(0 < g.em_cov_floor < float("inf"), f"{m}.em_cov_floor", g.em_cov_floor, "must be a finite number > 0")
@@ -118,26 +125,20 @@ def check_density_settings(g, config) -> None:
           "GJE is the K = 1 case; use method 'gmje' for K > 1")
 
 
-def check_barrier_form(s, config) -> None:
-  require(s.log_det_form in BARRIER_FORMS, f"{config.method}.log_det_form", s.log_det_form,
-          f"must be one of {BARRIER_FORMS}")
-
-
 def density_head_settings(g) -> dict[str, Any]:
-  return {name: g[name] for name in ("num_components", "covariance_type", "fit", "symmetric", "em_step_size",
-                                          "em_cov_floor")}
+  return {name: g[name]
+          for name in ("num_components", "covariance_type", "fit", "symmetric", "em_step_size", "em_cov_floor")}
 
 
 GNG_DEFAULTS = {  # Fritzke's defaults; capacity = the most nodes
     "capacity": 64, "epsilon_winner": 0.05, "epsilon_neighbor": 0.006, "max_age": 50, "insert_every": 100,
-    "insert_error_decay": 0.5, "error_decay": 0.995, **ANTI_COLLAPSE_DEFAULTS, "log_det_form": "batch", "symmetric": True}
+    "insert_error_decay": 0.5, "error_decay": 0.995, **MIXTURE_ANTI_COLLAPSE_DEFAULTS, "symmetric": True}
 GNG_RULE_FIELDS = ("epsilon_winner", "epsilon_neighbor", "max_age", "insert_every", "insert_error_decay",
                    "error_decay")
 
 
 def check_gng_settings(gng, config) -> None:
-  check_anti_collapse_settings(gng, config)
-  check_barrier_form(gng, config)
+  check_mixture_anti_collapse_settings(gng, config)
   require(gng.capacity >= 2, "gmje_gng.capacity", gng.capacity, "must be >= 2 (the GNG start size)")
   for field in ("epsilon_winner", "epsilon_neighbor", "insert_error_decay", "error_decay"):
     require(0 < gng[field] <= 1, f"gmje_gng.{field}", gng[field], "must be in (0, 1]")
