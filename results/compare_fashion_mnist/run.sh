@@ -31,6 +31,7 @@ declare -A ROWS=(
   [gmje_full_em_logdet_half_ep4]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=0.5 --config.gmje.marginal_weight=4.0"
   # gamma 1 between lambda 1 (sampling target met, k-NN not) and lambda 4 (k-NN met, sampling recall not)
   [gmje_full_em_logdet_ep2]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.gmje.marginal_weight=2.0"
+  [gmje_full_em_logdet_ep3]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.gmje.marginal_weight=3.0"
   # The barrier per component (log_det_form=component): each component's responsibility-weighted covariance of
   # each view, against the collapse inside one component that the batch barrier cannot see; lambda 1 and 4
   [gmje_full_em_component_logdet]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.gmje.log_det_form=component"
