@@ -30,12 +30,14 @@ from gjax.objectives.shared_terms import (ANTI_COLLAPSE_DEFAULTS, BARRIER_FORMS,
 
 def _density_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any, covariance_type: str):
   u = joint_rows(outputs, hparams.symmetric)
-  density = (outputs["density_logits"], outputs["density_means"], outputs["density_cov"], covariance_type)
-  nll = -jnp.mean(gm.mixture_log_prob(u, *density))
+  # log π_k + log N(u; μ_k, Σ_k), once: the NLL's logsumexp and the component barrier's responsibilities
+  components = gm.mixture_component_log_probs(u, outputs["density_logits"], outputs["density_means"],
+                                              outputs["density_cov"], covariance_type)
+  nll = -jnp.mean(jax.nn.logsumexp(components, axis=-1))
   barrier = None
   if hparams.log_det_form == "component":  # the barrier per component, under the density's responsibilities
     barrier = lambda: component_log_det_barrier(  # noqa: E731
-        u, jax.lax.stop_gradient(gm.mixture_responsibilities(u, *density)))
+        u, jax.lax.stop_gradient(jax.nn.softmax(components, axis=-1)))
   penalty, penalty_metrics = anti_collapse_loss(outputs, rng, hparams, barrier)
   loss = nll + penalty
   extra = {k: outputs[k] for k in ("gng_active",) if k in outputs}
