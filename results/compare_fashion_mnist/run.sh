@@ -36,6 +36,11 @@ declare -A ROWS=(
   # each view, against the collapse inside one component that the batch barrier cannot see; lambda 1 and 4
   [gmje_full_em_component_logdet]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.gmje.log_det_form=component"
   [gmje_full_em_component_logdet_ep4]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.gmje.log_det_form=component --config.gmje.marginal_weight=4.0"
+  # Second seeds (data order and initialisation, --config.seed=1) of the rows the issue-17 targets hinge on:
+  # JEPA (the k-NN reference), prototype GMJE at lambda 4 (k-NN 77.0 on seed 0) and with the component barrier
+  [jepa_seed1]="jepa --config.seed=1"
+  [gmje_full_em_logdet_ep4_seed1]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.gmje.marginal_weight=4.0 --config.seed=1"
+  [gmje_full_em_component_logdet_seed1]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.gmje.log_det_form=component --config.seed=1"
   [gje_em_logdet]="gje,evaluators=knn+linear_probe+sampling --config.gje.fit=em --config.gje.log_det_weight=1.0 --config.eval.online_evaluators=('knn','sampling')"
 )
 for name in "$@"; do
