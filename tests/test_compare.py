@@ -47,3 +47,21 @@ def test_rows_of_an_earlier_report_join_new_runs(tmp_path):
   with pytest.raises(SystemExit):
     compare.main(["--root", str(tmp_path / "new"), "--out", str(out), "--methods", "vje,moco",
                   "--previous_rows", str(first / "results.jsonl")])
+
+
+def test_seed_repeats_summarised_with_their_spread(tmp_path):
+  _fake_run(tmp_path, "jepa", {"knn30_h": 0.70, "linear_top1_h": 0.60}, 0.3)
+  _fake_run(tmp_path, "jepa_seed1", {"knn30_h": 0.76, "linear_top1_h": 0.62}, 0.3)
+  _fake_run(tmp_path, "vje", {"knn30_z": 0.8}, 0.3)
+  out = tmp_path / "out"
+  compare.main(["--root", str(tmp_path), "--out", str(out), "--methods", "jepa,vje,jepa_seed1"])
+  table = (out / "results.md").read_text()
+  assert "| jepa | 2 | 73.0 (70.0-76.0) | 61.0 (60.0-62.0) | 3.0 (3.0-3.0) |" in table
+  assert "| vje | " not in table.split("Across seeds")[1]  # a row without repeats is not summarised
+  summary = compare.seed_summary([json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()])
+  assert [e["method"] for e in summary] == ["jepa"] and summary[0]["knn30_h"]["mean"] == pytest.approx(0.73)
+  with pytest.raises(SystemExit):  # a repeat without its seed-0 row
+    compare.main(["--root", str(tmp_path), "--out", str(out), "--methods", "vje,jepa_seed1"])
+  plain = tmp_path / "plain"
+  compare.main(["--root", str(tmp_path), "--out", str(plain), "--methods", "jepa,vje"])
+  assert "Across seeds" not in (plain / "results.md").read_text()

@@ -9,6 +9,10 @@ backbone output (``h`` with a projector, else ``z``), on ``z`` and on ``mu``
 where they exist; the training wall time and throughput; and the collapse
 diagnostics at the end of training (per-dimension std of z, effective rank).
 A method whose diagnostics show collapse is reported as such, not dropped.
+Rows that repeat a row with another ``--config.seed`` are named ``<row>_seed<N>``
+(the row itself is seed 0); ``results.md`` then ends with their mean, min and max
+(:func:`seed_summary`), so a difference between rows can be read against the
+spread between seeds.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 
 from gjax.train.metrics import read_metrics
 
@@ -38,6 +43,46 @@ def method_row(workdir: str, method: str) -> dict:
       row[key] = value
   row["collapsed"] = bool(row["z_std_mean"] is not None and row["z_std_mean"] < COLLAPSE_STD)
   return row
+
+
+SEED_SUFFIX = re.compile(r"^(?P<row>.+)_seed(?P<seed>[0-9]+)$")
+SEED_SUMMARY_KEYS = ("knn30", "linear_top1")  # on the backbone feature; and the effective rank of z
+
+
+def seed_summary(rows: list[dict]) -> list[dict]:
+  """Mean, min and max over seeds of the k-NN30, the linear top-1 (backbone feature) and the
+  effective rank of z, for each row that has ``<row>_seed<N>`` repeats among ``rows``.
+  A repeat whose row is absent is an error (it would be summarised alone)."""
+  names = {r["method"]: r for r in rows}
+  groups: dict[str, list[dict]] = {}
+  for r in rows:
+    match = SEED_SUFFIX.match(r["method"])
+    if match:
+      if match["row"] not in names:
+        raise ValueError(f"seed repeat {r['method']!r} has no row {match['row']!r} (seed 0) in the table")
+      groups.setdefault(match["row"], [names[match["row"]]]).append(r)
+  summary = []
+  for row, members in groups.items():
+    backbone = members[0]["backbone_feature"]
+    entry = {"method": row, "seeds": len(members)}
+    for key in [f"{k}_{backbone}" for k in SEED_SUMMARY_KEYS] + ["z_effective_rank"]:
+      values = [m.get(key) for m in members]
+      if all(isinstance(v, (int, float)) for v in values):
+        entry[key] = {"mean": sum(values) / len(values), "min": min(values), "max": max(values)}
+    summary.append(entry)
+  return summary
+
+
+def seed_markdown(summary: list[dict]) -> str:
+  def cell(entry, key, scale):
+    v = entry.get(key)
+    return f"{scale * v['mean']:.1f} ({scale * v['min']:.1f}-{scale * v['max']:.1f})" if v else "-"
+  lines = ["| row | seeds | k-NN30 backbone | linear backbone | eff. rank z |", "|---|---|---|---|---|"]
+  for e in summary:
+    b = "h" if "knn30_h" in e else "z"
+    lines.append(f"| {e['method']} | {e['seeds']} | {cell(e, f'knn30_{b}', 100)} | "
+                 f"{cell(e, f'linear_top1_{b}', 100)} | {cell(e, 'z_effective_rank', 1)} |")
+  return "\n".join(lines) + "\n"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -78,8 +123,16 @@ def main(argv=None):
                  + (f" and no such row in {args.previous_rows}" if args.previous_rows else ""))
   rows = [method_row(os.path.join(args.root, m), m) if m in here else previous[m] for m in methods]
   os.makedirs(args.out, exist_ok=True)
+  try:
+    seeds = seed_summary(rows)
+  except ValueError as e:
+    parser.error(str(e))
+  table = markdown(rows)
+  if seeds:
+    table += ("\n## Across seeds: mean (min-max) of each row and its `_seed<N>` repeats\n\n"
+              + seed_markdown(seeds))
   with open(os.path.join(args.out, "results.md"), "w") as f:
-    f.write(markdown(rows))
+    f.write(table)
   with open(os.path.join(args.out, "results.jsonl"), "w") as f:
     for r in rows:
       f.write(json.dumps(r) + "\n")
@@ -92,7 +145,7 @@ def main(argv=None):
   plot_over_training({m: path for m, path in logs("train").items() if os.path.exists(path)},
                      os.path.join(args.out, "effective_rank_over_training.png"), "z_effective_rank",
                      "effective rank of z", skip_missing=True)
-  print(markdown(rows))
+  print(table)
 
 
 if __name__ == "__main__":
