@@ -26,6 +26,8 @@ declare -A RUNS=(
   [beta_sum_more]="--config $CFG:one_class --config.vje.nu=0.5 --config.vje.kl_convention=sum --grid vje.beta=0.75,1.25"
   [free_bits_more]="--config $CFG:one_class --config.vje.nu=0.5 --grid vje.free_bits=2.0"
   [paper_lr]="--config $CFG:one_class_paper --grid optim.base_learning_rate=0.0005,0.005"
+  # Around the sweep's maximum (5e-4 gave the study's best Eq. 39): a factor 2 either side
+  [paper_lr_more]="--config $CFG:one_class_paper --grid optim.base_learning_rate=0.001,0.00025"
   [width_quarter]="--config $CFG:one_class --config.vje.nu=0.5 --config.model.width_multiplier=0.25"
   [width_half]="--config $CFG:one_class --config.vje.nu=0.5 --config.model.width_multiplier=0.5"
   # Is the training budget the bound? The same model after 1 step (the encoder at
@@ -36,7 +38,7 @@ declare -A RUNS=(
 )
 # beta = 0.5 under "sum" is beta = 1.0 under "mean" (base_nu0.5) to the last bit: not run twice.
 ORDER=(base_nu0.5 paper_recipe free_bits beta_mean beta_sum base_nu1 beta_mean_more beta_sum_more free_bits_more
-       paper_lr width_quarter width_half untrained epochs_30 epochs_30_beta0.5)
+       paper_lr paper_lr_more width_quarter width_half untrained epochs_30 epochs_30_beta0.5)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   [ -n "${RUNS[$name]:-}" ] || { echo "unknown setting $name; known: ${!RUNS[*]}" >&2; exit 2; }
