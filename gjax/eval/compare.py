@@ -64,7 +64,7 @@ def seed_summary(rows: list[dict]) -> list[dict]:
   summary = []
   for row, members in groups.items():
     backbone = members[0]["backbone_feature"]
-    entry = {"method": row, "seeds": len(members)}
+    entry = {"method": row, "seeds": len(members), "backbone_feature": backbone}
     for key in [f"{k}_{backbone}" for k in SEED_SUMMARY_KEYS] + ["z_effective_rank"]:
       values = [m.get(key) for m in members]
       if all(isinstance(v, (int, float)) for v in values):
@@ -79,7 +79,7 @@ def seed_markdown(summary: list[dict]) -> str:
     return f"{scale * v['mean']:.1f} ({scale * v['min']:.1f}-{scale * v['max']:.1f})" if v else "-"
   lines = ["| row | seeds | k-NN30 backbone | linear backbone | eff. rank z |", "|---|---|---|---|---|"]
   for e in summary:
-    b = "h" if "knn30_h" in e else "z"
+    b = e["backbone_feature"]
     lines.append(f"| {e['method']} | {e['seeds']} | {cell(e, f'knn30_{b}', 100)} | "
                  f"{cell(e, f'linear_top1_{b}', 100)} | {cell(e, 'z_effective_rank', 1)} |")
   return "\n".join(lines) + "\n"
