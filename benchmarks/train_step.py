@@ -233,16 +233,18 @@ def main():
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="the JAX model's compute dtype (parameters stay float32)")
   parser.add_argument("--no-torch", action="store_true")
+  parser.add_argument("--torch-only", action="store_true",
+                      help="only the PyTorch row (e.g. from another Python whose torch build is at hand)")
   parser.add_argument("--fake_devices", type=int, default=0, help="CPU: split the host into this many devices")
   args = parser.parse_args()
-  print(f"{jax.device_count()} {jax.devices()[0].platform} device(s); XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
-        f"load {os.getloadavg()[0]:.2f}")
+  print(f"jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; Python {sys.version.split()[0]}; load {os.getloadavg()[0]:.2f}")
   print("| arch | stem | image | width | batch | step | ms/step | images/s | compile s | torch / this |")
   print("|---|---|---|---|---|---|---|---|---|---|")
   for width in (float(w) for w in args.width.split(",")):
     for batch in (int(b) for b in args.batch.split(",")):
       config = bench_config(args.arch, args.stem, args.image, batch, width, args.dtype)
-      rows = jax_rows(config, args.steps)
+      rows = [] if args.torch_only else jax_rows(config, args.steps)
       torch_result = None if args.no_torch else torch_row(config, args.steps)
       if torch_result is not None:
         rows.append(torch_result)

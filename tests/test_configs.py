@@ -9,7 +9,7 @@ import pytest
 from gjax.train.config import validate_config
 
 #: The composed entry points (``configs/<data set>.py:method=...``), tested below.
-COMPOSED = ("fashion_mnist", "cifar10")
+COMPOSED = ("fashion_mnist", "cifar10", "imagenet")
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob("configs/*.py")
                  if not os.path.basename(p).startswith("_") and os.path.basename(p)[:-3] not in COMPOSED)
 VARIANTS = {"vje_fashion_mnist": ("", "smoke", "one_class", "one_class_paper", "compare"), "gmje_fashion_mnist": ("", "smoke", "compare"),

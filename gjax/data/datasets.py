@@ -64,6 +64,10 @@ class DatasetSpec:
   label_key: str = "label"
   host_square: int = 0
   load: Loader | None = None
+  # Known without reading the data (0: unknown): for sizing a run ahead of time
+  # (``gjax.scale``: steps per epoch, the probe's classes, the recipe's cost).
+  num_pretrain_examples: int = 0
+  num_classes: int = 0
 
   def __post_init__(self):
     object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
@@ -79,6 +83,9 @@ class DatasetSpec:
       problems.append(f"mean={self.mean} and std={self.std} must be non-empty, of one length, with std > 0")
     if self.image_size < 0 or self.host_square < 0:
       problems.append(f"image_size={self.image_size} and host_square={self.host_square} must be >= 0")
+    if self.num_pretrain_examples < 0 or self.num_classes < 0:
+      problems.append(f"num_pretrain_examples={self.num_pretrain_examples} and num_classes={self.num_classes} "
+                      "must be >= 0")
     if not 0 < self.eval_crop_fraction <= 1:
       problems.append(f"eval_crop_fraction={self.eval_crop_fraction} must be in (0, 1]")
     for field in ("pretrain_split", "train_split", "eval_split", "image_key", "label_key"):
@@ -160,17 +167,20 @@ def _synthetic(split, config):
                                seed=config.seed + (split != "train"))
 
 
-register_dataset(DatasetSpec("fashion_mnist", "memory", (0.2860,), (0.3530,), image_size=28, load=_fashion_mnist))
-register_dataset(DatasetSpec("digits", "memory", (0.3055,), (0.3759,), image_size=8, load=_digits))
+register_dataset(DatasetSpec("fashion_mnist", "memory", (0.2860,), (0.3530,), image_size=28, load=_fashion_mnist,
+                             num_pretrain_examples=60_000, num_classes=10))
+register_dataset(DatasetSpec("digits", "memory", (0.3055,), (0.3759,), image_size=8, load=_digits,
+                             num_pretrain_examples=1437, num_classes=10))  # int(1797 * 0.8)
 # Synthetic images have the size and channels the config asks for; mean / std are
 # those of their generator's pixel distribution.
-register_dataset(DatasetSpec("synthetic", "memory", (0.5,), (0.25,), load=_synthetic))
+register_dataset(DatasetSpec("synthetic", "memory", (0.5,), (0.25,), load=_synthetic, num_pretrain_examples=2048))
 register_dataset(DatasetSpec("cifar10", "tfds", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), image_size=32,
-                             tfds_name="cifar10"))
+                             tfds_name="cifar10", num_pretrain_examples=50_000, num_classes=10))
 register_dataset(DatasetSpec("cifar100", "tfds", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), image_size=32,
-                             tfds_name="cifar100"))
+                             tfds_name="cifar100", num_pretrain_examples=50_000, num_classes=100))
 register_dataset(DatasetSpec("stl10", "tfds", (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713), image_size=96,
-                             blur=True, tfds_name="stl10", pretrain_split="unlabelled+train"))
+                             blur=True, tfds_name="stl10", pretrain_split="unlabelled+train",
+                             num_pretrain_examples=105_000, num_classes=10))
 register_dataset(DatasetSpec("imagenet2012", "tfds", IMAGENET_MEAN, IMAGENET_STD, image_size=224, blur=True,
                              eval_crop_fraction=0.875, tfds_name="imagenet2012", eval_split="validation",
-                             host_square=256))
+                             host_square=256, num_pretrain_examples=1_281_167, num_classes=1000))

@@ -22,6 +22,27 @@ def check_features(name: str, x: np.ndarray) -> None:
     raise ValueError(f"{name} has non-finite values in {bad} of {len(x)} rows")
 
 
+def make_embed_step(model, augment: gdata.AugmentConfig, mesh, *, train_mode: bool = False):
+  """The jitted feature step ``(variables, uint8 batch, key, augmented) -> {name: [B, D]}``
+  over ``mesh`` (variables and key replicated, the batch sharded on ``data``;
+  ``augmented`` is static): the evaluation view, or with ``augmented=True`` a
+  training-style view drawn with ``key``. Used by :func:`extract_features` and
+  compiled ahead of time by ``gjax.scale``."""
+  replicated = gdata.replicated_sharding(mesh)
+
+  @functools.partial(jax.jit, in_shardings=(replicated, gdata.batch_sharding(mesh), replicated),
+                     static_argnums=(3,))
+  def embed(variables, batch, key, augmented):
+    x = gdata.augment_batch(key, batch, augment) if augmented else gdata.eval_preprocess(batch, augment)
+    if train_mode:
+      out, _ = model.apply(variables, x, train=True, method=type(model).embed,
+                           mutable=[k for k in variables if k != "params"])
+      return out
+    return model.apply(variables, x, train=False, method=type(model).embed)
+
+  return embed
+
+
 def extract_features(model, variables, images: np.ndarray, augment: gdata.AugmentConfig, mesh,
                      batch_size: int = 512, view_rng=None, train_mode: bool = False) -> dict[str, np.ndarray]:
   """Embeds ``images`` (uint8 NHWC); returns host arrays.
@@ -39,18 +60,7 @@ def extract_features(model, variables, images: np.ndarray, augment: gdata.Augmen
   """
   num_devices = mesh.devices.size
   batch_size = max(num_devices, batch_size - batch_size % num_devices)
-
-  replicated = gdata.replicated_sharding(mesh)
-
-  @functools.partial(jax.jit, in_shardings=(replicated, gdata.batch_sharding(mesh), replicated),
-                     static_argnums=(3,))
-  def embed(variables, batch, key, augmented):
-    x = gdata.augment_batch(key, batch, augment) if augmented else gdata.eval_preprocess(batch, augment)
-    if train_mode:
-      out, _ = model.apply(variables, x, train=True, method=type(model).embed,
-                           mutable=[k for k in variables if k != "params"])
-      return out
-    return model.apply(variables, x, train=False, method=type(model).embed)
+  embed = make_embed_step(model, augment, mesh, train_mode=train_mode)
 
   if train_mode:  # padding rows would enter the batch statistics: whole batches only
     if len(images) < batch_size:

@@ -99,7 +99,7 @@ def _feature_stats(train_x: np.ndarray, standardize: bool) -> tuple[np.ndarray, 
   return mean.astype(np.float32), std.astype(np.float32)
 
 
-def _make_optimizer(learning_rate: float, momentum: float, weight_decay: float,
+def make_probe_optimizer(learning_rate: float, momentum: float, weight_decay: float,
                     total_steps: int) -> optax.GradientTransformation:
   schedule = optax.cosine_decay_schedule(learning_rate, decay_steps=total_steps)
   parts = []
@@ -109,7 +109,7 @@ def _make_optimizer(learning_rate: float, momentum: float, weight_decay: float,
   return optax.chain(*parts)
 
 
-def _make_train_step(optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh):
+def make_probe_step(optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh):
   """One jitted SGD step; params/opt state replicated, batch sharded on "data"."""
   replicated = replicated_sharding(mesh)
 
@@ -198,7 +198,7 @@ def fit_linear_probe(train_x, train_y, *, num_classes: int | None = None, epochs
   features = ((train_x.astype(np.float32) - mean) / std).astype(np.float32)
 
   steps_per_epoch = num_train // batch_size
-  optimizer = _make_optimizer(learning_rate, momentum, weight_decay, epochs * steps_per_epoch)
+  optimizer = make_probe_optimizer(learning_rate, momentum, weight_decay, epochs * steps_per_epoch)
   replicated = replicated_sharding(mesh)
   key = jax.random.key(seed)
   params = {
@@ -207,7 +207,7 @@ def fit_linear_probe(train_x, train_y, *, num_classes: int | None = None, epochs
   }
   params = jax.device_put(params, replicated)
   opt_state = jax.device_put(optimizer.init(params), replicated)
-  train_step = _make_train_step(optimizer, mesh)
+  train_step = make_probe_step(optimizer, mesh)
 
   local_size = batch_size // process_count
   local_start = jax.process_index() * local_size

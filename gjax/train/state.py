@@ -63,10 +63,10 @@ def make_optimizer(config, steps_per_epoch: int, total_steps: int):
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
-def create_train_state(rng, model, tx, image_shape, replicated, *, with_target: bool = False) -> TrainState:
-  """Initialises parameters inside one jitted program, replicated on the mesh
-  (compiled with :data:`INIT_COMPILER_OPTIONS`); ``with_target``: the momentum
-  target network starts as a copy of the online parameters."""
+def init_state_fn(model, tx, image_shape, *, with_target: bool = False):
+  """The pure ``rng -> TrainState`` that initialises a run (``with_target``: the
+  momentum target network starts as a copy of the online parameters); jitted
+  by :func:`create_train_state`, traced abstractly by :func:`abstract_train_state`."""
   def init(rng):
     dummy = jnp.zeros((2,) + tuple(image_shape), jnp.float32)
     variables = model.init(rng, dummy, dummy, train=False)
@@ -75,7 +75,23 @@ def create_train_state(rng, model, tx, image_shape, replicated, *, with_target: 
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
                       opt_state=tx.init(params),
                       target_params=jax.tree_util.tree_map(jnp.copy, params) if with_target else {})
+  return init
+
+
+def create_train_state(rng, model, tx, image_shape, replicated, *, with_target: bool = False) -> TrainState:
+  """Initialises parameters inside one jitted program, replicated on the mesh
+  (compiled with :data:`INIT_COMPILER_OPTIONS`)."""
+  init = init_state_fn(model, tx, image_shape, with_target=with_target)
   return jax.jit(init, out_shardings=replicated).lower(rng).compile(INIT_COMPILER_OPTIONS)(rng)
+
+
+def abstract_train_state(model, tx, image_shape, replicated, *, with_target: bool = False) -> TrainState:
+  """The train state's shapes and dtypes as ``jax.ShapeDtypeStruct`` leaves with
+  the ``replicated`` sharding, without computing or placing anything: what
+  :func:`create_train_state` would return, for ahead-of-time compilation on
+  devices this process does not have (``gjax.scale``)."""
+  shapes = jax.eval_shape(init_state_fn(model, tx, image_shape, with_target=with_target), jax.random.PRNGKey(0))
+  return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes)
 
 
 def no_checkpoint_error(workdir: str, manager=None) -> FileNotFoundError | None:

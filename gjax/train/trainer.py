@@ -36,8 +36,8 @@ from gjax.train.checkpoints import checkpoint_manager, restore_latest, save_chec
 from gjax.train.guards import NonFiniteGuard, StopSignals, any_process
 from gjax.train.input_pipeline import build_train_input, global_batches
 from gjax.train.metrics import MetricWriter
-from gjax.train.state import build_method, create_train_state, make_optimizer, total_train_steps
-from gjax.train.step import make_train_step
+from gjax.train.plan import plan_run
+from gjax.train.state import create_train_state
 from gjax.train.workdir import WorkdirLock, check_run_identity, truncate_metrics
 
 log = logging.getLogger("gjax.train")
@@ -85,14 +85,11 @@ def _train_and_evaluate(config, workdir: str, stop_after_steps: int | None,
   replicated = gdata.replicated_sharding(mesh)
 
   train_input = build_train_input(config)
-  total_steps = total_train_steps(config, train_input.steps_per_epoch)
-  objective, hparams, model = build_method(config)
-  tx, schedule = make_optimizer(config, train_input.steps_per_epoch, total_steps)
-
-  root = jax.random.PRNGKey(config.seed)
-  init_rng, step_rng = jax.random.split(root)
-  state = create_train_state(init_rng, model, tx, train_input.image_shape, replicated,
-                             with_target=objective.uses_target(hparams))
+  plan = plan_run(config, steps_per_epoch=train_input.steps_per_epoch, image_shape=train_input.image_shape,
+                  augment=train_input.augment, mesh=mesh)
+  model, schedule, total_steps, train_step = plan.model, plan.schedule, plan.total_steps, plan.train_step
+  state = create_train_state(plan.init_rng, model, plan.tx, train_input.image_shape, replicated,
+                             with_target=plan.with_target)
   manager = checkpoint_manager(workdir, config)
   if manager.latest_step() is not None:
     try:
@@ -120,7 +117,6 @@ def _train_and_evaluate(config, workdir: str, stop_after_steps: int | None,
              jax.devices()[0].platform, jax.process_count(), start_step, total_steps,
              f"resumed from step {start_step}" if start_step else "new run", workdir)
 
-  train_step = make_train_step(model, objective, hparams, tx, train_input.augment, step_rng, mesh, total_steps)
   writer = MetricWriter(workdir, "train", enabled=is_main)
   eval_every = int(round(config.eval.every_epochs * train_input.steps_per_epoch))
   if eval_every > 0:
