@@ -89,3 +89,39 @@ def test_the_flag_reaches_xla_and_leaves_the_numbers_unchanged():
   assert without["ynn"] and not with_flag["ynn"]
   for key in ("loss", "grad_norm"):
     assert abs(with_flag[key] - without[key]) <= 1e-5 * abs(without[key]), (key, with_flag, without)
+
+
+def test_the_cpu_platform_is_chosen_only_where_libtpu_has_no_tpu(tmp_path):
+  choose = xla_cpu.cpu_only_platform
+  assert choose({}, True, False, False)[0] == "cpu"
+  for environ, libtpu, gpu, tpu in (({}, False, False, False), ({}, True, True, False), ({}, True, False, True),
+                                    ({"JAX_PLATFORMS": "tpu"}, True, False, False),
+                                    ({xla_cpu.OPT_OUT_ENV: "0"}, True, False, False)):
+    platform, why = choose(environ, libtpu, gpu, tpu)
+    assert platform == "" and why, (environ, libtpu, gpu, tpu)
+  # A TPU chip on the PCI bus (Google's vendor id) or /dev/accel*; other vendors are not TPUs.
+  for vendor in ("0x1af4", "0x8086"):
+    (tmp_path / "sys/bus/pci/devices" / vendor).mkdir(parents=True)
+    (tmp_path / "sys/bus/pci/devices" / vendor / "vendor").write_text(vendor + "\n")
+  assert not xla_cpu.tpu_chip_present(str(tmp_path))
+  (tmp_path / "dev").mkdir()
+  (tmp_path / "dev/accel0").write_text("")
+  assert xla_cpu.tpu_chip_present(str(tmp_path))
+  (tmp_path / "dev/accel0").unlink()
+  (tmp_path / "sys/bus/pci/devices/0000:00:05.0").mkdir()
+  (tmp_path / "sys/bus/pci/devices/0000:00:05.0/vendor").write_text("0x1ae0\n")
+  assert xla_cpu.tpu_chip_present(str(tmp_path))
+
+
+def test_importing_gjax_on_a_cpu_host_with_libtpu_starts_jax_on_the_cpu_quietly():
+  """libtpu is installed for the TPU compiles; without gjax's choice jax would try
+  the TPU backend first and libtpu would print its initialisation errors."""
+  environ = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", xla_cpu.OPT_OUT_ENV)}
+  code = "import gjax, jax, os; print(jax.devices()[0].platform, os.environ.get('JAX_PLATFORMS'))"
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                       env=environ)
+  assert out.returncode == 0, out.stderr[-2000:]
+  if xla_cpu.cpu_only_platform({})[0] != "cpu":
+    pytest.skip(f"not a CPU host with libtpu: {xla_cpu.cpu_only_platform({})[1]}")
+  assert out.stdout.split() == ["cpu", "cpu"]
+  assert "TPU" not in out.stderr, out.stderr[-2000:]
