@@ -24,6 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 

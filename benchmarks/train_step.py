@@ -40,6 +40,7 @@ if "--fake_devices" in sys.argv:  # must reach XLA before jax starts
   _count = sys.argv[sys.argv.index("--fake_devices") + 1]
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_count}")
 
+import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

@@ -1,6 +1,6 @@
 """XLA CPU options that gjax sets before jax starts (issue 15: the step's speed on CPU).
 
-XLA:CPU in jaxlib 0.10 sends every convolution to YNNPACK, whose kernel
+XLA:CPU in jaxlib 0.10 and 0.12 sends every convolution to YNNPACK, whose kernel
 gradient is several times slower than the Eigen path on AVX2 machines
 (``results/throughput.md``: a 3x3 convolution at 128x32x32x64, kernel gradient
 172 ms -> 60 ms; the VJE step 1.03-1.56x faster depending on width). The experimental flag
@@ -43,8 +43,10 @@ import os
 from typing import MutableMapping
 
 YNN_CONVOLUTION_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-#: jaxlib versions whose XLA knows the flag and where it was measured to help.
-KNOWN_JAXLIB_PREFIXES = ("0.10.",)
+#: jaxlib versions whose XLA knows the flag and where it was measured to help
+#: (0.10: results/throughput.md; 0.12: results/jax_upgrade/README.md, the
+#: full-width ResNet-18 step 1.35x faster with it). 0.11 was never measured.
+KNOWN_JAXLIB_PREFIXES = ("0.10.", "0.12.")
 #: ``GJAX_XLA_CPU_DEFAULTS=0`` keeps XLA's own defaults.
 OPT_OUT_ENV = "GJAX_XLA_CPU_DEFAULTS"
 #: Distributions whose presence means an accelerator backend may be the default.

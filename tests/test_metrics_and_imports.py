@@ -117,9 +117,10 @@ PRIVATE_JAX = ("jax._src", "jax.interpreters", "jax.lib", "jaxlib")
 
 
 def test_no_private_jax_api_is_used():
-  """gjax supports jax 0.10 and 0.11 (the accelerator images' version): only
-  public APIs, which both keep, are used (no jax._src, jax.interpreters,
-  jax.lib or jaxlib imports or attribute accesses)."""
+  """gjax runs on jax 0.12 and is meant to follow jax's releases and the
+  accelerator images' versions: only public APIs, which releases keep, are
+  used (no jax._src, jax.interpreters, jax.lib or jaxlib imports or attribute
+  accesses)."""
   import ast
   import glob
 
