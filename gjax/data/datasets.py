@@ -173,7 +173,8 @@ register_dataset(DatasetSpec("digits", "memory", (0.3055,), (0.3759,), image_siz
                              num_pretrain_examples=1437, num_classes=10))  # int(1797 * 0.8)
 # Synthetic images have the size and channels the config asks for; mean / std are
 # those of their generator's pixel distribution.
-register_dataset(DatasetSpec("synthetic", "memory", (0.5,), (0.25,), load=_synthetic, num_pretrain_examples=2048))
+register_dataset(DatasetSpec("synthetic", "memory", (0.5,), (0.25,), load=_synthetic, num_pretrain_examples=2048,
+                             num_classes=10))
 register_dataset(DatasetSpec("cifar10", "tfds", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), image_size=32,
                              tfds_name="cifar10", num_pretrain_examples=50_000, num_classes=10))
 register_dataset(DatasetSpec("cifar100", "tfds", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), image_size=32,

@@ -267,7 +267,10 @@ def compile_run(config, topology: str, *, per_chip_batch: int | None = None,
       features = jax.eval_shape(lambda v, b, k: embed(v, b, k, False), variables, images, key)
       dim = features["h"].shape[-1]
       _, _, num_classes = dataset_geometry(config)
-      num_classes = num_classes or 10
+      if num_classes < 1:
+        raise ValueError(f"config.dataset.name={config.dataset.name!r}: its number of classes is not known ahead "
+                         "of time, which the linear-probe step needs: give its DatasetSpec num_classes, or leave "
+                         "'probe' out of the steps")
       optimizer = make_probe_optimizer(0.05, 0.9, 5e-6, 100)
       params = {"weights": jax.ShapeDtypeStruct((dim, num_classes), jnp.float32, sharding=replicated),
                 "bias": jax.ShapeDtypeStruct((num_classes,), jnp.float32, sharding=replicated)}
