@@ -172,8 +172,10 @@ def compile_step(name: str, jitted, args: tuple, tpu: Slice, per_chip_batch: int
 def dataset_geometry(config) -> tuple[tuple[int, int, int], int, int]:
   """``(image shape on the host, pretraining examples, classes)`` of
   ``config.dataset`` without reading its images: from the data set's spec (and
-  ``config.dataset.num_train_examples``); a ``tfds:NAME`` data set of stored
-  size reads its TFDS metadata. ``ValueError`` naming what is unknown."""
+  ``config.dataset.num_train_examples``, which a one-class run restricted by
+  ``dataset.train_classes`` should set to its class's size for its schedule to
+  be the run's); a ``tfds:NAME`` data set of stored size reads its TFDS
+  metadata. ``ValueError`` naming what is unknown."""
   d = config.dataset
   spec = spec_from_config(d)
   channels = len(spec.mean)
