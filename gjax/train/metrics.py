@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import os
 import socket
@@ -71,6 +72,12 @@ class MetricWriter:
 
 
 def read_metrics(path: str) -> list[dict]:
-  """Reads a JSON-lines metric file written by :class:`MetricWriter`."""
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  """Reads a JSON-lines metric file written by :class:`MetricWriter`; a torn
+  last line (a run killed or out of disk space mid-write, or one being written
+  now) is left out with a warning naming the file."""
+  from gjax.train.workdir import read_jsonl
+
+  rows, torn = read_jsonl(path)
+  if torn:
+    logging.getLogger("gjax.train").warning("%s: its last line is torn (cut off mid-line): left out", path)
+  return rows

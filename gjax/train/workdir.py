@@ -125,21 +125,63 @@ class WorkdirLock:
     return False
 
 
+class RunFileError(ValueError):
+  """A file of the run directory that cannot be parsed; the message names it and what to do."""
+
+
+def read_jsonl(path: str, what_to_do: str = "") -> tuple[list[dict], bool]:
+  """The rows of the append-only JSON-lines file ``path`` and whether its last
+  line was torn (cut mid-line by a full disk or a crash; left out, not an
+  error). Any other line that is not a JSON object raises
+  :class:`RunFileError` naming the file, the line and ``what_to_do``."""
+  with open(path, errors="replace") as f:
+    lines = f.read().split("\n")
+  numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+  rows = []
+  for k, (number, line) in enumerate(numbered):
+    try:
+      row = json.loads(line)
+    except ValueError as error:
+      if k == len(numbered) - 1:
+        return rows, True
+      raise RunFileError(f"{path}: line {number} cannot be parsed as JSON ({error}). "
+                         f"{what_to_do or 'Repair or delete that line.'}") from None
+    if not isinstance(row, dict):
+      raise RunFileError(f"{path}: line {number} is {type(row).__name__}, not a JSON object. "
+                         f"{what_to_do or 'Repair or delete that line.'}")
+    rows.append(row)
+  return rows, False
+
+
+def _metrics_advice(path: str) -> str:
+  return (f"Delete or repair that line of {os.path.basename(path)} (only it: the checkpoints and the other "
+          f"rows stay valid), then rerun")
+
+
 def truncate_metrics(path: str, after_step: int) -> int:
   """Drops the rows of the JSON-lines file ``path`` whose step is above
-  ``after_step`` (atomically rewritten); returns how many were dropped."""
+  ``after_step``, and a torn last line (with a warning naming the file), by
+  an atomic rewrite; returns how many rows were dropped."""
   if not os.path.exists(path):
     return 0
-  with open(path) as f:
-    lines = [line for line in f if line.strip()]
-  keep = [line for line in lines if json.loads(line)["step"] <= after_step]
-  if len(keep) == len(lines):
+  rows, torn = read_jsonl(path, _metrics_advice(path))
+  for number, row in enumerate(rows, 1):
+    if not isinstance(row.get("step"), int):
+      raise RunFileError(f"{path}: row {number} has no integer 'step' ({str(row)[:80]}). "
+                         f"{_metrics_advice(path)}")
+  keep = [row for row in rows if row["step"] <= after_step]
+  with open(path, "rb") as f:
+    ends_cleanly = f.read().endswith(b"\n") or os.path.getsize(path) == 0
+  if torn:
+    log.warning("%s: its last line is torn (cut off mid-line, e.g. by a full disk or a crash while it was "
+                "written): dropped", path)
+  if len(keep) == len(rows) and not torn and ends_cleanly:
     return 0
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:
-    f.writelines(keep)
+    f.writelines(json.dumps(row) + "\n" for row in keep)
   os.replace(tmp, path)
-  return len(lines) - len(keep)
+  return len(rows) - len(keep)
 
 
 def changed_fields(saved: dict, current: dict) -> dict[str, tuple]:
