@@ -36,3 +36,55 @@ def test_case01_a_torn_last_line_of_train_jsonl_is_dropped_with_a_warning(tmp_pa
     assert f"{tmp_path / name}: its last line is torn" in caplog.text and "dropped" in caplog.text
   assert [json.loads(line)["step"] for line in (tmp_path / "train.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
   assert (tmp_path / "eval.jsonl").read_text() == '{"step": 2, "knn_top1": 0.5}\n'
+
+
+def _damage_one_byte(path, offset=0):
+  data = bytearray(path.read_bytes())
+  data[offset] = ord("#")
+  path.write_bytes(bytes(data))
+
+
+def test_case08_unparseable_run_files_are_named_with_what_to_do_and_summary_json_is_checked_before_training(
+    tmp_path, caplog):
+  from gjax.train.workdir import RunFileError
+
+  config = tiny(num_train_steps=4, log_every_steps=1, checkpoint_every_steps=2)
+  train_and_evaluate(config, str(tmp_path), stop_after_steps=2)
+  good = {name: (tmp_path / name).read_bytes() for name in ("config.json", "train.jsonl", "summary.json")}
+  _damage_one_byte(tmp_path / "config.json")
+  with pytest.raises(RunFileError) as info:
+    train_and_evaluate(config, str(tmp_path))
+  assert str(info.value).startswith(f"{tmp_path / 'config.json'} cannot be parsed as JSON")
+  assert "move it aside and rerun" in str(info.value)
+  (tmp_path / "config.json").write_bytes(good["config.json"])
+  _damage_one_byte(tmp_path / "train.jsonl")  # the first of two lines: not a torn last line
+  with pytest.raises(RunFileError, match=rf"^{tmp_path / 'train.jsonl'}: line 1 cannot be parsed as JSON .*"
+                                         r"Delete or repair that line"):
+    train_and_evaluate(config, str(tmp_path))
+  assert checkpoint_steps(tmp_path) == [2] and not (tmp_path / "lock.json").exists()  # refused before anything
+  (tmp_path / "train.jsonl").write_bytes(good["train.jsonl"])
+  _damage_one_byte(tmp_path / "summary.json", offset=len(good["summary.json"]) // 2)
+  with caplog.at_level(logging.WARNING, logger="gjax.train"):
+    resumed = train_and_evaluate(config, str(tmp_path))  # trains on instead of failing after the last step
+  assert resumed["start_step"] == 2 and resumed["final_step"] == 4
+  (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("summary.json.unreadable-")]
+  assert f"{tmp_path / 'summary.json'} cannot be read" in caplog.text and f"moved to {aside}" in caplog.text
+  assert aside.read_bytes() != good["summary.json"] and len(aside.read_bytes()) == len(good["summary.json"])
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert [(s["start_step"], s["final_step"]) for s in summary["segments"]] == [(2, 4)]
+
+
+def test_case09_a_directory_holding_another_tools_files_is_refused_before_anything_is_written(tmp_path):
+  from gjax.train.workdir import NotAGjaxWorkdirError
+
+  theirs = {"config.json": json.dumps({"lr": 0.1, "epochs": 3}), "train.jsonl": '{"epoch": 1, "loss": 0.3}\n'}
+  for name, text in theirs.items():
+    (tmp_path / name).write_text(text)
+  with pytest.raises(NotAGjaxWorkdirError) as info:
+    train_and_evaluate(tiny(num_train_steps=2), str(tmp_path))
+  message = str(info.value)
+  assert f"{tmp_path} holds files gjax did not write" in message and "use another --workdir" in message.lower()
+  assert f"{tmp_path / 'config.json'}: a JSON dict without gjax's config fields ['method', 'dataset'" in message
+  assert f"{tmp_path / 'train.jsonl'}: row 1 has no integer 'step'" in message
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted(theirs)  # nothing written, nothing overwritten
+  assert all((tmp_path / name).read_text() == text for name, text in theirs.items())

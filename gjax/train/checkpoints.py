@@ -151,8 +151,11 @@ def _unreadable_message(manager: ocp.CheckpointManager, failures, config) -> str
   if config is not None and os.path.exists(config_path):
     from gjax.train.workdir import changed_fields
 
-    with open(config_path) as f:
-      changes = changed_fields(json.load(f), json.loads(config.to_json_best_effort()))
+    try:
+      with open(config_path) as f:
+        changes = changed_fields(json.load(f), json.loads(config.to_json_best_effort()))
+    except (ValueError, TypeError, AttributeError):  # a damaged config.json: nothing to compare with
+      changes = {}
     if changes:
       listed = "; ".join(f"{k}: {old!r} (run) vs {new!r} (given)" for k, (old, new) in changes.items())
       return message + f" The run's config.json differs from the given config in: {listed}. Use the run's config."

@@ -38,7 +38,7 @@ from gjax.train.input_pipeline import build_train_input, global_batches
 from gjax.train.metrics import MetricWriter
 from gjax.train.plan import plan_run
 from gjax.train.state import create_train_state
-from gjax.train.workdir import WorkdirLock, check_run_identity, truncate_metrics
+from gjax.train.workdir import WorkdirLock, check_run_files, check_run_identity, read_segments, truncate_metrics
 
 log = logging.getLogger("gjax.train")
 
@@ -74,6 +74,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
     raise ValueError(f"config.eval.every_epochs={config.eval.every_epochs!r} asks for evaluation during "
                      "training: call gjax.eval.train_and_evaluate (train.py does), or pass online_evaluator")
   os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    check_run_files(workdir)  # before anything is written: another tool's files, damaged ones
   with WorkdirLock(workdir, enabled=jax.process_index() == 0):
     return _train_and_evaluate(config, workdir, stop_after_steps, online_evaluator)
 
@@ -100,6 +102,7 @@ def _train_and_evaluate(config, workdir: str, stop_after_steps: int | None,
     state = restore_latest(manager, state, config=config)
     log.info("resumed from step %d", int(state.step))
   start_step = int(state.step)
+  earlier_segments = read_segments(workdir, start_step) if is_main else []  # checked before training
   if is_main:
     with open(os.path.join(workdir, "config.json.tmp"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -209,10 +212,7 @@ def _train_and_evaluate(config, workdir: str, stop_after_steps: int | None,
   if is_main and end_step > start_step:  # a resume with nothing left to do keeps the old summary
     # The whole run: one segment per process lifetime that trained in this workdir.
     summary_path = os.path.join(workdir, "summary.json")
-    segments = []
-    if start_step > 0 and os.path.exists(summary_path):
-      with open(summary_path) as f:
-        segments = [seg for seg in json.load(f).get("segments", []) if seg["start_step"] < start_step]
+    segments = list(earlier_segments)
     segments.append({k: summary[k] for k in ("start_step", "final_step", "wall_seconds", "compile_seconds",
                                              "skipped_steps", "preempted")})
     summary["segments"] = segments

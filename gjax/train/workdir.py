@@ -184,6 +184,92 @@ def truncate_metrics(path: str, after_step: int) -> int:
   return len(rows) - len(keep)
 
 
+def load_run_json(path: str, what_to_do: str):
+  """``path``'s JSON; :class:`RunFileError` naming it and ``what_to_do`` when it cannot be parsed."""
+  try:
+    with open(path, errors="replace") as f:
+      return json.load(f)
+  except ValueError as error:
+    raise RunFileError(f"{path} cannot be parsed as JSON ({error}). {what_to_do}") from None
+
+
+#: The top-level fields every gjax config.json has (``base_config``).
+GJAX_CONFIG_FIELDS = ("method", "dataset", "model", "batch_size")
+SUMMARY_NAME = "summary.json"
+METRIC_FILES = ("train.jsonl", "eval.jsonl")
+
+
+def _config_advice(path: str) -> str:
+  return (f"It records the config of the run in {os.path.dirname(path)}: if it was damaged, move it aside and "
+          "rerun (the resume then cannot compare configs and writes it anew); if the directory is another "
+          "tool's, use another --workdir")
+
+
+def _not_gjax(workdir: str, name: str) -> str | None:
+  """Why ``workdir``/``name`` (a file name gjax writes) was not written by gjax, or None (it was, or is absent).
+  A torn last line of a metric file is not a sign of another tool."""
+  path = os.path.join(workdir, name)
+  if not os.path.exists(path):
+    return None
+  if not os.path.isfile(path):
+    return "not a file"
+  if name == CONFIG_NAME:
+    config = load_run_json(path, _config_advice(path))
+    missing = [k for k in GJAX_CONFIG_FIELDS if not isinstance(config, dict) or k not in config]
+    return f"a JSON {type(config).__name__} without gjax's config fields {missing}" if missing else None
+  if name == SUMMARY_NAME:
+    try:
+      summary = load_run_json(path, "")
+    except RunFileError:
+      return None  # damaged, not foreign: the trainer sets it aside (read_segments)
+    return None if isinstance(summary, dict) and "final_step" in summary else "a JSON file without 'final_step'"
+  rows, _ = read_jsonl(path, _metrics_advice(path))
+  for number, row in enumerate(rows, 1):
+    if not isinstance(row.get("step"), int):
+      return f"row {number} has no integer 'step' ({str(row)[:60]})"
+  return None
+
+
+class NotAGjaxWorkdirError(ValueError):
+  """A workdir holding files under the names gjax writes that gjax did not write."""
+
+
+def check_run_files(workdir: str) -> None:
+  """Reads the files of ``workdir`` that a run reads or rewrites (config.json,
+  summary.json, the metric logs) before anything is written: files another
+  tool wrote under those names raise :class:`NotAGjaxWorkdirError` naming
+  them, files that cannot be parsed :class:`RunFileError` naming the file and
+  what to do."""
+  foreign = [(name, why) for name in (CONFIG_NAME, SUMMARY_NAME) + METRIC_FILES
+             if (why := _not_gjax(workdir, name))]
+  if foreign:
+    listed = "; ".join(f"{os.path.join(workdir, name)}: {why}" for name, why in foreign)
+    raise NotAGjaxWorkdirError(
+        f"{workdir} holds files gjax did not write ({listed}); a run there would overwrite or misread them. "
+        "Use another --workdir (a new or empty directory), or move those files out of it")
+
+
+def read_segments(workdir: str, start_step: int) -> list[dict]:
+  """The segments of ``summary.json`` (one per process lifetime that trained in
+  ``workdir``) that began before ``start_step``. A damaged summary.json is
+  moved aside to ``summary.json.unreadable-<time>`` with a warning (only the
+  earlier segments' wall times are lost; the checkpoints and logs are intact)."""
+  path = os.path.join(workdir, SUMMARY_NAME)
+  if start_step <= 0 or not os.path.exists(path):
+    return []
+  try:
+    segments = load_run_json(path, "").get("segments", [])
+    if not all(isinstance(seg, dict) and isinstance(seg.get("start_step"), int) for seg in segments):
+      raise RunFileError("its segments are not objects with an integer start_step")
+  except (RunFileError, AttributeError, TypeError) as error:
+    aside = f"{path}.unreadable-{int(time.time())}"
+    os.replace(path, aside)
+    log.warning("%s cannot be read (%s): moved to %s; the new summary covers this run's segments from step %d "
+                "on (the checkpoints and metric logs are intact)", path, str(error)[:200], aside, start_step)
+    return []
+  return [seg for seg in segments if seg["start_step"] < start_step]
+
+
 def changed_fields(saved: dict, current: dict) -> dict[str, tuple]:
   """``{field: (saved value, current value)}`` of the fields that change what a
   run computes; fields that only one of the configs has (a config written by
@@ -203,8 +289,7 @@ def check_run_identity(workdir: str, config, resumed_step: int, write: bool) -> 
   path = os.path.join(workdir, CONFIG_NAME)
   if not os.path.exists(path):
     return  # a workdir from before gjax kept its config: nothing to compare with
-  with open(path) as f:
-    saved = json.load(f)
+  saved = load_run_json(path, _config_advice(path))
   current = json.loads(config.to_json_best_effort())
   changes = changed_fields(saved, current)
   if not changes:
