@@ -88,3 +88,27 @@ def test_case09_a_directory_holding_another_tools_files_is_refused_before_anythi
   assert f"{tmp_path / 'train.jsonl'}: row 1 has no integer 'step'" in message
   assert sorted(p.name for p in tmp_path.iterdir()) == sorted(theirs)  # nothing written, nothing overwritten
   assert all((tmp_path / name).read_text() == text for name, text in theirs.items())
+
+
+def test_case06_a_damaged_checksum_side_file_leaves_its_checkpoint_in_use_unverified_with_a_warning(tmp_path, caplog):
+  from tests.test_hardening import assert_states_equal
+
+  config = tiny(num_train_steps=4, checkpoint_every_steps=2, log_every_steps=2)
+  full = train_and_evaluate(config, str(tmp_path))
+  side_file = tmp_path / "checkpoint_checksums" / "4.json"
+  intact = side_file.read_text()
+  crc = next(iter(json.loads(intact)["leaves"].values())).rsplit(":", 1)[1]
+  damages = {"cannot be parsed": "#" + intact[1:],  # one byte: unparseable
+             "its own record_crc32 does not match": intact.replace(crc, crc[:-1] + "0123"[crc[-1] == "0"], 1)}
+  for why, text in damages.items():
+    assert text != intact
+    side_file.write_text(text)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gjax.train"):
+      again = train_and_evaluate(config, str(tmp_path))
+    assert "checkpoint at step 4 has a damaged checksum file" in caplog.text and why in caplog.text
+    assert f"({side_file}): restored unverified" in caplog.text and "cannot be read" not in caplog.text
+    assert "delete it to silence this warning" in caplog.text
+    assert again["start_step"] == 4 and checkpoint_steps(tmp_path) == [2, 4]
+    assert not (tmp_path / "checkpoints_unreadable").exists()
+    assert_states_equal(again["state"], full["state"])
