@@ -112,3 +112,52 @@ def test_case06_a_damaged_checksum_side_file_leaves_its_checkpoint_in_use_unveri
     assert again["start_step"] == 4 and checkpoint_steps(tmp_path) == [2, 4]
     assert not (tmp_path / "checkpoints_unreadable").exists()
     assert_states_equal(again["state"], full["state"])
+
+
+_HOLD_LOCK = ("import sys, time\n"
+              "from gjax.train.workdir import WorkdirLock\n"
+              "lock = WorkdirLock(sys.argv[1]).__enter__()\n"
+              "print('locked', flush=True)\n"
+              "time.sleep(300)\n")
+
+
+def test_case02_the_workdir_lock_is_an_os_file_lock_not_a_pid(tmp_path, caplog):
+  import socket
+  import subprocess
+  import sys
+
+  from gjax.train.workdir import LOCK_NAME, WorkdirInUseError, WorkdirLock, _boot_id
+  from tests.test_hardening import REPO
+
+  lock_file = tmp_path / LOCK_NAME
+  me = {"host": socket.gethostname(), "pid": os.getpid(), "boot_id": _boot_id(), "flock": True, "started": 0.0}
+  # A restarted trainer that got its predecessor's pid (pid 1 of a new PID namespace): no flock, so stale.
+  lock_file.write_text(json.dumps(me))
+  with caplog.at_level(logging.WARNING, logger="gjax.train"):
+    with WorkdirLock(str(tmp_path)):
+      assert json.loads(lock_file.read_text())["started"] > 0  # ours now
+  assert f"taking over the lock of pid {os.getpid()}" in caplog.text and not lock_file.exists()
+  # A live holder (a process holding the flock) is never taken over, whatever pid lock.json names.
+  holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
+                            text=True)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with open(lock_file, "r+") as f:  # the same file (inode), another pid in it
+      record = json.load(f)
+      f.seek(0)
+      f.truncate()
+      json.dump(dict(record, pid=dead.pid), f)
+    with pytest.raises(WorkdirInUseError, match=f"in use by pid {dead.pid} on host"):
+      WorkdirLock(str(tmp_path)).__enter__()
+  finally:
+    holder.kill()  # kill -9: no handler runs, the kernel drops its flock
+    holder.wait()
+  assert lock_file.exists()
+  with WorkdirLock(str(tmp_path)):
+    pass
+  # A holder on another machine cannot be proven gone (a network file system may not show its flock).
+  lock_file.write_text(json.dumps(dict(me, host="elsewhere", boot_id="another-kernel")))
+  with pytest.raises(WorkdirInUseError, match=r"in use by pid \d+ on host elsewhere .*ran on another machine"):
+    WorkdirLock(str(tmp_path)).__enter__()
