@@ -147,9 +147,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
   return (ValueError, FileNotFoundError, PermissionError, ImportError, WorkdirInUseError)
 
 
-def run_with_config(action: Callable[[object, str], object], workdir_help: str) -> None:
+def run_with_config(action: Callable[[object, str], object], workdir_help: str, *,
+                    interrupt_is_failure: bool = False) -> None:
   """Defines ``--config`` (a config file, overridable as ``--config.x=y``) and
-  ``--workdir``, then runs ``action(config, workdir)`` under ``absl.app``."""
+  ``--workdir``, then runs ``action(config, workdir)`` under ``absl.app``.
+  ``interrupt_is_failure``: a signal before training starts exits non-zero
+  (``eval.py``, which saves nothing part-way), not 0 (``train.py``)."""
   main_module = sys.argv[0]  # so that --help lists the flags as the script's own
   config_flag = config_flags.DEFINE_config_file(
       "config", None, "Path to a config file (file.py[:variant]).", lock_config=True)
@@ -189,7 +192,8 @@ def run_with_config(action: Callable[[object, str], object], workdir_help: str) 
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    startup_signals.install()  # SIGTERM / SIGINT before the first step: exit at once, with a message
+    # SIGTERM / SIGINT / SIGHUP before the first step: exit at once, with a message
+    startup_signals.install(interrupt_is_failure)
     absl_logging.set_verbosity(absl_logging.WARNING)  # library chatter (Orbax) off
     gjax_log = logging.getLogger("gjax")
     gjax_log.setLevel(logging.INFO)

@@ -1,5 +1,8 @@
-"""Signals before training starts: SIGTERM / SIGINT end the process within a
-second, with a message and exit status 0, even while XLA compiles.
+"""Signals before training starts: SIGTERM / SIGINT / SIGHUP end the process
+within a second, with a message and exit status 0, even while XLA compiles.
+A process whose whole work is what a signal interrupts (``eval.py``: nothing is
+saved part-way) exits with status 128 + the signal's number instead, so that a
+script does not take the results file left from an earlier run for its own.
 
 During start-up (imports, data loading, initialisation, restoring, the first
 step's compilation) there is nothing to save, but the main thread is often in
@@ -23,7 +26,11 @@ import sys
 import threading
 from typing import Callable
 
-_state: dict = {"installed": False, "done": threading.Event(), "cleanups": [], "write_fd": None, "previous": {}}
+_state: dict = {"installed": False, "done": threading.Event(), "cleanups": [], "write_fd": None, "previous": {},
+                "interrupt_is_failure": False}
+
+#: The signals watched: terminate, interrupt (Ctrl-C), hang-up (the terminal or ssh session closed).
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _ignore_here(signum, frame) -> None:
@@ -35,16 +42,18 @@ def _ignore_here(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def install() -> None:
-  """Starts watching SIGTERM and SIGINT (main thread only; once per process)."""
+def install(interrupt_is_failure: bool = False) -> None:
+  """Starts watching :data:`SIGNALS` (main thread only; once per process).
+  ``interrupt_is_failure``: a signal ends the process with status 128 +
+  signal number (``eval.py``), not 0 (``train.py``, resumable)."""
   if _state["installed"] or threading.current_thread() is not threading.main_thread():
     return
   read_fd, write_fd = os.pipe()
   os.set_blocking(write_fd, False)
   signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-  for sig in (signal.SIGTERM, signal.SIGINT):
+  for sig in SIGNALS:
     _state["previous"][sig] = signal.signal(sig, _ignore_here)
-  _state.update(installed=True, write_fd=write_fd)
+  _state.update(installed=True, write_fd=write_fd, interrupt_is_failure=interrupt_is_failure)
   threading.Thread(target=_watch, args=(read_fd,), name="gjax-startup-signals", daemon=True).start()
 
 
@@ -63,7 +72,12 @@ def _watch(read_fd: int) -> None:
   if _state["done"].is_set() or not data or data[0] == 0:
     return
   name = signal.Signals(data[0]).name
-  logging.getLogger("gjax").warning("%s received before training started (nothing to save): exiting", name)
+  status = 128 + data[0] if _state["interrupt_is_failure"] else 0
+  if status:
+    logging.getLogger("gjax").warning("%s received: interrupted before finishing, nothing written (an earlier "
+                                      "results file is left as it was): exiting with status %d", name, status)
+  else:
+    logging.getLogger("gjax").warning("%s received before training started (nothing to save): exiting", name)
   for fn in list(_state["cleanups"]):
     try:
       fn()
@@ -71,7 +85,7 @@ def _watch(read_fd: int) -> None:
       pass
   logging.shutdown()
   sys.stderr.flush()
-  os._exit(0)
+  os._exit(status)
 
 
 def training_started() -> None:

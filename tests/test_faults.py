@@ -161,3 +161,102 @@ def test_case02_the_workdir_lock_is_an_os_file_lock_not_a_pid(tmp_path, caplog):
   lock_file.write_text(json.dumps(dict(me, host="elsewhere", boot_id="another-kernel")))
   with pytest.raises(WorkdirInUseError, match=r"in use by pid \d+ on host elsewhere .*ran on another machine"):
     WorkdirLock(str(tmp_path)).__enter__()
+
+
+def test_case04_sighup_stops_training_with_a_checkpoint_like_sigterm(tmp_path, monkeypatch):
+  import signal
+
+  from gjax.train import plan
+
+  config = tiny(num_train_steps=50, checkpoint_every_steps=100, log_every_steps=1)
+  original = plan.make_train_step
+  received = []
+  before = signal.signal(signal.SIGHUP, lambda *a: received.append(1))  # without gjax's handler: no effect
+
+  def make_step_sending_sighup_at_step_3(*args, **kwargs):
+    step_fn = original(*args, **kwargs)
+    calls = []
+
+    def step(state, batch):
+      calls.append(1)
+      if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGHUP)
+      return step_fn(state, batch)
+    return step
+
+  monkeypatch.setattr(plan, "make_train_step", make_step_sending_sighup_at_step_3)
+  try:
+    handler = signal.getsignal(signal.SIGHUP)
+    summary = train_and_evaluate(config, str(tmp_path))
+    assert signal.getsignal(signal.SIGHUP) is handler  # restored
+  finally:
+    signal.signal(signal.SIGHUP, before)
+  assert not received and summary["preempted"] == "SIGHUP" and summary["final_step"] == 3
+  assert checkpoint_steps(tmp_path) == [3] and not (tmp_path / "lock.json").exists()
+
+
+def _signal_caught(pid, signum) -> bool:
+  """Whether process ``pid`` has a handler for ``signum`` (``SigCgt`` of /proc/<pid>/status)."""
+  try:
+    with open(f"/proc/{pid}/status") as f:
+      caught = int(next(line for line in f if line.startswith("SigCgt:")).split()[1], 16)
+  except (OSError, StopIteration):
+    return False
+  return bool(caught >> (signum - 1) & 1)
+
+
+def test_case04_sighup_during_start_up_exits_at_once_with_the_lock_released(tmp_path):
+  import signal
+  import subprocess
+  import sys
+
+  from tests.test_hardening import REPO
+
+  script = ("import sys, time\n"
+            "from gjax import startup_signals\n"
+            "startup_signals.install()\n"
+            "startup_signals.add_cleanup(lambda: open(sys.argv[1], 'w').write('cleaned'))\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(120)\n")
+  process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cleanup")], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=30)
+  finally:
+    process.kill()
+  assert process.returncode == 0, stderr
+  assert "SIGHUP received before training started (nothing to save): exiting" in stderr
+  assert (tmp_path / "cleanup").read_text() == "cleaned"
+
+
+def test_case05_a_signal_to_eval_py_exits_non_zero_and_leaves_the_previous_results(tmp_path):
+  import signal
+  import subprocess
+  import sys
+
+  from tests.test_hardening import REPO, TINY
+
+  train_and_evaluate(tiny(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
+  previous = json.dumps({"step": 1, "knn_top1": 0.25}) + "\n"
+  (tmp_path / "eval_results.json").write_text(previous)
+  flags = [f"--config.{k}={v}" for k, v in {**TINY, "num_train_steps": 2, "checkpoint_every_steps": 2,
+                                             "eval.run_only": "('knn',)"}.items()]
+  process = subprocess.Popen([sys.executable, "eval.py", "--config", "configs/vje_fashion_mnist.py:smoke",
+                              "--workdir", str(tmp_path), *flags], cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+  try:
+    import time
+    start = time.time()
+    while not _signal_caught(process.pid, signal.SIGTERM):  # gjax's handlers are in place: eval.py has begun
+      assert process.poll() is None and time.time() - start < 120, "eval.py ended before it could be signalled"
+      time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+  finally:
+    process.kill()
+  assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+  assert "SIGTERM received: interrupted before finishing, nothing written" in stderr
+  assert (tmp_path / "eval_results.json").read_text() == previous
+  assert not (tmp_path / "eval_results.json.tmp").exists()

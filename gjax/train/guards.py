@@ -1,4 +1,4 @@
-"""What keeps a long run safe: SIGTERM / SIGINT end it with a checkpoint
+"""What keeps a long run safe: SIGTERM / SIGINT / SIGHUP end it with a checkpoint
 (:class:`StopSignals`), processes agree on a stop (:func:`any_process`), and
 the host side of the non-finite check (:class:`NonFiniteGuard`)."""
 
@@ -16,14 +16,15 @@ log = logging.getLogger("gjax.train")
 
 
 class StopSignals:
-  """Context manager: SIGTERM / SIGINT ask the training loop to checkpoint and end.
+  """Context manager: SIGTERM / SIGINT / SIGHUP (the terminal or ssh session
+  closed) ask the training loop to checkpoint and end.
 
   The first signal sets :attr:`received` (its name); the loop saves and returns
   at the next step boundary. A second SIGINT interrupts at once. Handlers are
   installed only in the main thread and restored on exit.
   """
 
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+  SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
   def __init__(self):
     self.received: str | None = None
