@@ -260,3 +260,31 @@ def test_case05_a_signal_to_eval_py_exits_non_zero_and_leaves_the_previous_resul
   assert "SIGTERM received: interrupted before finishing, nothing written" in stderr
   assert (tmp_path / "eval_results.json").read_text() == previous
   assert not (tmp_path / "eval_results.json.tmp").exists()
+
+
+def test_case10_float_images_from_a_registered_loader_are_refused_naming_the_data_set(tmp_path):
+  import numpy as np
+
+  from gjax import data as gdata
+
+  rng = np.random.default_rng(0)
+  uint8 = rng.integers(0, 256, (64, 16, 16, 1), dtype=np.uint8)
+  uint8[0, 0, :2, 0] = 0, 255
+  returned = {}
+
+  def load(split, config):
+    return returned["images"], np.arange(64, dtype=np.int32) % 4
+
+  gdata.register_dataset(gdata.DatasetSpec("gjax_test_case10", "memory", (0.5,), (0.25,), load=load))
+  config = tiny(num_train_steps=2, **{"dataset.name": "gjax_test_case10"})
+  cases = [((uint8 / 255.0).astype(np.float32), r"dtype float32 and shape \(64, 16, 16, 1\) with values in \[0, 1\]"),
+           (uint8[..., 0], r"dtype uint8 and shape \(64, 16, 16\)"),
+           ((uint8 > 127).astype(np.uint8), r"whose values are all 0 or 1")]
+  for images, expected in cases:
+    returned["images"] = images
+    with pytest.raises(ValueError, match=r"data set 'gjax_test_case10' \(split 'train'\): its loader returned .*"
+                                         + expected + r".*gjax expects (uint8 images in )?0\.\.255"):
+      train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run" / "checkpoints").exists()
+  returned["images"] = uint8  # what gjax expects trains
+  assert train_and_evaluate(config, str(tmp_path / "run"))["final_step"] == 2

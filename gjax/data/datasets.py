@@ -95,6 +95,35 @@ class DatasetSpec:
       raise ValueError(f"data set {self.name!r}: " + "; ".join(problems))
 
 
+def check_loaded(spec: DatasetSpec, split: str, images, labels) -> None:
+  """Raises ValueError naming the data set, the split and what was returned
+  unless a ``"memory"`` loader returned what gjax trains on: uint8 NHWC images
+  (0..255, channels as many as ``spec.mean`` has, or one mean for all) and one
+  integer label per image. Float images in [0, 1] would otherwise train on
+  near-constant pixels: the augmentation reads the values as 0..255."""
+  where = f"data set {spec.name!r} (split {split!r}): its loader returned"
+  if not isinstance(images, np.ndarray) or not isinstance(labels, np.ndarray):
+    raise ValueError(f"{where} {type(images).__name__} images and {type(labels).__name__} labels; expected "
+                     "numpy arrays: uint8 images [N, H, W, C] and integer labels [N]")
+  if images.dtype != np.uint8 or images.ndim != 4:
+    values = ""
+    if images.size and np.issubdtype(images.dtype, np.number):
+      values = f" with values in [{images.min():.4g}, {images.max():.4g}]"
+    hint = (" (floats in [0, 1]: (images * 255).round().astype(np.uint8))"
+            if np.issubdtype(images.dtype, np.floating) else "")
+    raise ValueError(f"{where} images of dtype {images.dtype} and shape {images.shape}{values}; gjax expects "
+                     f"uint8 images in 0..255 of shape [N, H, W, C] (NHWC){hint}")
+  if images.size and images.max() <= 1:
+    raise ValueError(f"{where} uint8 images of shape {images.shape} whose values are all 0 or 1; gjax expects "
+                     "0..255 (values in [0, 1] cast to uint8? multiply by 255 before the cast)")
+  if len(spec.mean) not in (1, images.shape[-1]):
+    raise ValueError(f"{where} images of shape {images.shape} ({images.shape[-1]} channels, NHWC) but its "
+                     f"mean has {len(spec.mean)} values: one per channel (or one for all)")
+  if labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"{where} labels of dtype {labels.dtype} and shape {labels.shape} for {len(images)} "
+                     "images; expected one integer label per image, shape [N]")
+
+
 _DATASETS: Registry[DatasetSpec] = Registry(
     "data set", f", or '{TFDS_PREFIX}NAME' for any prepared TFDS data set (config.dataset.tfds)")
 

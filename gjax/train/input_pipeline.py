@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from gjax import data as gdata
-from gjax.data.datasets import DatasetSpec, spec_from_config
+from gjax.data.datasets import DatasetSpec, check_loaded, spec_from_config
 from gjax.train import config as config_lib
 
 
@@ -39,6 +39,7 @@ def load_in_memory(config, split: str) -> tuple[np.ndarray, np.ndarray]:
   if spec.source != "memory":
     raise ValueError(f"config.dataset.name={d.name!r} is not an in-memory data set")
   images, labels = spec.load(split, config)
+  check_loaded(spec, split, images, labels)  # uint8 NHWC from any loader, or a message naming it
   if split == "train" and d.train_classes:
     missing = sorted(set(d.train_classes) - set(np.unique(labels).tolist()))
     if missing:
