@@ -288,3 +288,33 @@ def test_case10_float_images_from_a_registered_loader_are_refused_naming_the_dat
   assert not (tmp_path / "run" / "checkpoints").exists()
   returned["images"] = uint8  # what gjax expects trains
   assert train_and_evaluate(config, str(tmp_path / "run"))["final_step"] == 2
+
+
+def test_case13_a_data_directory_without_read_permission_is_reported_as_a_permission_problem(tmp_path, monkeypatch):
+  from gjax.data.arrays import _FASHION_MNIST_FILES, load_fashion_mnist
+  from gjax.train import config as config_lib
+
+  data_dir = tmp_path / "fashion"
+  data_dir.mkdir()
+  for name in _FASHION_MNIST_FILES["train"]:
+    (data_dir / name).write_bytes(b"")
+  data_dir.chmod(0)  # denies reads to any user but root ...
+  real_access = os.access
+
+  def access(path, mode, **kwargs):  # ... and to root too, as the kernel would tell any other user
+    if os.path.abspath(path) == str(data_dir) and mode & os.R_OK:
+      return False
+    return real_access(path, mode, **kwargs)
+
+  monkeypatch.setattr(os, "access", access)
+  try:
+    with pytest.raises(PermissionError, match=rf"the Fashion-MNIST directory {data_dir} cannot be read: permission "
+                                              rf"denied .*chmod a\+rx {data_dir}"):
+      load_fashion_mnist("train", str(data_dir))
+    config = tiny(**{"dataset.name": "fashion_mnist", "dataset.data_dir": str(data_dir)})
+    with pytest.raises(PermissionError, match=rf"config\.dataset\.data_dir {data_dir} cannot be read: permission"):
+      config_lib.validate_config(config, 1, 1)
+    with pytest.raises(PermissionError, match=rf"config\.dataset\.data_dir {data_dir} cannot be read"):
+      train_and_evaluate(config, str(tmp_path / "run"))
+  finally:
+    data_dir.chmod(0o755)

@@ -63,6 +63,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
   Raises:
     FileNotFoundError: ``path`` does not exist.
+    PermissionError: ``path`` cannot be read by this user.
     IDXFormatError: bad magic number, unknown type code, or a data size that
       does not match the header (e.g. a truncated download).
   """
@@ -98,6 +99,24 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
   return data.astype(dtype.newbyteorder("="))
 
 
+def check_readable_dir(directory: str | os.PathLike, what: str) -> None:
+  """Raises PermissionError naming ``directory`` (``what`` says whose it is)
+  when this user may not reach it, list it or open its files; a directory that
+  does not exist is left to the caller to report as missing."""
+  directory = os.fspath(directory)
+  try:
+    os.stat(directory)
+  except FileNotFoundError:
+    return
+  except PermissionError:
+    raise PermissionError(f"{what} {directory} cannot be reached: permission denied on a directory above it "
+                          f"(this user, uid {os.getuid()}, needs execute permission on each)") from None
+  if os.path.isdir(directory) and not os.access(directory, os.R_OK | os.X_OK):
+    raise PermissionError(f"{what} {directory} cannot be read: permission denied (this user, uid {os.getuid()}, "
+                          f"may not list it or open its files); make it readable (chmod a+rx {directory}) or "
+                          "point config.dataset.data_dir at a readable copy")
+
+
 def fashion_mnist_dir(data_dir: str | os.PathLike | None = None) -> str:
   """The Fashion-MNIST directory: ``data_dir``, else ``$GJAX_FASHION_MNIST_DIR``,
   else :data:`FASHION_MNIST_DIR`."""
@@ -121,8 +140,12 @@ def load_fashion_mnist(
   """
   _check_split(split)
   directory = fashion_mnist_dir(data_dir)
+  check_readable_dir(directory, "the Fashion-MNIST directory")
   paths = [os.path.join(directory, name) for name in _FASHION_MNIST_FILES[split]]
   for path in paths:
+    if os.path.isfile(path) and not os.access(path, os.R_OK):
+      raise PermissionError(f"Fashion-MNIST file {path} cannot be read: permission denied (this user, uid "
+                            f"{os.getuid()}); make it readable (chmod a+r {path})")
     if not os.path.isfile(path):
       raise FileNotFoundError(
           f"Fashion-MNIST file not found: {path}. Install the Debian package with "

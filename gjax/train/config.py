@@ -271,6 +271,9 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   for field in ("synthetic_image_size", "synthetic_channels"):
     _require(d[field] >= 1, f"dataset.{field}", d[field], "must be >= 1")
   if d.data_dir:
+    from gjax.data.arrays import check_readable_dir  # numpy only
+
+    check_readable_dir(d.data_dir, "config.dataset.data_dir")  # a permission problem, not "not found"
     _require(os.path.isdir(d.data_dir), "dataset.data_dir", d.data_dir, "is not a directory")
 
   m = config.model
