@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gjax.math as gm
-from gjax.train import train_and_evaluate, trainer
+from gjax.train import plan, train_and_evaluate
 from tests.test_hardening import tiny
 from tests.test_math_kl_vje import numpy_vje_eq38, vje_inputs
 
@@ -68,7 +68,7 @@ def test_the_train_step_traces_once_over_a_run_and_its_resume(tmp_path, monkeypa
   once per process however many steps run; a retrace (a dtype, weak type or
   sharding that changes after the first step, e.g. the momentum target's τ)
   would fail here."""
-  original = trainer.build_method
+  original = plan.build_method
   traced = []
 
   def build_method(config):
@@ -80,7 +80,7 @@ def test_the_train_step_traces_once_over_a_run_and_its_resume(tmp_path, monkeypa
       return counted(outputs, rng, hparams)
     return dataclasses.replace(objective, loss_fn=loss_fn), hparams, model
 
-  monkeypatch.setattr(trainer, "build_method", build_method)
+  monkeypatch.setattr(plan, "build_method", build_method)
   config = tiny(num_train_steps=6, log_every_steps=2, checkpoint_every_steps=3, method=method)
   first = train_and_evaluate(config, str(tmp_path), stop_after_steps=3)
   assert len(traced) == 1 and first["final_step"] == 3

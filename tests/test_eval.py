@@ -109,7 +109,7 @@ def test_evaluate_checks_where_it_writes_first_and_leaves_the_runs_checkpoints_a
   train_and_evaluate(tiny_config(**fields), str(tmp_path))
   # An unwritable destination is refused before anything is computed.
   (tmp_path / "a_file").write_text("")
-  monkeypatch.setattr(evaluate_module, "load_eval_data", lambda *a: pytest.fail("computed before checking"))
+  monkeypatch.setattr(evaluate_module, "eval_splits", lambda *a: pytest.fail("computed before checking"))
   with pytest.raises(ValueError, match=r"config.eval.results_path=.*a_file/results.json.*existing directory"):
     evaluate(tiny_config(**fields, **{"eval.results_path": str(tmp_path / "a_file" / "results.json")}),
              str(tmp_path))

@@ -100,3 +100,69 @@ def test_streamed_extraction_gives_the_host_features():
   for name in expected:
     np.testing.assert_allclose(feats.host(name), expected[name], rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(feats.host_labels(), labels)
+
+
+def build_squares(data_dir, num_fit: int, side: int = 24):
+  """A TFDS data set 'gjax_test_squares' of ``num_fit`` + 32 images (side x side x 3), 2 classes."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+
+  class GjaxTestSquares(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    VERSION = tfds.core.Version("0.1.0")
+
+    def _info(self):
+      return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
+          "image": tfds.features.Image(shape=(side, side, 3)), "label": tfds.features.ClassLabel(num_classes=2)}))
+
+    def _split_generators(self, dl_manager):
+      return {"fit": self._generate_examples(num_fit, 0), "holdout": self._generate_examples(32, 1)}
+
+    def _generate_examples(self, num, seed):
+      rng = np.random.default_rng(seed)
+      for i in range(num):
+        image = rng.integers(0, 80, (side, side, 3), dtype=np.uint8)
+        image[: side // 2, : side // 2] = 200 * (i % 2)
+        yield f"{seed}-{i}", {"image": image, "label": i % 2}
+
+  GjaxTestSquares(data_dir=str(data_dir)).download_and_prepare()
+
+
+def test_streamed_evaluation_holds_one_batch_of_images_not_the_split(tmp_path):
+  """The same evaluation on N and 4N TFDS images: the host's peak of numpy
+  memory (tracemalloc sees every numpy buffer) grows by far less than the 3N
+  images' bytes — no buffer of images scales with N — while the features stay
+  on the devices with the right rows."""
+  import tracemalloc
+
+  from gjax.eval.registry import EvalContext
+  from gjax.eval.splits import eval_splits
+  from tests.test_train import tiny_config
+
+  side, n = 24, 96
+  peaks, counts = [], []
+  for num in (n, 4 * n):
+    build_squares(tmp_path / str(num), num, side)
+    config = tiny_config(**{"dataset.name": "tfds:gjax_test_squares", "dataset.data_dir": str(tmp_path / str(num)),
+                            "dataset.tfds.pretrain_split": "fit", "dataset.tfds.train_split": "fit",
+                            "dataset.tfds.eval_split": "holdout", "dataset.tfds.mean": (0.3, 0.3, 0.3),
+                            "dataset.tfds.std": (0.3, 0.3, 0.3), "eval.batch_size": 32})
+    from gjax.train.state import build_method
+
+    _, _, model = build_method(config)
+    dummy = np.zeros((2, side, side, 3), np.float32)
+    variables = model.init(jax.random.PRNGKey(0), dummy, dummy, train=False)
+    splits = eval_splits(config)
+    assert splits[0].images is None and splits[0].num_examples == num  # streamed, not loaded
+    context = EvalContext(model=model, variables=variables, config=config, mesh=gdata.data_mesh(), splits=splits)
+    tracemalloc.start()
+    features = context.sharded("train")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    peaks.append(peak)
+    counts.append(features.num_examples)
+    # The rows in the split's order: the labels TFDS reads for the whole split (after the measurement).
+    np.testing.assert_array_equal(features.host_labels(), splits[0].head()[1])
+    assert features.host_labels().sum() == num // 2
+  assert counts == [n, 4 * n]
+  image_bytes = 3 * n * side * side * 3  # what holding the split would add
+  print("peaks", peaks, "image bytes", image_bytes)
+  assert peaks[1] - peaks[0] < image_bytes / 4, (peaks, image_bytes)

@@ -20,7 +20,7 @@ import pytest
 from gjax.cli import load_config
 from gjax.train import base_config, train_and_evaluate
 from gjax.train import config as config_lib
-from gjax.train import trainer
+from gjax.train import plan, state as state_lib, trainer
 from tests.helpers import set_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,8 +63,8 @@ def restore(workdir, config):
   from gjax.train.input_pipeline import build_train_input
 
   train_input = build_train_input(config)
-  _, _, model = trainer.build_method(config)
-  tx, _ = trainer.make_optimizer(config, train_input.steps_per_epoch, trainer.total_train_steps(
+  _, _, model = state_lib.build_method(config)
+  tx, _ = state_lib.make_optimizer(config, train_input.steps_per_epoch, state_lib.total_train_steps(
       config, train_input.steps_per_epoch))
   mesh = gdata.data_mesh()
   state = trainer.create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape,
@@ -115,7 +115,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 
 def test_sigint_in_process_stops_after_the_current_step(tmp_path, monkeypatch):
   config = tiny(num_train_steps=50, checkpoint_every_steps=100, log_every_steps=1)
-  original = trainer.make_train_step
+  original = plan.make_train_step
   handler_before = signal.getsignal(signal.SIGINT)
 
   def make_step_sending_sigint_at_step_3(*args, **kwargs):
@@ -129,7 +129,7 @@ def test_sigint_in_process_stops_after_the_current_step(tmp_path, monkeypatch):
       return step_fn(state, batch)
     return step
 
-  monkeypatch.setattr(trainer, "make_train_step", make_step_sending_sigint_at_step_3)
+  monkeypatch.setattr(plan, "make_train_step", make_step_sending_sigint_at_step_3)
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary["preempted"] == "SIGINT" and summary["final_step"] == 3
   assert checkpoint_steps(tmp_path) == [3]
@@ -258,7 +258,7 @@ def test_no_readable_checkpoint_raises_and_moves_nothing(tmp_path):
 
 def _objective_with_nan_on(predicate):
   """Wraps ``config.method``'s objective: the loss is NaN where ``predicate(rng)``."""
-  original = trainer.build_method
+  original = plan.build_method
 
   def build_method(config):
     objective, hparams, model = original(config)
@@ -273,7 +273,7 @@ def _objective_with_nan_on(predicate):
 def test_injected_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
   config = tiny(num_train_steps=8, checkpoint_every_steps=1, log_every_steps=1)
   good = train_and_evaluate(config, str(tmp_path / "good"), stop_after_steps=2)
-  monkeypatch.setattr(trainer, "build_method", _objective_with_nan_on(lambda rng: True))
+  monkeypatch.setattr(plan, "build_method", _objective_with_nan_on(lambda rng: True))
   with pytest.raises(FloatingPointError, match=r"training stopped at step 3: non-finite") as info:
     train_and_evaluate(config, str(tmp_path / "good"))
   message = str(info.value)
@@ -292,7 +292,7 @@ def test_huge_learning_rate_is_caught_at_the_update(tmp_path):
 
 def test_skip_policy_skips_nonfinite_steps_and_keeps_training(tmp_path, monkeypatch):
   config = tiny(num_train_steps=12, log_every_steps=4, nonfinite_policy="skip")
-  monkeypatch.setattr(trainer, "build_method", _objective_with_nan_on(
+  monkeypatch.setattr(plan, "build_method", _objective_with_nan_on(
       lambda rng: jax.random.bernoulli(jax.random.fold_in(rng, 7), 0.4)))
   summary = train_and_evaluate(config, str(tmp_path))
   assert 0 < summary["skipped_steps"] < 12 and summary["final_step"] == 12
@@ -305,7 +305,7 @@ def test_skip_policy_skips_nonfinite_steps_and_keeps_training(tmp_path, monkeypa
   assert rows[-1]["skipped_steps"] == summary["skipped_steps"]
   # Too many in a row stops the run.
   always = tiny(num_train_steps=12, log_every_steps=4, nonfinite_policy="skip", max_consecutive_skips=2)
-  monkeypatch.setattr(trainer, "build_method", _objective_with_nan_on(lambda rng: True))
+  monkeypatch.setattr(plan, "build_method", _objective_with_nan_on(lambda rng: True))
   with pytest.raises(FloatingPointError, match="3 consecutive non-finite steps"):
     train_and_evaluate(always, str(tmp_path / "always"))
 
@@ -316,8 +316,8 @@ def test_skip_policy_skips_nonfinite_steps_and_keeps_training(tmp_path, monkeypa
 def test_same_config_and_seed_give_bitwise_identical_runs(tmp_path, monkeypatch):
   config = tiny(num_train_steps=4, log_every_steps=1, checkpoint_every_steps=4)
   steps = []
-  original = trainer.make_train_step
-  monkeypatch.setattr(trainer, "make_train_step", lambda *a, **k: steps.append(original(*a, **k)) or steps[-1])
+  original = plan.make_train_step
+  monkeypatch.setattr(plan, "make_train_step", lambda *a, **k: steps.append(original(*a, **k)) or steps[-1])
   first = train_and_evaluate(config, str(tmp_path / "a"))
   assert steps[0]._cache_size() == 1  # one compilation for the whole run: no recompiles, no layout churn
   second = train_and_evaluate(config, str(tmp_path / "b"))

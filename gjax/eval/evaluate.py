@@ -10,58 +10,34 @@ import os
 import time
 
 import jax
-import numpy as np
 
 from gjax import data as gdata
 from gjax.eval import knn, linear_probe, one_class, posterior, sampling  # noqa: F401  (register gjax's evaluators)
 from gjax.eval.registry import EvalContext, run_evaluators, validate_evaluators
+from gjax.eval.splits import eval_splits
 from gjax.train import config as config_lib
-from gjax.train.input_pipeline import load_in_memory
 from gjax.train.state import no_checkpoint_error, restore_run
 from gjax.train.trainer import train_and_evaluate as _train
 
 log = logging.getLogger("gjax.eval")
 
 
-def load_eval_data(config):
-  """(train images, train labels, test images, test labels) as host arrays."""
-  spec = gdata.spec_from_config(config.dataset)
-  if spec.source == "memory":
-    train = load_in_memory(config, "train")
-    test = load_in_memory(config, "test")
-  else:
-    def load(split):
-      # Every process reads the whole split (the features are computed data-parallel afterwards);
-      # images of different sizes get the central host square.
-      batches = list(gdata.tfds_batches(spec.tfds_name, split, 1024, train=False, drop_remainder=False,
-                                        data_dir=config.dataset.data_dir or None, image_key=spec.image_key,
-                                        label_key=spec.label_key, host_square=spec.host_square,
-                                        process_index=0, process_count=1))
-      if not batches:
-        raise ValueError(f"TFDS data set {spec.tfds_name!r}: split {split!r} is empty")
-      return (np.concatenate([b["image"] for b in batches]),
-              np.concatenate([b["label"] for b in batches]).astype(np.int32))
-
-    train, test = load(spec.train_split), load(spec.eval_split)
-  if config.eval.num_train_examples > 0:
-    train = (train[0][: config.eval.num_train_examples], train[1][: config.eval.num_train_examples])
-  return train[0], train[1], test[0], test[1]
-
-
-def representation_metrics(model, variables, eval_data, config, mesh, evaluators) -> dict[str, float]:
+def representation_metrics(model, variables, splits, config, mesh, evaluators) -> dict[str, float]:
   """The ``evaluators`` (names in ``config.eval.evaluators``, run with their
-  settings there) for the model's current ``variables``."""
-  context = EvalContext(model=model, variables=variables, config=config, mesh=mesh, data=eval_data)
+  settings there) for the model's current ``variables`` on the evaluation
+  ``splits`` (:func:`gjax.eval.splits.eval_splits`)."""
+  context = EvalContext(model=model, variables=variables, config=config, mesh=mesh, splits=splits)
   return run_evaluators(context, evaluators, config.eval.evaluators)
 
 
 def online_evaluator(config):
   """The evaluation during training (``config.eval.online_evaluators`` every
   ``config.eval.every_epochs``) as the trainer takes it: ``(model, variables,
-  mesh) -> metrics``, the evaluation data loaded once."""
+  mesh) -> metrics``, the evaluation splits opened once (an in-memory data
+  set loaded once; a TFDS one streamed at each evaluation)."""
   validate_evaluators(config)
-  eval_data = load_eval_data(config)
-  return lambda model, variables, mesh: representation_metrics(model, variables, eval_data, config, mesh,
+  splits = eval_splits(config)
+  return lambda model, variables, mesh: representation_metrics(model, variables, splits, config, mesh,
                                                                config.eval.online_evaluators)
 
 
@@ -86,13 +62,13 @@ def evaluate(config, workdir: str) -> dict:
   if jax.process_index() == 0:
     check_writable(results_path)  # before minutes of computing, not after
   start = time.time()
-  eval_data = load_eval_data(config)
+  splits = eval_splits(config)
   mesh = gdata.data_mesh()
-  model, state = restore_run(config, workdir, eval_data[0].shape[1:], mesh)
+  model, state = restore_run(config, workdir, splits[0].image_shape, mesh)
   variables = state.variables
-  results = {"step": int(state.step), "num_train": len(eval_data[1]), "num_test": len(eval_data[3])}
+  results = {"step": int(state.step), "num_train": splits[0].num_examples, "num_test": splits[1].num_examples}
   names = tuple(config.eval.run_only) or tuple(config.eval.evaluators.keys())
-  results.update(representation_metrics(model, variables, eval_data, config, mesh, names))
+  results.update(representation_metrics(model, variables, splits, config, mesh, names))
   results["wall_seconds"] = time.time() - start
   if jax.process_index() == 0:
     log.info("eval at step %d: %s", results["step"], json.dumps(results))  # shown before it is written

@@ -73,16 +73,20 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, **kwa
 def run_knn(context, settings) -> dict[str, float]:
   """The ``knn`` evaluator: plain-vote k-NN (``k``, the VJE paper's protocol)
   and temperature-weighted k-NN (``weighted_k``, ``temperature``; Wu et al.
-  2018) on each representation (:meth:`EvalContext.representations`)."""
-  train_y, test_y = context.labels
+  2018) on each representation (:meth:`EvalContext.representations`), on the
+  features kept sharded on the devices (:func:`gjax.eval.sharded.sharded_knn_predict`:
+  the same neighbours as :func:`knn_predict`, no host copy of the bank)."""
+  from gjax.eval.sharded import sharded_knn_predict
+
+  _, test_y = context.labels
+  train, test = context.sharded("train"), context.sharded("test")
   results = {}
   for feature in context.representations():
-    train_f, test_f = context.features("train")[feature], context.features("test")[feature]
-    results[f"knn{settings.k}_{feature}"] = knn_accuracy(
-        train_f, train_y, test_f, test_y, k=settings.k, num_classes=context.num_classes, mesh=context.mesh)
-    results[f"knn{settings.weighted_k}w_{feature}"] = knn_accuracy(
-        train_f, train_y, test_f, test_y, k=settings.weighted_k, num_classes=context.num_classes, weighted=True,
-        temperature=settings.temperature, mesh=context.mesh)
+    for name, k, weighted in ((f"knn{settings.k}_{feature}", settings.k, False),
+                              (f"knn{settings.weighted_k}w_{feature}", settings.weighted_k, True)):
+      preds = sharded_knn_predict(train, test, feature, k=k, num_classes=context.num_classes, weighted=weighted,
+                                  temperature=settings.temperature)
+      results[name] = float(np.mean(preds == test_y))
   return results
 
 

@@ -279,17 +279,23 @@ def train_linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int | N
 
 def run_linear_probe(context, settings) -> dict[str, float]:
   """The ``linear_probe`` evaluator: top-1 / top-5 of a linear classifier
-  trained on each frozen representation (VJE Section 5.2 protocol)."""
-  train_y, test_y = context.labels
+  trained on each frozen representation (VJE Section 5.2 protocol), by SGD on
+  the features kept sharded on the devices (:func:`gjax.eval.sharded.fit_sharded_linear_probe`:
+  the batches, initialisation and schedule of :func:`fit_linear_probe`, no
+  host copy of the training features)."""
+  from gjax.eval.sharded import fit_sharded_linear_probe, sharded_probe_topk
+
+  train, test = context.sharded("train"), context.sharded("test")
+  num_train = train.num_examples
   results = {}
   for feature in context.representations():
-    probe = train_linear_probe(
-        context.features("train")[feature], train_y, context.features("test")[feature], test_y,
-        num_classes=context.num_classes, epochs=settings.epochs, learning_rate=settings.learning_rate,
-        batch_size=min(256, len(train_y) - len(train_y) % context.mesh.devices.size), seed=context.config.seed,
-        mesh=context.mesh)
-    results[f"linear_top1_{feature}"] = probe["top1"]
-    results[f"linear_top5_{feature}"] = probe["top5"]
+    probe = fit_sharded_linear_probe(
+        train, feature, num_classes=context.num_classes, epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        batch_size=min(256, num_train - num_train % context.mesh.devices.size), seed=context.config.seed)
+    top = sharded_probe_topk(probe, test, feature, ks=(1, 5))
+    results[f"linear_top1_{feature}"] = top[1]
+    results[f"linear_top5_{feature}"] = top[5]
   return results
 
 

@@ -76,7 +76,9 @@ def one_class_scores(context, settings) -> dict[str, float]:
   if settings.views == 2:
     # Training semantics (Eq. 38): one view's posterior scores the other view's
     # embedding, averaged over both directions, on two random views per image.
-    test_x = context.data[2]
+    # The test split's images on the host: the one-class protocol's test sets
+    # are small (CIFAR-10's 10,000 images, 30 MB).
+    test_x, _ = context.split("test").head()
     augment = augment_config(config, test_x.shape[1:])
     view_1, view_2 = (extract_features(context.model, context.variables, test_x, augment, context.mesh,
                                        config.eval.batch_size, view_rng=jax.random.PRNGKey(config.seed + i))
@@ -109,8 +111,9 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
   ``one_class`` evaluator's results (settings: ``config.eval.evaluators.one_class``,
   else its defaults), the training diagnostics at the end of training
   (``train_*``) and the wall time of the row."""
-  from gjax.eval.evaluate import load_eval_data, train_and_evaluate
+  from gjax.eval.evaluate import train_and_evaluate
   from gjax.eval.registry import EvalContext
+  from gjax.eval.splits import eval_splits
   from gjax.train.state import build_method
 
   start = time.time()
@@ -128,7 +131,7 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
   with eval_config.unlocked():
     eval_config.eval.num_train_examples = -1  # every training image of the normal class
   context = EvalContext(model=build_method(config)[2], variables=summary["state"].variables, config=eval_config,
-                        mesh=gdata.data_mesh(), data=load_eval_data(eval_config))
+                        mesh=gdata.data_mesh(), splits=eval_splits(eval_config))
   results = one_class_scores(context, settings)
   last = read_metrics(os.path.join(workdir, "train.jsonl"))[-1]
   return (results | {"final_loss": last["loss"]}

@@ -26,43 +26,71 @@ from gjax.registry import Registry
 @dataclasses.dataclass
 class EvalContext:
   """What an evaluator sees: the network and its variables, the config, the
-  mesh, and the evaluation data ``(train_x, train_y, test_x, test_y)``; the
-  frozen features of each split are extracted once, on first use."""
+  mesh, and the evaluation splits ``(train, test)``
+  (:class:`gjax.eval.splits.EvalSplit`). Each split's frozen features are
+  extracted once, on first use, streamed per process and kept sharded on the
+  devices (:meth:`sharded`); :meth:`features` gathers them to the host for the
+  evaluators that work on host arrays."""
 
   model: Any
   variables: Any
   config: Any
   mesh: Any
-  data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+  splits: tuple[Any, Any]
+  _sharded: dict[str, Any] = dataclasses.field(default_factory=dict)
   _features: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+  _labels: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
-  def features(self, split: str) -> dict[str, np.ndarray]:
-    """``{"h", "z", <head outputs>}`` of the ``"train"`` or ``"test"`` images."""
+  def split(self, split: str):
     if split not in ("train", "test"):
       raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if split not in self._features:
-      from gjax.eval.features import extract_features
+    return self.splits[0] if split == "train" else self.splits[1]
+
+  def sharded(self, split: str):
+    """The :class:`gjax.eval.sharded.ShardedFeatures` of the ``"train"`` or ``"test"`` images."""
+    if split not in self._sharded:
+      import jax
+
+      from gjax.eval.features import make_embed_step
+      from gjax.eval.sharded import SplitLayout, extract_sharded_features
       from gjax.train.input_pipeline import augment_config
 
-      images = self.data[0] if split == "train" else self.data[2]
-      augment = augment_config(self.config, images.shape[1:])
-      self._features[split] = extract_features(self.model, self.variables, images, augment, self.mesh,
-                                               self.config.eval.batch_size)
+      source = self.split(split)
+      devices = self.mesh.devices.size
+      batch = max(devices, self.config.eval.batch_size - self.config.eval.batch_size % devices)
+      layout = SplitLayout(source.num_examples, batch, jax.process_count())
+      embed = make_embed_step(self.model, augment_config(self.config, source.image_shape), self.mesh)
+      self._sharded[split] = extract_sharded_features(embed, self.variables,
+                                                      source.read(layout, jax.process_index()), layout, self.mesh)
+    return self._sharded[split]
+
+  def features(self, split: str) -> dict[str, np.ndarray]:
+    """``{"h", "z", <head outputs>}`` of the split on the host (``N x D`` each)."""
+    if split not in self._features:
+      sharded = self.sharded(split)
+      self._features[split] = {name: sharded.host(name) for name in sharded.values}
     return self._features[split]
+
+  def split_labels(self, split: str) -> np.ndarray:
+    if split not in self._labels:
+      source = self.split(split)
+      self._labels[split] = source.labels if source.labels is not None else self.sharded(split).host_labels()
+    return self._labels[split]
 
   @property
   def labels(self) -> tuple[np.ndarray, np.ndarray]:
-    return self.data[1], self.data[3]
+    return self.split_labels("train"), self.split_labels("test")
 
   @property
   def num_classes(self) -> int:
-    return int(max(self.data[1].max(), self.data[3].max())) + 1
+    train_y, test_y = self.labels
+    return int(max(train_y.max(), test_y.max())) + 1
 
   def representations(self) -> tuple[str, ...]:
     """The features the representation evaluators score: the backbone output
     ``h`` when there is a projector (the usual SSL protocol; without one ``h``
     is ``z``), ``z``, and the posterior mean ``mu`` where the head has one."""
-    available = self.features("train")
+    available = self.sharded("train").values
     names = (("h",) if getattr(self.model, "projector", None) is not None else ()) + ("z", "mu")
     return tuple(n for n in names if n in available)
 

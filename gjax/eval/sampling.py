@@ -271,8 +271,13 @@ def run_sampling(context, settings) -> dict[str, float]:
   """The ``sampling`` evaluator: :func:`sampler_rows` of the run in ``context``
   as metrics ``sampling_<sampler>_<mmd2|precision|recall|dispersion|heldout_nll_per_dim>``."""
   config = context.config
-  joint, density, _ = embed_views(context.model, context.variables, config, context.mesh, context.data[0],
-                                  context.data[2], settings.num_examples, settings.seed)
+  # A bounded sample is all it needs (``num_examples`` per split, drawn from an
+  # in-memory split; a streamed split's first ``num_examples``): its figures
+  # compare densities on a few thousand embeddings, not the whole split.
+  train_x, _ = context.split("train").head(settings.num_examples)
+  test_x, _ = context.split("test").head(settings.num_examples)
+  joint, density, _ = embed_views(context.model, context.variables, config, context.mesh, train_x, test_x,
+                                  settings.num_examples, settings.seed)
   rows, _ = sampler_rows(config.method, config, joint, density, settings.gmm_components, settings.seed)
   return {f"sampling_{_slug(r['sampler'])}_{metric}": float(r[metric]) for r in rows
           for metric in ("mmd2", "precision", "recall", "dispersion", "heldout_nll_per_dim")}
