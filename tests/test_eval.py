@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from gjax import data as gdata
 from gjax.eval import evaluate, knn_accuracy, knn_predict
 from gjax.train import train_and_evaluate
 from tests.test_train import REPO, tiny_config
@@ -78,6 +79,30 @@ def test_evaluate_on_a_tiny_checkpoint(tmp_path):
     assert 0.0 <= results[key] <= 1.0, key
   assert np.isfinite(results["test_var_mean"]) and results["test_var_mean"] > 0
   assert 1.0 <= results["test_z_effective_rank"] <= 32.0
+  # The same numbers as the host path (every image and feature on the host,
+  # the bank replicated on each device): eval.py now streams and keeps the
+  # features sharded, with the same k-NN neighbours and the same probe.
+  from gjax.eval.features import extract_features
+  from gjax.eval.knn import knn_accuracy
+  from gjax.eval.linear_probe import train_linear_probe
+  from gjax.eval.splits import eval_splits
+  from gjax.train import restore_run
+  from gjax.train.input_pipeline import augment_config
+
+  train_split, test_split = eval_splits(config)
+  (train_x, train_y), (test_x, test_y) = train_split.head(), test_split.head()
+  mesh = gdata.data_mesh()
+  model, state = restore_run(config, str(tmp_path), train_x.shape[1:], mesh)
+  augment = augment_config(config, train_x.shape[1:])
+  host = [extract_features(model, state.variables, x, augment, mesh, config.eval.batch_size) for x in (train_x, test_x)]
+  for feature in ("z", "mu"):
+    assert results[f"knn30_{feature}"] == knn_accuracy(host[0][feature], train_y, host[1][feature], test_y, k=30,
+                                                        mesh=mesh)
+    assert results[f"knn50w_{feature}"] == knn_accuracy(host[0][feature], train_y, host[1][feature], test_y, k=50,
+                                                         weighted=True, mesh=mesh)
+    probe = train_linear_probe(host[0][feature], train_y, host[1][feature], test_y, epochs=3, seed=config.seed,
+                               batch_size=min(256, len(train_y) - len(train_y) % mesh.devices.size), mesh=mesh)
+    assert abs(results[f"linear_top1_{feature}"] - probe["top1"]) <= 1 / len(test_y), (feature, probe)
   # The posterior diagnostics, in eval_results.json and in train.jsonl.
   from gjax.train.metrics import read_metrics
   for row in (results, json.loads((tmp_path / "eval_results.json").read_text())):
