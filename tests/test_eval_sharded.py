@@ -166,3 +166,28 @@ def test_streamed_evaluation_holds_one_batch_of_images_not_the_split(tmp_path):
   image_bytes = 3 * n * side * side * 3  # what holding the split would add
   print("peaks", peaks, "image bytes", image_bytes)
   assert peaks[1] - peaks[0] < image_bytes / 4, (peaks, image_bytes)
+
+
+def test_the_augmented_image_linear_probe_trains_through_the_frozen_encoder(tmp_path):
+  """SimCLR / BYOL's linear evaluation: eval.py's linear_probe_augmented on a tiny
+  run; the classifier starts at zero (loss log C) and its loss falls."""
+  from gjax.eval import evaluate
+  from gjax.eval.augmented_probe import probe_augment
+  from gjax.train import train_and_evaluate
+  from tests.test_train import tiny_config
+
+  config = tiny_config(**{"num_train_steps": 2, "eval.num_train_examples": 256})
+  with config.unlocked():
+    config.eval.evaluators.linear_probe_augmented = {"epochs": 3, "learning_rate": 0.5, "batch_size": 64,
+                                                     "weight_decay": 0.0}
+  config.eval.run_only = ("linear_probe_augmented",)
+  train_and_evaluate(config, str(tmp_path))
+  results = evaluate(config, str(tmp_path))
+  assert 0 <= results["linear_aug_top1_h"] <= results["linear_aug_top5_h"] <= 1
+  assert results["linear_aug_final_loss"] < np.log(10) - 0.05, results  # log C at the zero start
+  view = probe_augment(gdata.AugmentConfig())
+  assert view.jitter_prob == view.grayscale_prob == view.blur_prob == 0 and view.crop_scale == (0.08, 1.0)
+  with config.unlocked():
+    config.eval.evaluators.linear_probe_augmented.epochs = 0
+  with pytest.raises(ValueError, match="linear_probe_augmented.epochs"):
+    evaluate(config, str(tmp_path))

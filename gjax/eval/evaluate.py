@@ -12,7 +12,7 @@ import time
 import jax
 
 from gjax import data as gdata
-from gjax.eval import knn, linear_probe, one_class, posterior, sampling  # noqa: F401  (register gjax's evaluators)
+from gjax.eval import augmented_probe, knn, linear_probe, one_class, posterior, sampling  # noqa: F401  (register gjax's evaluators)
 from gjax.eval.registry import EvalContext, run_evaluators, validate_evaluators
 from gjax.eval.splits import eval_splits
 from gjax.train import config as config_lib
