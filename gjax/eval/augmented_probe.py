@@ -135,4 +135,4 @@ LINEAR_PROBE_AUGMENTED = register_evaluator(Evaluator(
     "linear_probe_augmented", run_augmented_probe,
     defaults={"epochs": 90, "learning_rate": 0.1, "batch_size": 256, "weight_decay": 0.0},
     check=check_augmented_probe_settings,
-    description="linear probe on augmented images through the frozen encoder (SimCLR / BYOL ImageNet recipe)"))
+    description="linear probe on augmented images through the frozen encoder (ImageNet linear evaluation)"))
