@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 
+from gjax.eval.sweep import apply_overrides  # noqa: E402
 from gjax.scale import compile as scale_compile  # noqa: E402
 from gjax.scale.topology import GIB  # noqa: E402
 
@@ -40,16 +41,10 @@ SLICES = ("v4-8", "v4-32", "v5p-128", "v5e-256")
 SEARCH_SLICES = ("v5e-256", "v4-8")
 
 
-def _config(module: str, spec: str = "", **overrides):
+def _config(module: str, spec: str = "", overrides=None):
+  """``configs/<module>.py:<spec>`` with bf16 compute and the dotted ``overrides``."""
   config = importlib.import_module(f"configs.{module}").get_config(spec)
-  config.model.compute_dtype = "bfloat16"
-  for path, value in overrides.items():
-    node = config
-    *parents, leaf = path.split("__")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
-  return config
+  return apply_overrides(config, {"model.compute_dtype": "bfloat16", **(overrides or {})})
 
 
 #: name -> (what it is, config builder). All at the paper's global batch, bf16 compute.
@@ -61,8 +56,8 @@ RECIPES = {
     "vje_r18_cifar10_one_class": (
         "VJE one-class, ResNet-18, one CIFAR-10 class (5,000 images), 800 epochs, batch 64, lr 5e-6 "
         "(configs/vje_cifar10.py with those overrides; one model per class)",
-        lambda: _config("vje_cifar10", dataset__num_train_examples=5000, batch_size=64,
-                        optim__base_learning_rate=5e-6 * 256 / 64)),
+        lambda: _config("vje_cifar10", overrides={"dataset.num_train_examples": 5000, "batch_size": 64,
+                                                  "optim.base_learning_rate": 5e-6 * 256 / 64})),
     "gmje_r50_imagenet": ("prototype GMJE, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/gmje_imagenet.py)",
                           lambda: _config("gmje_imagenet")),
     "simclr_r50_imagenet": ("SimCLR, ResNet-50, ImageNet-1K, 100 epochs, batch 256 "
