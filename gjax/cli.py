@@ -108,16 +108,63 @@ def _suggest(name: str, known: list[str]) -> list[str]:
   return out + [f for f in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if f not in out]
 
 
-def check_config_overrides(argv: list[str]) -> str | None:
-  """The first ``--config.<field>=...`` of ``argv`` that the config file does not
-  have, as a message with suggestions; None when all exist (or no config file
-  is given, which absl reports)."""
+def _config_spec(argv: list[str]) -> str | None:
+  """The value of ``--config`` in ``argv`` (the last one given), or None."""
   spec = None
   for i, arg in enumerate(argv):
     if arg.startswith("--config="):
       spec = arg.split("=", 1)[1]
     elif arg == "--config" and i + 1 < len(argv):
       spec = argv[i + 1]
+  return spec
+
+
+def check_config_file(argv: list[str]) -> str | None:
+  """Why the ``--config`` of ``argv`` cannot be loaded (the file is missing, or
+  its ``get_config`` refuses the ``:variant``), as a one-line message naming the
+  file or the variant; None when it loads, or when none is given (absl says so)."""
+  spec = _config_spec(argv)
+  if spec is None:
+    return None
+  path = spec.partition(":")[0]
+  if not os.path.isfile(path):
+    what = "is a directory, not a config file" if os.path.isdir(path) else "does not exist"
+    return (f"--config {spec}: {path} {what} (relative paths are from {os.getcwd()}); pass a config file such as "
+            "configs/vje_fashion_mnist.py or configs/vje_fashion_mnist.py:smoke")
+  try:
+    load_config(spec)
+  except Exception as error:  # noqa: BLE001 - any failure of the config file: named in one line
+    first = (str(error).splitlines() or [""])[0]
+    return f"--config {spec}: {path} could not build its config ({type(error).__name__}: {first})"
+  return None
+
+
+def out_of_memory_message(error: BaseException, config) -> str | None:
+  """For a device out of memory (XLA's ``RESOURCE_EXHAUSTED``): one line naming
+  the sizes that set the memory and how to lower them; None for other errors."""
+  text = str(error)
+  if "RESOURCE_EXHAUSTED" not in text:
+    return None
+  first = next((line.strip() for line in text.splitlines() if "RESOURCE_EXHAUSTED" in line), text)[:300]
+  sizes = []
+  for name in ("batch_size", "model.width_multiplier", "eval.batch_size"):
+    try:
+      value = config
+      for part in name.split("."):
+        value = value[part]
+    except (KeyError, TypeError, AttributeError):
+      continue
+    sizes.append(f"config.{name}={value!r}")
+  return (f"out of device memory ({first}) with {', '.join(sizes) or 'this config'}: lower them, e.g. "
+          "--config.batch_size (training), --config.model.width_multiplier (the network), "
+          "--config.eval.batch_size (evaluation)")
+
+
+def check_config_overrides(argv: list[str]) -> str | None:
+  """The first ``--config.<field>=...`` of ``argv`` that the config file does not
+  have, as a message with suggestions; None when all exist (or no config file
+  is given, which absl reports)."""
+  spec = _config_spec(argv)
   fields = [arg[len("--config."):].split("=", 1)[0] for arg in argv if arg.startswith("--config.")]
   if spec is None or not fields or not os.path.exists(spec.partition(":")[0]):
     return None
@@ -173,7 +220,8 @@ def run_with_config(action: Callable[[object, str], object], workdir_help: str, 
   debug = flags.DEFINE_boolean("debug", False, "Show the Python traceback of a user error (a bad config value or "
                                "field, missing data, a workdir in use).", module_name=main_module)
   program = os.path.basename(main_module)
-  unknown = check_config_overrides(sys.argv[1:])
+  unknown = None if "--debug" in sys.argv[1:] else check_config_file(sys.argv[1:])
+  unknown = unknown or check_config_overrides(sys.argv[1:])
   if unknown:
     print(f"{program}: error: {unknown}", file=sys.stderr)
     sys.exit(2)
@@ -186,6 +234,13 @@ def run_with_config(action: Callable[[object, str], object], workdir_help: str, 
         raise
       logging.getLogger("gjax").debug("user error", exc_info=True)
       print(f"{program}: error: {error}\n(--debug shows where it was raised)", file=sys.stderr)
+      return 2
+    except Exception as error:  # noqa: BLE001 - a device out of memory is the config's size, not a bug
+      message = out_of_memory_message(error, config_flag.value)
+      if message is None or debug.value:
+        raise
+      logging.getLogger("gjax").debug("out of memory", exc_info=True)
+      print(f"{program}: error: {message}\n(--debug shows where it was raised)", file=sys.stderr)
       return 2
     return 0
 

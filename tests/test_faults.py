@@ -318,3 +318,195 @@ def test_case13_a_data_directory_without_read_permission_is_reported_as_a_permis
       train_and_evaluate(config, str(tmp_path / "run"))
   finally:
     data_dir.chmod(0o755)
+
+
+def test_case12_temporary_files_have_unique_names_and_never_follow_a_planted_link(tmp_path):
+  from gjax.atomic import replaced_atomically
+  from gjax.eval import evaluate
+
+  victim = tmp_path / "victim"
+  victim.write_text("precious")
+  run = tmp_path / "run"
+  (run / "checkpoint_checksums").mkdir(parents=True)
+  planted = [run / "config.json.tmp", run / "summary.json.tmp", run / "checkpoint_checksums" / "2.json.tmp",
+             run / "eval_results.json.tmp", run / f".gjax-write-test-{os.getpid()}"]
+  for link in planted:  # what another user of a shared directory could plant at gjax's old, predictable names
+    link.symlink_to(victim)
+  config = tiny(num_train_steps=2, checkpoint_every_steps=2, **{"eval.run_only": ("knn",),
+                                                                 "eval.num_train_examples": 256})
+  train_and_evaluate(config, str(run))
+  results = evaluate(config, str(run))
+  assert victim.read_text() == "precious" and all(link.is_symlink() for link in planted)
+  assert json.loads((run / "eval_results.json").read_text()) == results
+  assert json.loads((run / "checkpoint_checksums" / "2.json").read_text())["step"] == 2
+  assert json.loads((run / "summary.json").read_text())["final_step"] == 2
+  assert oct((run / "summary.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # not mkstemp's 0600
+  # Two writers at once (two eval.py): each has its own temporary file, the last rename wins whole.
+  target = tmp_path / "shared" / "eval_results.json"
+  target.parent.mkdir()
+  with replaced_atomically(str(target)) as first, replaced_atomically(str(target)) as second:
+    first.write("first\n" * 1000)
+    second.write("second\n")
+    assert len(os.listdir(target.parent)) == 2
+  assert target.read_text() == "first\n" * 1000 and os.listdir(target.parent) == ["eval_results.json"]
+
+
+def _umask() -> int:
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def test_case03_a_second_ctrl_c_during_the_save_waits_for_it_and_keeps_the_checkpoint(tmp_path, monkeypatch, caplog):
+  import signal
+
+  from gjax.train import plan, trainer
+
+  config = tiny(num_train_steps=50, checkpoint_every_steps=100, log_every_steps=1)
+  original_step, original_save = plan.make_train_step, trainer.save_checkpoint
+
+  def make_step_sending_sigint_at_step_3(*args, **kwargs):
+    step_fn = original_step(*args, **kwargs)
+    calls = []
+
+    def step(state, batch):
+      calls.append(1)
+      if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+      return step_fn(state, batch)
+    return step
+
+  def save_interrupted_twice(manager, step, state):
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C again as the save begins ...
+    original_save(manager, step, state)
+    os.kill(os.getpid(), signal.SIGTERM)  # ... and a SIGTERM while Orbax writes in the background
+    saves.append(step)
+
+  saves = []
+  monkeypatch.setattr(plan, "make_train_step", make_step_sending_sigint_at_step_3)
+  monkeypatch.setattr(trainer, "save_checkpoint", save_interrupted_twice)
+  handler = signal.getsignal(signal.SIGINT)
+  with caplog.at_level(logging.WARNING, logger="gjax.train"):
+    summary = train_and_evaluate(config, str(tmp_path))  # before the fix: KeyboardInterrupt, no checkpoint
+  assert signal.getsignal(signal.SIGINT) is handler
+  assert summary["preempted"] == "SIGINT" and summary["final_step"] == 3 and saves == [3]
+  assert "SIGINT received again: still finishing the step and saving its checkpoint" in caplog.text
+  assert "SIGTERM received again" in caplog.text and "waiting for the save to finish" in caplog.text
+  assert checkpoint_steps(tmp_path) == [3] and not (tmp_path / "lock.json").exists()
+  assert not [p.name for p in (tmp_path / "checkpoints").iterdir() if "tmp" in p.name]
+  monkeypatch.undo()
+  resumed = train_and_evaluate(config, str(tmp_path), stop_after_steps=1)  # the checkpoint resumes
+  assert (resumed["start_step"], resumed["final_step"]) == (3, 4)
+
+
+def test_case07_eval_beside_training_retries_a_checkpoint_deleted_as_it_read_it(tmp_path, monkeypatch, caplog):
+  from gjax.eval import evaluate
+  from gjax.train import checkpoints
+
+  config = tiny(num_train_steps=4, checkpoint_every_steps=2, keep_checkpoints=2,
+                **{"eval.run_only": ("knn",), "eval.num_train_examples": 256})
+  train_and_evaluate(config, str(tmp_path))
+  directory = tmp_path / "checkpoints"
+  stash = tmp_path / "step-4-not-yet-saved"
+  shutil.move(directory / "4", stash)  # eval.py starts while the run's newest checkpoint is step 2
+  original, calls = checkpoints._restore_step, []
+
+  def the_run_saves_step_4_and_deletes_step_2_meanwhile(manager, step, state):
+    calls.append(step)
+    if len(calls) == 1:
+      shutil.move(stash, directory / "4")  # keep_checkpoints=1, a checkpoint every step: ...
+      for root, _, names in os.walk(directory / "2"):  # ... Orbax deletes step 2's files, then its directories
+        for name in names:
+          os.remove(os.path.join(root, name))
+    return original(manager, step, state)
+
+  monkeypatch.setattr(checkpoints, "_restore_step", the_run_saves_step_4_and_deletes_step_2_meanwhile)
+  with caplog.at_level(logging.WARNING):
+    results = evaluate(config, str(tmp_path))  # before the fix: CheckpointsUnreadableError, "move it aside"
+  assert calls == [2, 4] and results["step"] == 4
+  assert "checkpoint at step 2 changed (its files were deleted or rewritten) while it was being read" in caplog.text
+  assert "reading the newest checkpoint now present (retry 1 of" in caplog.text
+  assert "cannot be read" not in caplog.text and not (tmp_path / "checkpoints_unreadable").exists()
+
+
+_RAISE_OUT_OF_MEMORY = ("import runpy, sys\n"
+                        "import jax\n"
+                        "import gjax.eval\n"
+                        "def out_of_memory(config, workdir, **kwargs):\n"
+                        "  raise jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to "
+                        "allocate 3221225472 bytes.\\nBufferAssignment OOM Debugging.')\n"
+                        "gjax.eval.train_and_evaluate = out_of_memory\n"
+                        "sys.argv = ['train.py'] + sys.argv[1:]\n"
+                        "runpy.run_path('train.py', run_name='__main__')\n")
+
+
+def test_case11_command_line_faults_are_one_line_naming_the_path_or_value(tmp_path):
+  import subprocess
+  import sys
+
+  from tests.test_hardening import REPO
+
+  def run(*args, script="train.py"):
+    command = [sys.executable, *(["-c", _RAISE_OUT_OF_MEMORY] if script == "oom" else [script]), *args]
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    return out.stderr.strip().splitlines()[0]
+
+  workdir = str(tmp_path / "run")
+  assert run("--config", "configs/nope.py", "--workdir", workdir) == (
+      f"train.py: error: --config configs/nope.py: configs/nope.py does not exist (relative paths are from {REPO}); "
+      "pass a config file such as configs/vje_fashion_mnist.py or configs/vje_fashion_mnist.py:smoke")
+  assert run("--config", "configs/vje_fashion_mnist.py:nosuch", "--workdir", workdir, script="eval.py") == (
+      "eval.py: error: --config configs/vje_fashion_mnist.py:nosuch: configs/vje_fashion_mnist.py could not build "
+      "its config (ValueError: unknown variant 'nosuch' of vje_fashion_mnist; known: ('compare', 'smoke'))")
+  (tmp_path / "a_file").write_text("")
+  assert run("--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", str(tmp_path / "a_file")) == (
+      f"train.py: error: --workdir {tmp_path / 'a_file'} is a file, not a directory: pass a directory (new or a "
+      "run's) as --workdir, or move the file aside")
+  line = run("--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", workdir, "--config.batch_size=64",
+             script="oom")
+  assert line.startswith("train.py: error: out of device memory (RESOURCE_EXHAUSTED: Out of memory while trying to "
+                         "allocate 3221225472 bytes.) with config.batch_size=64, config.model.width_multiplier=")
+  assert "config.eval.batch_size=" in line and line.endswith(
+      "lower them, e.g. --config.batch_size (training), --config.model.width_multiplier (the network), "
+      "--config.eval.batch_size (evaluation)")
+
+
+def test_case11_a_read_only_workdir_and_a_full_disk_during_eval_are_named_and_eval_keeps_its_results(
+    tmp_path, monkeypatch, caplog):
+  import errno
+  import tempfile
+
+  from gjax.atomic import WriteError
+  from gjax.eval import evaluate
+  from gjax.train.workdir import WorkdirError
+
+  config = tiny(num_train_steps=2, checkpoint_every_steps=2, **{"eval.run_only": ("knn",),
+                                                                 "eval.num_train_examples": 256})
+
+  def read_only(*args, **kwargs):
+    raise OSError(errno.EROFS, "Read-only file system")
+
+  with monkeypatch.context() as patch:
+    patch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    with pytest.raises(WorkdirError, match=rf"^cannot write in --workdir {tmp_path} \(OSError: Read-only file "
+                                           r"system\): pass a --workdir on a writable file system"):
+      train_and_evaluate(config, str(tmp_path))
+  assert os.listdir(tmp_path) == []
+  train_and_evaluate(config, str(tmp_path))
+  previous = '{"step": 1}\n'
+  (tmp_path / "eval_results.json").write_text(previous)
+
+  def disk_full(fd):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(os, "fsync", disk_full)  # the results are written, then the disk turns out full
+  before = set(os.listdir(tmp_path))
+  with caplog.at_level(logging.INFO, logger="gjax.eval"):
+    with pytest.raises(WriteError, match=rf"^cannot write the evaluation results to {tmp_path / 'eval_results.json'} "
+                                         r"\(OSError: No space left on device\); they are logged above \(eval at "
+                                         r"step 2\)\. Free space there, or pass --config.eval.results_path="):
+      evaluate(config, str(tmp_path))
+  logged = json.loads(caplog.text.split("eval at step 2: ", 1)[1].splitlines()[0])
+  assert logged["step"] == 2 and 0.0 <= logged["knn30_z"] <= 1.0
+  assert set(os.listdir(tmp_path)) == before and (tmp_path / "eval_results.json").read_text() == previous

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 
 import jax
 
 from gjax import data as gdata
+from gjax.atomic import WriteError, write_text_atomically
 from gjax.eval import augmented_probe, knn, linear_probe, one_class, posterior, sampling  # noqa: F401  (register gjax's evaluators)
 from gjax.eval.registry import EvalContext, run_evaluators, validate_evaluators
 from gjax.eval.splits import eval_splits
@@ -72,22 +74,23 @@ def evaluate(config, workdir: str) -> dict:
   results["wall_seconds"] = time.time() - start
   if jax.process_index() == 0:
     log.info("eval at step %d: %s", results["step"], json.dumps(results))  # shown before it is written
-    with open(results_path + ".tmp", "w") as f:
-      json.dump(results, f, indent=2)
-    os.replace(results_path + ".tmp", results_path)  # never a half-written file
+    try:  # never a half-written file, nor a temporary one left behind
+      write_text_atomically(results_path, json.dumps(results, indent=2), "the evaluation results")
+    except WriteError as error:
+      raise WriteError(f"{error}; they are logged above (eval at step {results['step']}). Free space there, or "
+                       "pass --config.eval.results_path=<a writable file> to write them elsewhere") from error
     log.info("written to %s", results_path)
   return results
 
 
 def check_writable(path: str) -> None:
   """Raises PermissionError naming ``path`` unless a file can be created beside
-  it (a real write, not ``os.access``, which root and some file systems pass)."""
+  it (a real write, not ``os.access``, which root and some file systems pass;
+  a uniquely named file, never one through a link planted at a known name)."""
   directory = os.path.dirname(os.path.abspath(path))
-  probe = os.path.join(directory, f".gjax-write-test-{os.getpid()}")
   try:
-    with open(probe, "w"):
+    with tempfile.NamedTemporaryFile(prefix=".gjax-write-test-", dir=directory):
       pass
-    os.remove(probe)
   except OSError as e:
     raise PermissionError(
         f"cannot write the evaluation results to {path} ({type(e).__name__}: {e.strerror or e}); "

@@ -34,6 +34,7 @@ from absl import logging as absl_logging
 import numpy as np
 import orbax.checkpoint as ocp
 
+from gjax.atomic import write_text_atomically
 from gjax.train.config import config_fields  # the one flattening of nested dicts into dotted names
 
 log = logging.getLogger("gjax.train")
@@ -175,30 +176,40 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainState, *, move_as
   used; with ``move_aside`` (the trainer; readers such as eval.py leave a run's
   workdir as it is) the skipped ones are then moved out of the manager's
   directory to ``checkpoints_unreadable/`` (nothing is deleted) so the run can
-  write those steps again. A checkpoint deleted while it was being read (a
-  running job keeping only its newest ones) is not a fault: the listing is read
-  again. If no checkpoint can be read, the newest one's error is raised and
+  write those steps again. A checkpoint deleted or changed while it was being
+  read (a run beside the reader keeping only its newest ones: Orbax deletes
+  the files of a step before its directory) is not a fault: the listing is read
+  again and the newest checkpoint now present is read, up to
+  :data:`RETRIES_AFTER_A_CHANGE` times. If no checkpoint can be read, the newest one's error is raised and
   nothing is moved: :class:`CheckpointsUnreadableError` gives the newest one's
   error and, with ``config``, the fields in which the run's ``config.json``
   differs from it (a config that no longer matches the checkpoints).
   """
   failures: list[tuple[int, Exception]] = []
   tried: set[int] = set()
+  retries = 0
   while True:
     manager.reload()
-    steps = [step for step in sorted(manager.all_steps(), reverse=True) if step not in tried]
+    listed = sorted(manager.all_steps(), reverse=True)
+    steps = [step for step in listed if step not in tried]
     if not steps:
       break
-    deleted = False
+    changed = False
     for step in steps:
       tried.add(step)
+      before = _step_fingerprint(manager, step)
       try:
         restored = _restore_step(manager, step, state)
       except Exception as error:  # noqa: BLE001 - any read failure: try the previous checkpoint
-        if not os.path.isdir(os.path.join(os.fspath(manager.directory), str(step))):
-          log.warning("checkpoint at step %d was deleted while it was being read (a run in this workdir "
-                      "keeps only its newest checkpoints); reading the list of checkpoints again", step)
-          deleted = True
+        why = _changed_meanwhile(manager, step, before, listed)
+        if why and retries < RETRIES_AFTER_A_CHANGE:
+          retries += 1
+          log.warning("checkpoint at step %d %s while it was being read (a run in this workdir keeps only its "
+                      "newest checkpoints): not unreadable; reading the newest checkpoint now present (retry %d "
+                      "of %d)", step, why, retries, RETRIES_AFTER_A_CHANGE)
+          tried = {bad for bad, _ in failures}
+          changed = True
+          time.sleep(0.1 * retries)  # let a deletion in progress finish
           break
         log.warning("checkpoint at step %d in %s cannot be read (%s: %s); trying the previous one",
                     step, manager.directory, type(error).__name__, str(error).splitlines()[0][:300])
@@ -212,11 +223,48 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainState, *, move_as
         log.warning("read step %d; the newer checkpoint(s) %s cannot be read (left in place)",
                     step, [bad for bad, _ in failures])
       return restored
-    if not deleted:
+    if not changed:
       break
   if failures:
     raise CheckpointsUnreadableError(_unreadable_message(manager, failures, config)) from failures[0][1]
   raise FileNotFoundError(f"no checkpoint in {manager.directory}")
+
+
+#: How many times :func:`restore_latest` reads the listing again after a
+#: checkpoint changed or disappeared under it (a run beside it saving every
+#: step); then a failure is reported as such.
+RETRIES_AFTER_A_CHANGE = 5
+
+
+def _step_fingerprint(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple[int, int]] | None:
+  """``{relative path: (size, mtime_ns)}`` of every file of checkpoint ``step``; None when it is gone."""
+  root = os.path.join(os.fspath(manager.directory), str(step))
+  out = {}
+  for directory, _, names in os.walk(root):
+    for name in names:
+      path = os.path.join(directory, name)
+      try:
+        info = os.stat(path)
+      except OSError:
+        continue  # deleted meanwhile: missing from the fingerprint
+      out[os.path.relpath(path, root)] = (info.st_size, info.st_mtime_ns)
+  return out if os.path.isdir(root) else None
+
+
+def _changed_meanwhile(manager: ocp.CheckpointManager, step: int, before, listed: list[int]) -> str | None:
+  """Why checkpoint ``step`` is not to be called unreadable after a failed read:
+  it was deleted, its files changed, or a newer checkpoint appeared (a run beside
+  the reader saves, then deletes the oldest); None when nothing changed."""
+  after = _step_fingerprint(manager, step)
+  if after is None:
+    return "was deleted"
+  if after != before:
+    return "changed (its files were deleted or rewritten)"
+  manager.reload()
+  newer = [s for s in manager.all_steps() if s > max(listed, default=-1)]
+  if newer:
+    return f"was superseded (newer checkpoint(s) {sorted(newer)} appeared)"
+  return None
 
 
 def _move_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
@@ -268,9 +316,8 @@ def save_checkpoint(manager: ocp.CheckpointManager, step: int, state) -> None:
     return
   path = _checksum_path(manager, step)
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump({"step": step, "algorithm": "crc32", "leaves": sums, "record_crc32": _record_crc(sums)}, f, indent=0)
-  os.replace(path + ".tmp", path)
+  write_text_atomically(path, json.dumps({"step": step, "algorithm": "crc32", "leaves": sums,
+                                          "record_crc32": _record_crc(sums)}, indent=0))
   kept = {str(s) for s in manager.all_steps()} | {str(step)}
   for name in os.listdir(os.path.dirname(path)):
     if name.endswith(".json") and name[:-5] not in kept:

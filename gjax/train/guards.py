@@ -20,8 +20,13 @@ class StopSignals:
   closed) ask the training loop to checkpoint and end.
 
   The first signal sets :attr:`received` (its name); the loop saves and returns
-  at the next step boundary. A second SIGINT interrupts at once. Handlers are
-  installed only in the main thread and restored on exit.
+  at the next step boundary. A second signal (an impatient Ctrl-C) does not
+  abandon that checkpoint: interrupting Orbax mid-save lost it every time, and
+  once hung 300 s in Orbax leaving a ``<step>.orbax-checkpoint-tmp``
+  directory. It is logged (the run is finishing its step and saving; ``kill
+  -9`` abandons the save, the previous checkpoint is kept) and the run ends as
+  for one signal. Handlers are installed only in the main thread and restored
+  on exit.
   """
 
   SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -32,8 +37,11 @@ class StopSignals:
 
   def _handle(self, signum, frame):
     name = signal.Signals(signum).name
-    if self.received is not None and signum == signal.SIGINT:
-      raise KeyboardInterrupt
+    if self.received is not None:
+      log.warning("%s received again: still finishing the step and saving its checkpoint (stopping for %s); "
+                  "waiting for the save to finish rather than abandoning it (kill -9 abandons it, keeping the "
+                  "previous checkpoint)", name, self.received)
+      return
     self.received = name
     log.warning("%s received: saving a checkpoint at the end of this step, then stopping", name)
 

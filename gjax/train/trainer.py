@@ -31,6 +31,7 @@ import numpy as np
 
 from gjax import data as gdata
 from gjax import startup_signals
+from gjax.atomic import write_text_atomically
 from gjax.train import config as config_lib
 from gjax.train.checkpoints import checkpoint_manager, restore_latest, save_checkpoint
 from gjax.train.guards import NonFiniteGuard, StopSignals, any_process
@@ -38,7 +39,8 @@ from gjax.train.input_pipeline import build_train_input, global_batches
 from gjax.train.metrics import MetricWriter
 from gjax.train.plan import plan_run
 from gjax.train.state import create_train_state
-from gjax.train.workdir import WorkdirLock, check_run_files, check_run_identity, read_segments, truncate_metrics
+from gjax.train.workdir import (WorkdirLock, check_run_files, check_run_identity, prepare_workdir, read_segments,
+                                truncate_metrics)
 
 log = logging.getLogger("gjax.train")
 
@@ -73,7 +75,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   if config.eval.every_epochs > 0 and online_evaluator is None:
     raise ValueError(f"config.eval.every_epochs={config.eval.every_epochs!r} asks for evaluation during "
                      "training: call gjax.eval.train_and_evaluate (train.py does), or pass online_evaluator")
-  os.makedirs(workdir, exist_ok=True)
+  prepare_workdir(workdir)  # a file, a read-only file system: named before anything is built
   if jax.process_index() == 0:
     check_run_files(workdir)  # before anything is written: another tool's files, damaged ones
   with WorkdirLock(workdir, enabled=jax.process_index() == 0):
@@ -104,9 +106,7 @@ def _train_and_evaluate(config, workdir: str, stop_after_steps: int | None,
   start_step = int(state.step)
   earlier_segments = read_segments(workdir, start_step) if is_main else []  # checked before training
   if is_main:
-    with open(os.path.join(workdir, "config.json.tmp"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-    os.replace(os.path.join(workdir, "config.json.tmp"), os.path.join(workdir, "config.json"))
+    write_text_atomically(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
     # Rows logged after the restored checkpoint (a crash between a log and the
     # next checkpoint) are logged again by this run: drop the old ones.
     dropped = sum(truncate_metrics(os.path.join(workdir, f"{name}.jsonl"), start_step) for name in ("train", "eval"))
@@ -200,6 +200,7 @@ def _train_and_evaluate(config, workdir: str, stop_after_steps: int | None,
             log.warning("stopped by %s at step %d/%d; checkpoint saved, rerun the same command to resume",
                         preempted, done, total_steps)
           break
+      manager.wait_until_finished()  # the last save, with a signal meanwhile still handled by StopSignals
   finally:
     manager.wait_until_finished()
     manager.close()
@@ -217,7 +218,5 @@ def _train_and_evaluate(config, workdir: str, stop_after_steps: int | None,
                                              "skipped_steps", "preempted")})
     summary["segments"] = segments
     summary["total_wall_seconds"] = sum(seg["wall_seconds"] for seg in segments)
-    with open(summary_path + ".tmp", "w") as f:
-      json.dump(summary, f, indent=2)
-    os.replace(summary_path + ".tmp", summary_path)
+    write_text_atomically(summary_path, json.dumps(summary, indent=2))
   return dict(summary, state=state)

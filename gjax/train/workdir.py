@@ -22,9 +22,11 @@ import json
 import logging
 import os
 import socket
+import tempfile
 import time
 
 from gjax import startup_signals
+from gjax.atomic import write_text_atomically
 
 log = logging.getLogger("gjax.train")
 
@@ -41,6 +43,27 @@ RESUME_FREE_PREFIXES = ("eval.",)
 
 class WorkdirInUseError(RuntimeError):
   """Another live process holds the workdir's lock."""
+
+
+class WorkdirError(ValueError):
+  """A workdir that is a file, or in which nothing can be written (a read-only
+  file system, no permission)."""
+
+
+def prepare_workdir(workdir: str) -> None:
+  """Creates ``workdir`` and checks that a file can be written in it (a real,
+  uniquely named write: ``os.access`` is passed by root and by read-only
+  mounts); :class:`WorkdirError` names the path, the cause and what to do."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir {workdir} is a file, not a directory: pass a directory (new or a run's) as "
+                       "--workdir, or move the file aside")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.NamedTemporaryFile(prefix=".gjax-write-test-", dir=workdir):
+      pass
+  except OSError as error:
+    raise WorkdirError(f"cannot write in --workdir {workdir} ({type(error).__name__}: {error.strerror or error}): "
+                       "pass a --workdir on a writable file system, where this user may create files") from None
 
 
 class ConfigChangedError(ValueError):
@@ -248,10 +271,7 @@ def truncate_metrics(path: str, after_step: int) -> int:
                 "written): dropped", path)
   if len(keep) == len(rows) and not torn and ends_cleanly:
     return 0
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    f.writelines(json.dumps(row) + "\n" for row in keep)
-  os.replace(tmp, path)
+  write_text_atomically(path, "".join(json.dumps(row) + "\n" for row in keep))
   return len(rows) - len(keep)
 
 
