@@ -59,6 +59,7 @@ def effective_rank(z: jax.Array, eps: float = 1e-12) -> jax.Array:
   collapse monitor of the design doc's Mahalanobis Trace Trap experiment.
   """
   _checks.check_ndim("z", z, 2)
+  z = z.astype(jnp.promote_types(z.dtype, jnp.float32))  # the SVD takes no bfloat16
   singular = jnp.linalg.svd(z - jnp.mean(z, axis=0), compute_uv=False)
   p = singular / jnp.maximum(jnp.sum(singular), eps)
   return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)))

@@ -44,6 +44,14 @@ def registered_heads() -> list[str]:
   return _HEADS.names()
 
 
+def float32_outputs(outputs: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """The network's outputs in float32 whatever its compute dtype: the
+  objectives' densities and decompositions (Cholesky, QR, SVD) run in float32,
+  as mixed-precision training keeps the loss in float32 (and jax's
+  decompositions take no bfloat16)."""
+  return {k: v.astype(jnp.float32) if jnp.issubdtype(v.dtype, jnp.floating) else v for k, v in outputs.items()}
+
+
 class TwoViewModel(nn.Module):
   """``(view_1, view_2) -> {z_i, <head outputs>_i}`` for ``i`` in 1, 2.
 
@@ -67,7 +75,7 @@ class TwoViewModel(nn.Module):
     out = {"h": h, "z": z}
     if self.head is not None:
       out.update(self.head(z, train=train))
-    return out
+    return float32_outputs(out)
 
   def target_embeddings(self, view_1: jax.Array, view_2: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     """``{"target_z_i"}``: encoder and projector only (applied with the target network's parameters)."""
@@ -75,7 +83,7 @@ class TwoViewModel(nn.Module):
     for i, view in ((1, view_1), (2, view_2)):
       h = self.encoder(view, train=train)
       outputs[f"target_z_{i}"] = self.projector(h, train=train) if self.projector is not None else h
-    return outputs
+    return float32_outputs(outputs)
 
   def __call__(self, view_1: jax.Array, view_2: jax.Array, *, train: bool,
                targets: dict[str, jax.Array] | None = None) -> dict[str, Any]:
