@@ -38,7 +38,9 @@ from gjax.scale import compile as scale_compile  # noqa: E402
 from gjax.scale.topology import GIB  # noqa: E402
 
 SLICES = ("v4-8", "v4-32", "v5p-128", "v5e-256")
-SEARCH_SLICES = ("v5e-256", "v4-8")
+#: Where the largest batch per chip is searched: one host of each generation (the per-chip program is the
+#: same on a larger slice but for its collectives; a v5e-256 search is also in the JSONL, see the report).
+SEARCH_SLICES = ("v5e-4", "v4-8")
 
 
 def _config(module: str, spec: str = "", overrides=None):
@@ -131,9 +133,14 @@ def run(path: str, fresh: bool, only: tuple[str, ...]) -> None:
       batch = SEARCH_START
       previous = {r["per_chip_batch"]: r for r in rows if r["recipe"] == SEARCH and r["slice_name"] == slice_name
                   and r["step"] == "train" and r.get("search") and (r["jax"], r["libtpu"]) == (v["jax"], v["libtpu"])}
+      recipe_row = [r for r in rows if r["recipe"] == SEARCH and r["slice_name"] == slice_name and r["step"] == "train"
+                    and not r.get("search") and (r["jax"], r["libtpu"]) == (v["jax"], v["libtpu"])]
       while batch <= 4096:
         if batch in previous:
           fits = previous[batch]["fits"]
+        elif recipe_row and recipe_row[-1].get("per_chip_batch") == batch:  # the recipe's own compile
+          out.write(json.dumps(dict(recipe_row[-1], search=True)) + "\n")
+          fits = recipe_row[-1]["fits"]
         else:
           reports = scale_compile.compile_run(config, slice_name, per_chip_batch=batch, steps=("train",))
           record(SEARCH, slice_name, reports, search=True)
@@ -225,16 +232,21 @@ def report(path: str) -> str:
             "per step | step ms (source) | img/s per chip | MFU | whole recipe, chip-hours |",
             "|---|---|---|---|---|---|---|---|---|"]
   search_config = RECIPES[SEARCH][1]()
-  for slice_name in SEARCH_SLICES:
+  searched = list(dict.fromkeys(r["slice_name"] for r in rows if r.get("search") and r["recipe"] == SEARCH))
+  for slice_name in sorted(searched, key=lambda name: (name not in SEARCH_SLICES, name)):
     found = sorted((r for r in rows if r["recipe"] == SEARCH and r["slice_name"] == slice_name and r.get("search")),
                    key=lambda r: r["per_chip_batch"])
     for r in found:
       hours = f"{chip_hours(r, search_config):,.0f}" if r.get("fits") else ""
       lines.append(f"| {r['slice']} | {r['per_chip_batch']} | {r['global_batch']} | {fmt_row(r)} | {hours} |")
     fitting = [r["per_chip_batch"] for r in found if r.get("fits")]
+    failed = [r for r in found if not r.get("fits")]
+    why = ("the first that does not fit ran out of HBM" if failed and "RESOURCE_EXHAUSTED" in failed[0].get("error", "")
+           else "the next one failed for another reason than memory (its message above)" if failed else
+           f"none failed up to {found[-1]['per_chip_batch']}")
     if found:
-      lines.append(f"| **{slice_name}: largest power of two that fits: {max(fitting) if fitting else 'none'}** "
-                   "| | | | | | | | |")
+      lines.append(f"| **{slice_name}: largest power of two that compiles and fits: "
+                   f"{max(fitting) if fitting else 'none'}** ({why}) | | | | | | | | |")
   return "\n".join(lines) + "\n"
 
 

@@ -143,9 +143,9 @@ def test_the_compile_command(tmp_path):
                                           if m != "toy"))
 def test_every_method_traces_with_bfloat16_compute(method):
   """The train step of every method with the accelerators' compute dtype,
-  lowered for a TPU slice (the TPU compile found SimCLR, BYOL and prototype
-  GMJE failing there: the TPU lowering of an SVD takes no bfloat16; the CPU's
-  does, so only a TPU lowering catches it). Lowering only, no compile."""
+  traced abstractly over a TPU slice's devices (the TPU compile found SimCLR,
+  BYOL and prototype GMJE failing there: jax's SVD takes no bfloat16, and their
+  projectors output bf16). Tracing only: no lowering, no compile."""
   from gjax.scale.compile import abstract_train_inputs, plan_on_devices
 
   config = tiny_config(method, batch_size=96)  # 192 embeddings: more than the GJE family's joint dimension
@@ -154,8 +154,6 @@ def test_every_method_traces_with_bfloat16_compute(method):
   config.model.projector_norm = "batch"
   plan = plan_on_devices(config, topo.tpu_slice("v5e:2x2").devices)
   state, batch = abstract_train_inputs(plan, config.batch_size)
-  lowered = plan.train_step.lower(state, batch)
-  assert "stablehlo" in lowered.as_text()[:20000]
   new_state, metrics = jax.eval_shape(plan.train_step, state, batch)
   same = jax.tree_util.tree_map(lambda a, b: a.dtype == b.dtype and a.shape == b.shape, new_state, state)
   assert all(jax.tree_util.tree_leaves(same))
