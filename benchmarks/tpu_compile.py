@@ -156,6 +156,10 @@ def chip_hours(row: dict, config) -> float:
   return steps * row["estimate_seconds"] * row["chips"] / 3600
 
 
+def hours_text(hours: float) -> str:
+  return f"{hours:,.0f}" if hours >= 10 else f"{hours:.2g}"
+
+
 def fmt_row(row: dict) -> str:
   if not row.get("compiled"):
     return f"**does not compile**: {row.get('error', '')}"
@@ -205,7 +209,7 @@ def report(path: str) -> str:
         lines.append(f"| {slice_name} | | | not run | | | | | |")
         continue
       r = found[-1]
-      hours = f"{chip_hours(r, config):,.0f}" if r.get("compiled") and r.get("fits") else ""
+      hours = hours_text(chip_hours(r, config)) if r.get("compiled") and r.get("fits") else ""
       if not r.get("compiled"):
         lines.append(f"| {r['slice']} | | {r['per_chip_batch']} | {fmt_row(r)} | | | | | |")
       else:
@@ -237,7 +241,7 @@ def report(path: str) -> str:
     found = sorted((r for r in rows if r["recipe"] == SEARCH and r["slice_name"] == slice_name and r.get("search")),
                    key=lambda r: r["per_chip_batch"])
     for r in found:
-      hours = f"{chip_hours(r, search_config):,.0f}" if r.get("fits") else ""
+      hours = hours_text(chip_hours(r, search_config)) if r.get("fits") else ""
       lines.append(f"| {r['slice']} | {r['per_chip_batch']} | {r['global_batch']} | {fmt_row(r)} | {hours} |")
     fitting = [r["per_chip_batch"] for r in found if r.get("fits")]
     failed = [r for r in found if not r.get("fits")]
