@@ -201,8 +201,8 @@ def _knn_chunk_votes(mesh, k: int, num_classes: int, weighted: bool):
 
   def local(test, bank, bank_labels, bank_valid, temperature):
     test = jax.lax.all_gather(test, DATA_AXIS, tiled=True)  # the whole test chunk on every device
-    rows = bank.reshape(-1, bank.shape[-1])
-    sims = jnp.where(bank_valid.reshape(-1)[None, :], normalize(test) @ normalize(rows).T, -jnp.inf)
+    rows = bank.reshape(-1, bank.shape[-1])  # normalised once, by sharded_knn_predict
+    sims = jnp.where(bank_valid.reshape(-1)[None, :], normalize(test) @ rows.T, -jnp.inf)
     local_k = min(k, rows.shape[0])
     top_sims, top_idx = jax.lax.top_k(sims, local_k)
     top_labels = bank_labels.reshape(-1)[top_idx]
@@ -231,6 +231,7 @@ def sharded_knn_predict(train: ShardedFeatures, test: ShardedFeatures, name: str
   if bank.shape[-1] != test.values[name].shape[-1]:
     raise ValueError(f"train {bank.shape} and test {test.values[name].shape} feature sizes differ")
   votes_fn = _knn_chunk_votes(train.mesh, k, num_classes, weighted)
+  bank = jax.jit(normalize, out_shardings=chunk_sharding(train.mesh))(bank)  # once, not per test chunk
   preds = []
   for c in range(test.layout.num_chunks):
     votes = votes_fn(test.values[name][c], bank, train.labels, train.valid, jnp.float32(temperature))
