@@ -51,17 +51,19 @@ def _config(module: str, spec: str = "", overrides=None):
 
 #: name -> (what it is, config builder). All at the paper's global batch, bf16 compute.
 RECIPES = {
-    "vje_r50_imagenet": ("VJE, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/vje_imagenet.py)",
-                         lambda: _config("vje_imagenet")),
-    "vje_r18_cifar10": ("VJE, ResNet-18, CIFAR-10, 800 epochs, batch 256 (configs/vje_cifar10.py)",
-                        lambda: _config("vje_cifar10")),
+    "vje_r50_imagenet": ("VJE, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/imagenet.py:method=vje)",
+                         lambda: _config("imagenet", "method=vje")),
+    "vje_r18_cifar10": ("VJE, ResNet-18, CIFAR-10, 800 epochs, batch 256 (configs/cifar10.py:method=vje)",
+                        lambda: _config("cifar10", "method=vje")),
     "vje_r18_cifar10_one_class": (
         "VJE one-class, ResNet-18, one CIFAR-10 class (5,000 images), 800 epochs, batch 64, lr 5e-6 "
-        "(configs/vje_cifar10.py with those overrides; one model per class)",
-        lambda: _config("vje_cifar10", overrides={"dataset.num_train_examples": 5000, "batch_size": 64,
+        "(configs/cifar10.py:method=vje with those overrides; one model per class)",
+        lambda: _config("cifar10", "method=vje", overrides={"dataset.num_train_examples": 5000, "batch_size": 64,
                                                   "optim.base_learning_rate": 5e-6 * 256 / 64})),
-    "gmje_r50_imagenet": ("prototype GMJE, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/gmje_imagenet.py)",
-                          lambda: _config("gmje_imagenet")),
+    "gmje_r50_imagenet": ("prototype GMJE, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/gmje_imagenet.py "
+                          "fitted by gradient, no barrier: the defaults when it was compiled)",
+                          lambda: _config("gmje_imagenet", overrides={"gmje.fit": "gradient", "gmje.log_det_weight": 0.0,
+                                                                      "gmje.log_det_form": "batch"})),
     "simclr_r50_imagenet": ("SimCLR, ResNet-50, ImageNet-1K, 100 epochs, batch 256 "
                             "(configs/imagenet.py:method=simclr)", lambda: _config("imagenet", "method=simclr")),
     "byol_r50_imagenet": ("BYOL, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/imagenet.py:method=byol)",

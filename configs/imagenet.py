@@ -1,12 +1,19 @@
-"""Every method on ImageNet-1K with the VJE paper's recipe (ResNet-50, 100
-epochs, 10 warm-up epochs, batch 256), composed (``configs/_compose.py``):
+"""Every method on ImageNet-1K with the VJE paper's recipe (Section 5.2: ResNet-50,
+100 epochs, 10 warm-up epochs, lr 0.05 at batch 256 scaled linearly with the
+global batch, wd 5e-6; VJE with beta 1, nu 3, blur on, bottleneck 512),
+composed (``configs/_compose.py``):
 
+  python train.py --config configs/imagenet.py:method=vje --workdir /data/workdirs/vje_in1k \
+      --config.batch_size=1024 --config.model.compute_dtype=bfloat16
   python train.py --config configs/imagenet.py:method=byol --workdir workdirs/byol_in1k
+  python train.py --config configs/imagenet.py:method=vje,variant=smoke --workdir /tmp/vje_in1k_smoke
   python -m gjax.scale.compile --config configs/imagenet.py:method=simclr --topology v5e-256
 
-``method=vje`` and ``method=gmje`` are ``configs/vje_imagenet.py`` and
-``configs/gmje_imagenet.py``. Needs the TFDS ``imagenet2012`` data set
-prepared offline (``--config.dataset.data_dir=DIR``).
+Nothing of it has trained here (no ImageNet, no accelerator on these
+machines); ``results/tpu_compile.md`` has the compiler's sizing of these
+recipes on TPU slices. ``method=gmje`` is ``configs/gmje_imagenet.py``. Needs
+the TFDS ``imagenet2012`` data set prepared offline
+(``--config.dataset.data_dir=DIR``).
 """
 
 from configs._baselines import baseline_paper_config

@@ -30,6 +30,7 @@ def test_joint_density_loss_matches_scipy(method, covariance_type, k):
   out = _outputs(k=k, covariance_type=covariance_type)
   hp = method_settings(method)
   hp.covariance_type, hp.num_components, hp.marginal_weight = covariance_type, k, 0.7
+  hp.log_det_weight = 0.0  # the density and the marginal term alone (the barrier: tested below)
   rng = jax.random.PRNGKey(3)
   loss, metrics = get_objective(method).loss_fn(out, rng, hp)
   u = np.concatenate([np.concatenate([out["z_1"], out["z_2"]], -1), np.concatenate([out["z_2"], out["z_1"]], -1)])
@@ -215,11 +216,22 @@ def test_the_trace_trap_remedies_keep_every_direction():
 
 def test_gmje_trains_through_the_shared_trainer(tmp_path):
   config = tiny_method_config(**{"method": "gmje", "gmje.num_components": 2, "gmje.covariance_type": "diag",
-                                 "num_train_steps": 2})
+                                 "gmje.fit": "gradient", "num_train_steps": 2})
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary["final_step"] == 2 and np.isfinite(summary["metrics"]["loss"])
   density = summary["state"].params["density"]
   assert density["means"].shape == (2, 2 * 32) and density["var_raw"].shape == (2, 64)
+
+
+def test_gmje_defaults_are_the_best_measured_setting(tmp_path):
+  """K = 4 full covariances fitted by EM (no density parameters: the statistics are state), with the
+  barrier per component: they train, and the barrier is in the loss."""
+  hp = method_settings("gmje")
+  assert (hp.num_components, hp.covariance_type, hp.fit, hp.log_det_weight, hp.log_det_form) == (
+      4, "full", "em", 1.0, "component")
+  summary = train_and_evaluate(tiny_method_config(method="gmje", num_train_steps=2), str(tmp_path))
+  assert summary["final_step"] == 2 and np.isfinite(summary["metrics"]["loss"])
+  assert "density" not in summary["state"].params and "log_det_barrier" in summary["metrics"]
 
 
 @pytest.mark.parametrize("field,value,message", [

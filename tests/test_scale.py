@@ -100,11 +100,11 @@ def test_bad_input_is_named():
 
 
 def test_dataset_geometry_is_known_without_the_data():
-  from configs import vje_imagenet, vje_cifar10
+  from configs import cifar10, imagenet
 
-  assert scale_compile.dataset_geometry(vje_imagenet.get_config()) == ((256, 256, 3), 1_281_167, 1000)
-  assert scale_compile.dataset_geometry(vje_cifar10.get_config()) == ((32, 32, 3), 50_000, 10)
-  c = vje_cifar10.get_config()
+  assert scale_compile.dataset_geometry(imagenet.get_config("method=vje")) == ((256, 256, 3), 1_281_167, 1000)
+  assert scale_compile.dataset_geometry(cifar10.get_config("method=vje")) == ((32, 32, 3), 50_000, 10)
+  c = cifar10.get_config("method=vje")
   c.dataset.num_train_examples = 5000
   assert scale_compile.dataset_geometry(c)[1] == 5000
 
@@ -128,7 +128,7 @@ def test_the_compile_command(tmp_path):
   """python -m gjax.scale.compile prints the table and appends JSON rows."""
   out = tmp_path / "rows.jsonl"
   result = subprocess.run(
-      [sys.executable, "-m", "gjax.scale.compile", "--config", "configs/vje_cifar10.py:smoke",
+      [sys.executable, "-m", "gjax.scale.compile", "--config", "configs/cifar10.py:method=vje,variant=smoke",
        "--config.model.width_multiplier=0.0625", "--config.model.encoder=resnet10", "--topology", "v5e-4",
        "--steps", "embed,probe", "--json", str(out)],
       cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -172,9 +172,15 @@ GJE = register(Objective("gje", joint_density_loss, head="joint_density",
                          description="Gaussian joint embedding: one global joint Gaussian (K=1).",
                          defaults=density_defaults(1), check=check_density_settings,
                          head_settings=density_head_settings))
+#: Prototype GMJE's best measured setting (the same-budget comparison on Fashion-MNIST, three seeds:
+#: k-NN30 76.8 % mean against JEPA's 73.8 %, effective rank above half of z at every seed, the learned
+#: density at least the post-hoc Gaussian on recall and held-out NLL): K = 4 full covariances fitted by
+#: stepwise EM, with the log-det barrier (γ = 1) taken per component. The earlier default (K = 8 diagonal,
+#: fitted by gradient, no barrier) keeps its rows through explicit overrides.
+GMJE_DEFAULTS = {**density_defaults(4), "fit": "em", "log_det_weight": 1.0, "log_det_form": "component"}
 GMJE = register(Objective("gmje", joint_density_loss, head="joint_density",
                           description="Prototype GMJE: K global Gaussian components over [z_c; z_t].",
-                          defaults=density_defaults(8), check=check_density_settings,
+                          defaults=GMJE_DEFAULTS, check=check_density_settings,
                           head_settings=density_head_settings))
 GMJE_GNG = register(Objective("gmje_gng", gng_density_loss, head="gng_density",
                               description="GMJE-GNG: Growing Neural Gas prototypes as isotropic components.",

@@ -1,8 +1,8 @@
 """Compile gjax's steps for a TPU slice ahead of time, on this machine, and size them.
 
-  python -m gjax.scale.compile --config configs/vje_imagenet.py --topology v5e-256 \\
+  python -m gjax.scale.compile --config configs/imagenet.py:method=vje --topology v5e-256 \\
       --config.model.compute_dtype=bfloat16
-  python -m gjax.scale.compile --config configs/vje_imagenet.py --topology v5e:2x2,v4-8 --search_batch
+  python -m gjax.scale.compile --config configs/imagenet.py:method=vje --topology v5e:2x2,v4-8 --search_batch
 
 The train step is the one ``train.py`` runs, built by the trainer's own code
 (:func:`gjax.train.plan.plan_run`: model, method, compute dtype, optimiser

@@ -1,6 +1,6 @@
 """Lower gjax's train step for GPUs (or any platform) with ``jax.export``, on this machine.
 
-  python -m gjax.scale.export --config configs/vje_cifar10.py --platforms cuda,rocm
+  python -m gjax.scale.export --config configs/cifar10.py:method=vje --platforms cuda,rocm
 
 The step is the trainer's (:func:`gjax.scale.compile.plan_on_devices`) over a
 mesh of this host's devices (the exported program is for that many devices);
