@@ -1,10 +1,15 @@
-"""Prototype GMJE on CIFAR-10 (ResNet-18 CIFAR stem, 800 epochs, batch 256, the VJE paper's recipe).
-Prototype GMJE settings: configs/_gmje_paper.py.
+"""Prototype GMJE on CIFAR-10 (ResNet-18 CIFAR stem, 800 epochs, batch 256, the VJE paper's recipe;
+settings in configs/_gmje_paper.py).
+K = 16 full-covariance components on a 256-d projector, fitted by EM with the
+barrier per component (the method's defaults).
 
   python train.py --config configs/gmje_cifar10.py --workdir workdirs/gmje_cifar10
   python train.py --config configs/gmje_cifar10.py:smoke --workdir /tmp/gmje_cifar10_smoke
 
-Needs the TFDS data set prepared offline (`--config.dataset.data_dir=DIR`).
+Nothing is published for it to reach (the GJE paper has only its abstract);
+the same recipe reaches k-NN30 89.98 %, linear 92.1 % with VJE (Table 2).
+Not trained here (no CIFAR-10, no accelerator on these machines). Needs the
+TFDS data set prepared offline (``--config.dataset.data_dir=DIR``).
 """
 
 from configs._gmje_paper import gmje_paper_config
