@@ -22,12 +22,15 @@ from gjax import math as gm
 from gjax.registry import Registry
 from gjax.models.density_heads import GNGDensity, MemoryBank, MixtureDensity, OnlineEMMixtureDensity
 from gjax.models.heads import GaussianPosteriorNetwork, MixtureDensityNetwork, Predictor, Projector
-from gjax.models.resnet import build_encoder, embedding_dim
+from gjax.models.encoders import build_encoder, embedding_dim  # ResNets and ViTs
 
 
 class Head(NamedTuple):
   per_view: nn.Module | None = None
   joint: nn.Module | None = None
+  # Builds the whole network in place of TwoViewModel, with the same fields and
+  # interface (a TwoViewModel subclass): a masked-prediction method (I-JEPA).
+  network: Callable[..., "TwoViewModel"] | None = None
 
 
 HeadBuilder = Callable[..., Head]
@@ -114,7 +117,8 @@ def build_two_view_model(model_config, head: str, head_settings: dict[str, Any] 
                           dtype=dtype)
     latent_dim = model_config.projector_dim
   built = builder(latent_dim, model_config, dtype, **(head_settings or {}))
-  return TwoViewModel(encoder=encoder, projector=projector, head=built.per_view, density=built.joint)
+  network = built.network if built.network is not None else TwoViewModel
+  return network(encoder=encoder, projector=projector, head=built.per_view, density=built.joint)
 
 
 def _no_head(latent_dim, model_config, dtype) -> Head:
