@@ -33,9 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 
-from gjax.eval.sweep import apply_overrides  # noqa: E402
 from gjax.scale import compile as scale_compile  # noqa: E402
 from gjax.scale.topology import GIB  # noqa: E402
+from studies.sweep import apply_overrides  # noqa: E402
 
 SLICES = ("v4-8", "v4-32", "v5p-128", "v5e-256")
 #: Where the largest batch per chip is searched: one host of each generation (the per-chip program is the

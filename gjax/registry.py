@@ -6,7 +6,6 @@ an error that lists the registered ones."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -20,10 +19,6 @@ class Registry(Generic[T]):
 
   def add(self, name: str, entry: T) -> T:
     if name in self._entries and self._entries[name] != entry:
-      if _defined_in_main(entry):
-        # `python -m gjax.eval.one_class` runs the module a second time as __main__ (the package
-        # imported it first): its registrations are the same ones again; the first entry stays.
-        return self._entries[name]
       raise ValueError(f"{self.kind} {name!r} is already registered")
     self._entries[name] = entry
     return entry
@@ -39,8 +34,3 @@ class Registry(Generic[T]):
   def __contains__(self, name: str) -> bool:
     return name in self._entries
 
-
-def _defined_in_main(entry) -> bool:
-  """Whether ``entry`` (a function, or a dataclass of them) comes from the module run as ``__main__``."""
-  values = [getattr(entry, f.name) for f in dataclasses.fields(entry)] if dataclasses.is_dataclass(entry) else [entry]
-  return any(getattr(v, "__module__", None) == "__main__" for v in values if callable(v))

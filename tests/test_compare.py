@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gjax.eval import compare
+from studies.compare import report as compare
 
 
 def _fake_run(root, method, results, std):

@@ -1,10 +1,12 @@
-"""The plot writers produce images from the files the trainer and protocols write."""
+"""The studies' plot writers produce images from the files the trainer and protocols write."""
 
 import json
 
 import pytest
 
-from gjax.eval import plots
+from studies import plots
+from studies.compare.sampling import plot_density_over_training
+from studies.one_class.plots import plot_auroc_heatmap, plot_per_class_auroc
 
 
 def _write_jsonl(path, rows):
@@ -21,16 +23,16 @@ def test_plots_write_pngs(tmp_path):
   plots.plot_knn_over_training({"vje": str(tmp_path / "eval.jsonl")}, str(tmp_path / "knn.png"))
   rows = [{"dataset.train_classes": (c,), "auroc_joint": 0.9, "auroc_variance_sum": 0.7, "auroc_entropy": 0.8}
           for c in range(3)]
-  plots.plot_per_class_auroc(rows, str(tmp_path / "bars.png"), class_names=["a", "b", "c"])
+  plot_per_class_auroc(rows, str(tmp_path / "bars.png"), class_names=["a", "b", "c"])
   summary = [{"vje.beta": b, "vje.nu": n, "mean_auroc_joint": 0.9} for b in (0.5, 1.0) for n in (1.0, 3.0)]
-  plots.plot_auroc_heatmap(summary, str(tmp_path / "heat.png"), "vje.beta", "vje.nu")
+  plot_auroc_heatmap(summary, str(tmp_path / "heat.png"), "vje.beta", "vje.nu")
   sampled = {f"sampling_{sampler}_{metric}": 0.5 for sampler in ("learned_density", "gaussian_fitted_afterwards",
                                                                 "8_component_gmm_fitted_afterwards")
              for metric in ("heldout_nll_per_dim", "recall", "dispersion")}
   _write_jsonl(tmp_path / "sampled.jsonl", [{"step": s, "epoch": s, **sampled} for s in range(3)])
-  plots.plot_density_over_training({"gje": str(tmp_path / "sampled.jsonl")}, str(tmp_path / "density.png"))
+  plot_density_over_training({"gje": str(tmp_path / "sampled.jsonl")}, str(tmp_path / "density.png"))
   with pytest.raises(ValueError, match="no sampling_learned_density"):
-    plots.plot_density_over_training({"vje": str(tmp_path / "eval.jsonl")}, str(tmp_path / "x.png"))
+    plot_density_over_training({"vje": str(tmp_path / "eval.jsonl")}, str(tmp_path / "x.png"))
   for name in ("curves", "knn", "bars", "heat", "density"):
     data = (tmp_path / f"{name}.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gjax.eval import sampling
+from studies.compare import sampling as sampling_study
 
 
 def test_mmd_matches_a_direct_double_sum():
@@ -56,20 +57,20 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
   train_and_evaluate(config, str(tmp_path))
   logged = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
   assert len(logged) == 1 and np.isfinite(logged[0]["sampling_learned_density_heldout_nll_per_dim"])
-  joint, density, train_images = sampling.run_embeddings(config, str(tmp_path), 24, 0)
+  joint, density, train_images = sampling_study.run_embeddings(config, str(tmp_path), 24, 0)
   assert train_images.shape[0] == 24 and train_images.dtype == np.uint8
   assert joint["train"].shape == joint["test"].shape == (24, 64) and np.all(np.isfinite(joint["test"]))
   assert density["density_means"].shape == (2, 64)
   # Training-mode embeddings: whole batches of the training batch size (16) only.
   assert joint["test_train_mode"].shape == (16, 64) and not np.allclose(joint["test_train_mode"], joint["test"][:16])
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
-    sampling.run_embeddings(config, str(tmp_path / "empty"), 8, 0)
+    sampling_study.run_embeddings(config, str(tmp_path / "empty"), 8, 0)
   config_path = tmp_path / "tiny_config.py"
   config_path.write_text(f"import ml_collections, json\n"
                          f"def get_config(variant=''):\n"
                          f"  return ml_collections.ConfigDict(json.loads({config.to_json()!r}))\n")
   out = tmp_path / "sampling.md"
-  sampling.main(["--run", f"tiny={config_path},{tmp_path}", "--run", f"own={tmp_path}", "--out", str(out),
+  sampling_study.main(["--run", f"tiny={config_path},{tmp_path}", "--run", f"own={tmp_path}", "--out", str(out),
                  "--num_examples", "40", "--gmm_components", "2"])
   table = out.read_text()
   assert "| dispersion | held-out NLL (nats/dim) |" in table
@@ -86,7 +87,7 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
                                   "precision": 0.25, "recall": 0.125}) + "\n"
                       + json.dumps({"run": "own", "method": "gje", "sampler": "stale", "mmd2": 0.0, "precision": 0.0,
                                     "recall": 0.0}) + "\n")
-  sampling.main(["--run", f"own={tmp_path}", "--out", str(tmp_path / "again.md"), "--num_examples", "40",
+  sampling_study.main(["--run", f"own={tmp_path}", "--out", str(tmp_path / "again.md"), "--num_examples", "40",
                  "--gmm_components", "2", "--previous_rows", str(previous)])
   again = (tmp_path / "again.md").read_text().splitlines()
   assert again[2] == "| old | learned density | 0.5000 | 0.250 | 0.125 | - | - |" and "stale" not in "".join(again)
@@ -145,7 +146,7 @@ def test_component_rows_find_the_collapsed_component(covariance_type):
          "diag": variances, "isotropic": variances[:, 0]}[covariance_type]
   density = {"density_logits": jnp.log(jnp.array([0.7, 0.3])), "density_means": jnp.array([np.zeros(d), np.full(d, 10.0)]),
              "density_cov": jnp.asarray(cov, jnp.float32)}
-  rows = sampling.component_rows("r", density, covariance_type, real)
+  rows = sampling_study.component_rows("r", density, covariance_type, real)
   assert [r["component"] for r in rows] == [0, 1]
   np.testing.assert_allclose([r["weight"] for r in rows], [0.7, 0.3], rtol=1e-5)
   np.testing.assert_allclose([r["test_mass"] for r in rows], [0.7, 0.3], atol=1e-6)
@@ -156,6 +157,6 @@ def test_component_rows_find_the_collapsed_component(covariance_type):
   assert rows[1]["degenerate_directions"] == 0 and rows[0]["dim"] == d
   # The table lists used components and counts the others.
   unused = dict(rows[1], component=2, weight=1e-5, test_mass=0.0)
-  table = sampling.components_table(rows + [unused]).splitlines()
+  table = sampling_study.components_table(rows + [unused]).splitlines()
   assert len(table) == 2 + 3 and table[2].startswith("| r | 0 | 0.700 | 0.700 | 0.00 |")
   assert table[-1].startswith("| r | 1 unused (weight and test mass < 0.001) |")

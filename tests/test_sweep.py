@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from gjax.eval.sweep import apply_overrides, grid_points, parse_grid, point_name, run_sweep
+from studies.sweep import apply_overrides, grid_points, parse_grid, point_name, run_sweep
 from gjax.train import base_config
 
 

@@ -6,7 +6,7 @@ from scipy import stats
 
 from gjax.data.multimodal import (BRANCHES, NOISE_STD, branch_values, make_multimodal,
                                   sample_true_conditional, true_conditional_log_prob)
-from gjax.eval import synthetic_alignment as sa
+from studies.synthetic_alignment import study as sa
 
 
 @pytest.mark.parametrize("name", sorted(BRANCHES))

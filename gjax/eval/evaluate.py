@@ -14,7 +14,6 @@ import jax
 
 from gjax import data as gdata
 from gjax.atomic import WriteError, write_text_atomically
-from gjax.eval import augmented_probe, knn, linear_probe, one_class, posterior, sampling  # noqa: F401  (register gjax's evaluators)
 from gjax.eval.registry import EvalContext, run_evaluators, validate_evaluators
 from gjax.eval.splits import eval_splits
 from gjax.train import config as config_lib

@@ -41,7 +41,6 @@ Implementation:
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,26 +49,9 @@ import optax
 
 from gjax.data.sharding import data_mesh, make_global_batch, replicated_sharding, to_host
 from gjax.eval.features import check_features
+from gjax.eval.probe import STD_FLOOR, LinearProbe, make_probe_optimizer
 from gjax.eval.registry import Evaluator, register_evaluator
 from gjax.objectives import require
-
-#: Columns whose training-set standard deviation is below this are only centred.
-STD_FLOOR = 1e-8
-
-
-class LinearProbe(NamedTuple):
-  """A trained probe: ``logits = ((x - mean) / std) @ weights + bias``.
-
-  ``mean``/``std`` are the training-set statistics (zeros/ones when
-  standardisation is off); all fields are host numpy arrays.
-  """
-
-  weights: np.ndarray  # [D, C]
-  bias: np.ndarray  # [C]
-  mean: np.ndarray  # [D]
-  std: np.ndarray  # [D]
-  final_loss: float  # mean training loss over the steps of the last epoch
-
 
 def _check_labels(name: str, y: np.ndarray, num_rows: int, feature_name: str,
                   num_classes: int | None) -> np.ndarray:
@@ -97,16 +79,6 @@ def _feature_stats(train_x: np.ndarray, standardize: bool) -> tuple[np.ndarray, 
   std = x64.std(axis=0)
   std = np.where(std < STD_FLOOR, 1.0, std)
   return mean.astype(np.float32), std.astype(np.float32)
-
-
-def make_probe_optimizer(learning_rate: float, momentum: float, weight_decay: float,
-                    total_steps: int) -> optax.GradientTransformation:
-  schedule = optax.cosine_decay_schedule(learning_rate, decay_steps=total_steps)
-  parts = []
-  if weight_decay:
-    parts.append(optax.add_decayed_weights(weight_decay, mask={"weights": True, "bias": False}))
-  parts.append(optax.sgd(schedule, momentum=momentum))
-  return optax.chain(*parts)
 
 
 def make_probe_step(optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh):

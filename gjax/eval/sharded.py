@@ -275,9 +275,9 @@ def fit_sharded_linear_probe(train: ShardedFeatures, name: str, *, num_classes: 
   """:func:`gjax.eval.linear_probe.fit_linear_probe` on sharded features: the
   same initialisation, optimiser, schedule and per-epoch permutations
   (``np.random.default_rng((seed, epoch))``), each batch assembled on the
-  devices from the rows they hold. Returns a :class:`~gjax.eval.linear_probe.LinearProbe`
+  devices from the rows they hold. Returns a :class:`~gjax.eval.probe.LinearProbe`
   (its weights, bias and the standardisation on the host: ``D x C`` numbers)."""
-  from gjax.eval.linear_probe import STD_FLOOR, LinearProbe, make_probe_optimizer
+  from gjax.eval.probe import STD_FLOOR, LinearProbe, make_probe_optimizer
 
   values, num_train = train.values[name], train.num_examples
   dim = values.shape[-1]

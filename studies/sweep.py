@@ -1,6 +1,6 @@
 """Resumable sweeps over any config fields, one results table per sweep.
 
-  python -m gjax.eval.sweep --config configs/vje_fashion_mnist.py --workdir workdirs/sweep \
+  python -m studies.sweep --config configs/vje_fashion_mnist.py --workdir workdirs/sweep \
       --grid vje.beta=0.5,1.0 --grid vje.nu=1,3,inf
 
 Each grid point runs in its own sub-directory (named by its field values);
@@ -17,6 +17,10 @@ import json
 import math
 import os
 from typing import Any, Callable, Mapping, Sequence
+
+from absl import flags
+
+from studies import cli
 
 RunFn = Callable[[Any, str], Mapping[str, Any]]
 
@@ -89,6 +93,8 @@ def apply_overrides(config, point: Mapping[str, Any]):
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
+  """``rows`` as a Markdown table: one column per key (in order of first
+  appearance), floats to 4 significant digits, a missing cell empty."""
   columns = list(dict.fromkeys(k for row in rows for k in row))
   fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -123,6 +129,14 @@ def run_sweep(config, grid: Mapping[str, Sequence], root: str, run_fn: RunFn) ->
   return rows
 
 
+def read_rows(path: str) -> list[dict[str, Any]]:
+  """The rows of a sweep's ``results.jsonl`` as :func:`run_sweep` returned
+  them: JSON's lists back to the tuples a grid holds (``dataset.train_classes``)."""
+  with open(path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [{k: tuple(v) if isinstance(v, list) else v for k, v in row.items()} for row in rows]
+
+
 def train_then_evaluate(config, workdir: str) -> dict[str, Any]:
   """The default sweep point: pretrain, then the k-NN evaluators."""
   from gjax.eval.evaluate import evaluate, train_and_evaluate
@@ -132,12 +146,15 @@ def train_then_evaluate(config, workdir: str) -> dict[str, Any]:
   return {"final_loss": summary["metrics"].get("loss", float("nan")), **results}
 
 
+def define_grid(values) -> None:
+  flags.DEFINE_multi_string("grid", [], "field=v1,v2,... (repeatable), e.g. vje.nu=0.5,1,3", flag_values=values)
+
+
+def main() -> None:
+  cli.run_with_config(define_grid, lambda values, config, workdir: run_sweep(
+      config, parse_grid(values.grid), workdir, train_then_evaluate),
+                      "Root directory of the sweep (one sub-directory per grid point).")
+
+
 if __name__ == "__main__":
-  from absl import flags
-
-  from gjax.cli import run_with_config
-
-  grid_flag = flags.DEFINE_multi_string("grid", [], "field=v1,v2,... (repeatable)")
-  run_with_config(lambda config, workdir: run_sweep(config, parse_grid(grid_flag.value), workdir,
-                                                    train_then_evaluate),
-                  "Root directory of the sweep (one sub-directory per grid point).")
+  main()

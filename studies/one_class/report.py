@@ -1,18 +1,23 @@
 """Tables and plots of a one-class study (VJE Section 5.3), made from its files.
 
-  python -m gjax.eval.one_class_report --root workdirs/posterior_study \
+  python -m studies.one_class.report --root workdirs/posterior_study \
       --out results/one_class_fashion_mnist [--raw_pixel_reference results/one_class_fashion_mnist/raw_pixel_reference.md]
 
 ``ROOT/<setting>/<grid point, class>/`` are the directories that
-``python -m gjax.eval.one_class`` writes (``run_posterior_study.sh`` makes one
+``python -m studies.one_class.study`` writes (``run_posterior_study.sh`` makes one
 ``<setting>`` per line). Every row of the tables is read from a
-``result.json`` and the ``config.json`` beside it, so nothing is typed by
+``result.json`` and the ``config.json`` beside it (or from the
+``posterior_study.jsonl`` of an earlier report, ``--previous_rows``; with no
+``--root`` the report is made from those rows alone), so nothing is typed by
 hand: the mean AUROC over the classes of every score (which part of Eq. 39
 carries the signal), whether the paper's ordering (Eq. 39 > variance sum >
 entropy) holds, the diagnostics at the end of training and on the test split,
 and the wall time. Writes ``posterior_study.md`` / ``posterior_study.jsonl``,
 per-class AUROC bars and the diagnostics over training of the best and the
-paper's setting, and the beta x nu heat map of the settings swept.
+paper's setting (those only where the run directories are here), and the
+beta x nu heat map of the settings swept. ``--sweep_rows`` makes a sweep's
+``results.md`` / ``summary.md`` again from its ``results.jsonl``
+(:func:`studies.one_class.study.write_tables`).
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from gjax.eval.sweep import markdown_table
-from gjax.train.metrics import read_metrics
+from absl import flags
+
+from studies import cli
+from studies.one_class import plots
+from studies.sweep import markdown_table
 
 #: The config fields that tell the settings of a study apart (read from config.json).
 SETTING_FIELDS = ("vje.beta", "vje.nu", "vje.kl_convention", "vje.free_bits", "optim.base_learning_rate",
@@ -39,8 +47,6 @@ TABLE_SCORES = ("joint", "joint_kernel", "joint_log_det", "joint_radial", "neg_e
 TABLE_DIAGNOSTICS = ("train_active_units", "test_active_units", "train_mu_spread_ratio", "test_mu_spread_ratio",
                      "test_mu_cosine", "test_z_cosine", "train_z_dead_channels", "train_var_mean",
                      "train_directional_kernel", "train_directional_log_det", "train_kl")
-#: Curves of the diagnostics-over-training plot.
-CURVES = ("active_units", "mu_spread_ratio", "mu_cosine", "directional_kernel", "directional_log_det", "kl")
 
 
 def _field(config: dict, dotted: str):
@@ -140,13 +146,17 @@ def _short(setting: dict) -> str:
           f"nu={setting['vje.nu']:g}, free_bits={setting['vje.free_bits']:g}")
 
 
-def write_report(root: str, out: str, reference_path: str | None = None,
+def write_report(root: str | None, out: str, reference_path: str | None = None,
                  previous_rows: str | None = None) -> list[dict[str, Any]]:
-  from gjax.eval import plots
-
-  rows = read_study(root)
+  """The tables and plots of the rows under ``root`` and of ``previous_rows``
+  (either may be absent, not both) into ``out``; returns the summary per setting."""
+  if not root and not previous_rows:
+    raise cli.StudyError("no rows: give --root (the study's run directories), --previous_rows, or both")
+  rows = read_study(root) if root else []
   if previous_rows:
     rows += read_previous_rows(previous_rows, rows)
+  if not rows:
+    raise cli.StudyError(f"{previous_rows} holds no rows")
   summary = summarise(rows)
   reference = read_reference(reference_path) if reference_path else {}
   os.makedirs(out, exist_ok=True)
@@ -179,10 +189,10 @@ def write_report(root: str, out: str, reference_path: str | None = None,
   summary_rows.sort(key=lambda r: (-r["classes"], -r["joint"]))
   with open(os.path.join(out, "posterior_study.md"), "w") as f:
     f.write(f"# One-class posterior study: mean AUROC (%) over the classes listed\n\n"
-            f"Made by `python -m gjax.eval.one_class_report --root {root} --out {out}"
+            "Made by `python -m studies.one_class.report" + (f" --root {root}" if root else "")
             + (f" --raw_pixel_reference {reference_path}" if reference_path else "")
-            + (f" --previous_rows {previous_rows}" if previous_rows else "") + "` from the rows that "
-            "`results/one_class_fashion_mnist/run_posterior_study.sh` wrote.\n\n"
+            + (f" --previous_rows {previous_rows}" if previous_rows else "") + " --out <this directory>` from the "
+            "rows that `studies/one_class/run_posterior_study.sh` wrote.\n\n"
             "## Summary (10-class settings first, then by Eq. 39)\n\n"
             "`joint` is Eq. 39; `raw_gde` / `raw_knn5` are the raw-pixel Gaussian density and 5-NN distance "
             "on the same classes; `paper_ordering`: Eq. 39 > variance sum > entropy.\n\n"
@@ -206,7 +216,7 @@ def write_report(root: str, out: str, reference_path: str | None = None,
                                os.path.join(out, f"per_class_auroc_{name}.png"),
                                scores=("joint", "joint_kernel", "variance_sum", "entropy", "gde_z"))
     if all("dir" in m for m in members):  # rows of an earlier report have no train.jsonl here
-      plot_diagnostics_over_training(members, os.path.join(out, f"diagnostics_over_training_{name}.png"),
+      plots.plot_diagnostics_over_training(members, os.path.join(out, f"diagnostics_over_training_{name}.png"),
                                      _short(s))
   # The heat map compares like with like: the settings that differ from the
   # common recipe only in (beta, nu), over the most classes any setting has.
@@ -227,40 +237,35 @@ def write_report(root: str, out: str, reference_path: str | None = None,
   return summary
 
 
-def plot_diagnostics_over_training(rows: list[dict[str, Any]], out_png: str, title: str) -> None:
-  """One panel per diagnostic of :data:`CURVES`, one line per normal class."""
-  import matplotlib
+def define(values) -> None:
+  flags.DEFINE_string("root", None, "the study's root (one sub-directory per setting); none: --previous_rows only",
+                      flag_values=values)
+  flags.DEFINE_string("out", None, "where the tables and plots go", flag_values=values)
+  flags.DEFINE_string("raw_pixel_reference", None, "raw_pixel_reference.md of the same protocol", flag_values=values)
+  flags.DEFINE_string("previous_rows", None, "an earlier posterior_study.jsonl whose rows (by setting and class) "
+                      "join the report", flag_values=values)
+  flags.DEFINE_string("sweep_rows", None, "instead: a one-class sweep's results.jsonl, whose results.md and "
+                      "summary.md are written to --out", flag_values=values)
+  flags.mark_flag_as_required("out", flag_values=values)
 
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
-  fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
-  for row in rows:
-    metrics = read_metrics(os.path.join(row["dir"], "train.jsonl"))
-    steps = [m["step"] for m in metrics]
-    for ax, key in zip(axes.flat, CURVES):
-      ax.plot(steps, [m.get(key, np.nan) for m in metrics], label=f"class {row['class']}")
-  for ax, key in zip(axes.flat, CURVES):
-    ax.set_title(key)
-    ax.set_xlabel("step")
-    ax.grid(alpha=0.3)
-  axes.flat[0].legend(fontsize="small")
-  fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(out_png, dpi=100)
-  plt.close(fig)
+def report(values) -> list[dict[str, Any]]:
+  if values.sweep_rows:
+    from studies.one_class.study import write_tables
+
+    if values.root or values.previous_rows:
+      raise cli.StudyError("--sweep_rows makes a sweep's tables alone: drop --root and --previous_rows")
+    return write_tables(values.sweep_rows, values.out)
+  summary = write_report(values.root, values.out, values.raw_pixel_reference, values.previous_rows)
+  for s in summary:
+    print(f"{_short(s)} classes {s['classes']}: joint {s['joint']:.1f} variance_sum {s['variance_sum']:.1f} "
+          f"entropy {s['entropy']:.1f} gde_z {s['gde_z']:.1f} test_active_units {s['test_active_units']:.1f}")
+  return summary
+
+
+def main(argv=None):
+  return cli.run("studies.one_class.report", define, report, argv)
 
 
 if __name__ == "__main__":
-  import argparse
-
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--root", required=True, help="the study's root (one sub-directory per setting)")
-  parser.add_argument("--out", required=True, help="where the tables and plots go")
-  parser.add_argument("--raw_pixel_reference", default=None, help="raw_pixel_reference.md of the same protocol")
-  parser.add_argument("--previous_rows", default=None,
-                      help="an earlier posterior_study.jsonl whose rows (by setting and class) join the report")
-  args = parser.parse_args()
-  for s in write_report(args.root, args.out, args.raw_pixel_reference, args.previous_rows):
-    print(f"{_short(s)} classes {s['classes']}: joint {s['joint']:.1f} variance_sum {s['variance_sum']:.1f} "
-          f"entropy {s['entropy']:.1f} gde_z {s['gde_z']:.1f} test_active_units {s['test_active_units']:.1f}")
+  main()

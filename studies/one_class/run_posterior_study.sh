@@ -3,16 +3,16 @@
 # Fashion-MNIST: a 3-class screen (normal classes 0, 4, 8) of every setting,
 # in priority order, each a resumable sweep root under $ROOT. Every row of every
 # table records all scores, the diagnostics at the end of training and its wall
-# time. Then: python -m gjax.eval.one_class_report --root $ROOT --out results/one_class_fashion_mnist
+# time. Then: python -m studies.one_class.report --root $ROOT --out results/one_class_fashion_mnist
 #
-#   ROOT=workdirs/posterior_study bash results/one_class_fashion_mnist/run_posterior_study.sh [NAME ...]
+#   ROOT=workdirs/posterior_study bash studies/one_class/run_posterior_study.sh [NAME ...]
 #
 # With NAMEs, only those settings run (e.g. a 10-class rerun: CLASSES=0,1,2,3,4,5,6,7,8,9).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=${ROOT:-workdirs/posterior_study}
 CLASSES=${CLASSES:-0,4,8}
-OC="python -m gjax.eval.one_class --classes $CLASSES"
+OC="python -m studies.one_class.study --classes $CLASSES"
 CFG=configs/vje_fashion_mnist.py
 
 declare -A RUNS=(

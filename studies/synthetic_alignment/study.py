@@ -1,7 +1,7 @@
 """Synthetic multi-modal alignment: six predictors of ``p(y | x)`` on data sets
 A, B and C (GJE paper Figs. 4-5; design doc "Synthetic multi-modal alignment").
 
-  python -m gjax.eval.synthetic_alignment --out results/synthetic_alignment
+  python -m studies.synthetic_alignment.study --out results/synthetic_alignment
 
 Methods (all fitted on the same training pairs, evaluated on the same held-out
 pairs and contexts):
@@ -24,12 +24,12 @@ floor), the energy distance between predictive samples and true conditional
 samples averaged over a grid of contexts, branch coverage (the fraction of
 (context, branch) pairs with at least 10 % of the predictive samples within
 3 noise std of the branch) and precision (the fraction of predictive samples
-within 3 noise std of some branch).
+within 3 noise std of some branch). ``--rows results.jsonl`` writes the table
+of committed rows again (no fitting).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -39,12 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import flags
 
 from gjax import math as gm
 from gjax.data.multimodal import (NAMES, NOISE_STD, branch_values, make_multimodal,
                                   sample_true_conditional, true_conditional_log_prob)
 from gjax.models.heads import MLP, MixtureDensityNetwork
 from gjax.objectives.gmje_mdn import mdn_conditional_log_prob
+from studies import cli
 
 METHODS = ("jepa", "rbf", "gmje_em_k1", "gmje_em_k3", "gmje_gng", "gmje_mdn")
 LABELS = {"jepa": "JEPA (MSE predictor)", "rbf": "RBF kernel regression", "gmje_em_k1": "GMJE-EM K=1 (GJE)",
@@ -228,7 +230,7 @@ def run(out_dir: str, datasets=("A", "B", "C"), methods=METHODS, num_train: int 
     rows.append({"dataset": name, "method": "true", "test_nll": float(-np.mean(
         true_conditional_log_prob(name, test.x, test.y)))})
     if plot:
-      from gjax.eval.plots import plot_alignment_panels, plot_mdn_routing
+      from studies.synthetic_alignment.plots import plot_alignment_panels, plot_mdn_routing
       plot_alignment_panels(train, fitted, [LABELS[m] for m in methods], contexts,
                             os.path.join(out_dir, f"fig4_dataset_{name}.png"), f"Data set {name}: {NAMES[name]}")
       if "gmje_mdn" in fitted:
@@ -253,19 +255,33 @@ def markdown_table(rows: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--out", required=True)
-  parser.add_argument("--datasets", default="A,B,C")
-  parser.add_argument("--methods", default=",".join(METHODS))
-  parser.add_argument("--num_train", type=int, default=3000)
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args(argv)
-  methods = args.methods.split(",")
-  unknown = [m for m in methods if m not in FITTERS]
+def define(values) -> None:
+  flags.DEFINE_string("out", None, "where results.md, results.jsonl and the figures go", flag_values=values)
+  flags.DEFINE_list("datasets", ["A", "B", "C"], "data sets", flag_values=values)
+  flags.DEFINE_list("methods", list(METHODS), f"methods, of {list(METHODS)}", flag_values=values)
+  flags.DEFINE_integer("num_train", 3000, "training pairs per data set", flag_values=values)
+  flags.DEFINE_integer("seed", 0, "of the data, the fits and the samples", flag_values=values)
+  flags.DEFINE_string("rows", "", "instead of fitting: the results.jsonl whose table is written to "
+                      "<out>/results.md", flag_values=values)
+  flags.mark_flag_as_required("out", flag_values=values)
+
+
+def study(values) -> list[dict]:
+  if values.rows:
+    with open(values.rows) as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+    os.makedirs(values.out, exist_ok=True)
+    with open(os.path.join(values.out, "results.md"), "w") as f:
+      f.write(markdown_table(rows))
+    return rows
+  unknown = [m for m in values.methods if m not in FITTERS]
   if unknown:
-    parser.error(f"unknown method(s) {unknown}; known: {list(FITTERS)}")
-  run(args.out, args.datasets.split(","), methods, args.num_train, seed=args.seed)
+    raise cli.StudyError(f"unknown method(s) {unknown}; known: {list(FITTERS)}")
+  return run(values.out, values.datasets, values.methods, values.num_train, seed=values.seed)
+
+
+def main(argv=None):
+  return cli.run("studies.synthetic_alignment.study", define, study, argv)
 
 
 if __name__ == "__main__":

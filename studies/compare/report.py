@@ -1,7 +1,7 @@
 """The same-budget comparison table and the k-NN and effective-rank over training plots, from the
-workdirs that ``results/compare_fashion_mnist/run.sh`` fills.
+workdirs that ``studies/compare/run.sh`` fills.
 
-  python -m gjax.eval.compare --root workdirs/compare --out results/compare_fashion_mnist \
+  python -m studies.compare.report --root workdirs/compare --out results/compare_fashion_mnist \
       --methods vje,gje,gmje,gmje_mdn
 
 Per method: k-NN (k=30 and weighted k=200) and linear-probe top-1 on the
@@ -12,17 +12,21 @@ A method whose diagnostics show collapse is reported as such, not dropped.
 Rows that repeat a row with another ``--config.seed`` are named ``<row>_seed<N>``
 (the row itself is seed 0); ``results.md`` then ends with their mean, min and max
 (:func:`seed_summary`), so a difference between rows can be read against the
-spread between seeds.
+spread between seeds. Rows of an earlier report (``--previous_rows``, its
+curves from ``--previous_logs``) join the runs under ``--root``; with them
+alone the report is made again from committed files.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 
+from absl import flags
+
 from gjax.train.metrics import read_metrics
+from studies import cli
 
 COLLAPSE_STD = 1e-3  # below this per-dimension std (mean over dims) the embedding counts as collapsed
 
@@ -59,7 +63,7 @@ def seed_summary(rows: list[dict]) -> list[dict]:
     match = SEED_SUFFIX.match(r["method"])
     if match:
       if match["row"] not in names:
-        raise ValueError(f"seed repeat {r['method']!r} has no row {match['row']!r} (seed 0) in the table")
+        raise cli.StudyError(f"seed repeat {r['method']!r} has no row {match['row']!r} (seed 0) in the table")
       groups.setdefault(match["row"], [names[match["row"]]]).append(r)
   summary = []
   for row, members in groups.items():
@@ -102,50 +106,60 @@ def markdown(rows: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--root", required=True)
-  parser.add_argument("--out", required=True)
-  parser.add_argument("--methods", required=True, help="rows, in order: runs under --root, or rows of --previous_rows")
-  parser.add_argument("--previous_rows", default="",
-                      help="results.jsonl of an earlier report: its rows whose runs are not under --root are kept "
-                           "(their k-NN curves from <out>/<name>_eval.jsonl)")
-  args = parser.parse_args(argv)
-  methods = args.methods.split(",")
+def define(values) -> None:
+  flags.DEFINE_string("root", "", "the runs' directories (<root>/<name>/); none: --previous_rows only",
+                      flag_values=values)
+  flags.DEFINE_string("out", None, "where results.md, results.jsonl and the plots go", flag_values=values)
+  flags.DEFINE_list("methods", None, "rows, in order: runs under --root, or rows of --previous_rows",
+                    flag_values=values)
+  flags.DEFINE_string("previous_rows", "", "results.jsonl of an earlier report: its rows whose runs are not under "
+                      "--root are kept", flag_values=values)
+  flags.DEFINE_string("previous_logs", "", "where the earlier rows' curves are (<name>_eval.jsonl, "
+                      "<name>_train.jsonl; default: --out)", flag_values=values)
+  flags.mark_flags_as_required(["out", "methods"], flag_values=values)
+
+
+def report(values) -> str:
+  methods, out = values.methods, values.out
   previous = {}
-  if args.previous_rows:
-    with open(args.previous_rows) as f:
+  if values.previous_rows:
+    with open(values.previous_rows) as f:
       previous = {row["method"]: row for row in map(json.loads, filter(str.strip, f))}
-  here = {m for m in methods if os.path.exists(os.path.join(args.root, m, "eval_results.json"))}
+  here = {m for m in methods if values.root and os.path.exists(os.path.join(values.root, m, "eval_results.json"))}
   missing = [m for m in methods if m not in here and m not in previous]
   if missing:
-    parser.error(f"no finished run for {missing} under {args.root} (run results/compare_fashion_mnist/run.sh)"
-                 + (f" and no such row in {args.previous_rows}" if args.previous_rows else ""))
-  rows = [method_row(os.path.join(args.root, m), m) if m in here else previous[m] for m in methods]
-  os.makedirs(args.out, exist_ok=True)
-  try:
-    seeds = seed_summary(rows)
-  except ValueError as e:
-    parser.error(str(e))
+    raise cli.StudyError(f"no finished run for {missing} under {values.root or '(no --root)'} "
+                         "(run studies/compare/run.sh)"
+                         + (f" and no such row in {values.previous_rows}" if values.previous_rows else ""))
+  rows = [method_row(os.path.join(values.root, m), m) if m in here else previous[m] for m in methods]
+  seeds = seed_summary(rows)  # a repeat without its row: a StudyError, before anything is written
+  os.makedirs(out, exist_ok=True)
   table = markdown(rows)
   if seeds:
     table += ("\n## Across seeds: mean (min-max) of each row and its `_seed<N>` repeats\n\n"
               + seed_markdown(seeds))
-  with open(os.path.join(args.out, "results.md"), "w") as f:
+  with open(os.path.join(out, "results.md"), "w") as f:
     f.write(table)
-  with open(os.path.join(args.out, "results.jsonl"), "w") as f:
+  with open(os.path.join(out, "results.jsonl"), "w") as f:
     for r in rows:
       f.write(json.dumps(r) + "\n")
-  from gjax.eval.plots import plot_knn_over_training, plot_over_training
-  logs = lambda name: {m: os.path.join(args.root, m, f"{name}.jsonl") if m in here  # noqa: E731
-                       else os.path.join(args.out, f"{m}_{name}.jsonl") for m in methods}
+  from studies.plots import plot_knn_over_training, plot_over_training
+
+  logs_dir = values.previous_logs or out
+  logs = lambda name: {m: os.path.join(values.root, m, f"{name}.jsonl") if m in here  # noqa: E731
+                       else os.path.join(logs_dir, f"{m}_{name}.jsonl") for m in methods}
   plot_knn_over_training({m: path for m, path in logs("eval").items() if os.path.exists(path)},
-                         os.path.join(args.out, "knn_over_training.png"), ("knn30_h", "knn30_z"))
+                         os.path.join(out, "knn_over_training.png"), ("knn30_h", "knn30_z"))
   # Partial collapse over training: the effective rank of z (methods that log it).
   plot_over_training({m: path for m, path in logs("train").items() if os.path.exists(path)},
-                     os.path.join(args.out, "effective_rank_over_training.png"), "z_effective_rank",
+                     os.path.join(out, "effective_rank_over_training.png"), "z_effective_rank",
                      "effective rank of z", skip_missing=True)
   print(table)
+  return table
+
+
+def main(argv=None):
+  return cli.run("studies.compare.report", define, report, argv)
 
 
 if __name__ == "__main__":
