@@ -10,12 +10,23 @@ import optax
 
 from gjax import data as gdata
 from gjax.objectives import target_momentum_at
-from gjax.train.checkpoints import TrainState
+from gjax.train.state import TrainState
 
 
 def ema_update(target_params, params, tau):
   """``ξ <- τ ξ + (1 - τ) θ``: the momentum target network's update (MoCo, BYOL)."""
   return jax.tree_util.tree_map(lambda xi, theta: tau * xi + (1.0 - tau) * theta, target_params, params)
+
+
+#: Folded into the step's key for the network's own randomness (drop-path, I-JEPA's masks), so
+#: that the augmentation and loss keys, and every run without such randomness, stay as they were.
+MODEL_RNG_SALT = 0x6D6F646C
+
+
+def model_rngs(rng):
+  """The network's RNG streams at a step: ``"dropout"`` (drop-path) and ``"masks"`` (I-JEPA)."""
+  dropout, masks = jax.random.split(jax.random.fold_in(rng, MODEL_RNG_SALT))
+  return {"dropout": dropout, "masks": masks}
 
 
 def make_train_step(model, objective, hparams, tx, augment: gdata.AugmentConfig, base_rng, mesh,
@@ -38,17 +49,18 @@ def make_train_step(model, objective, hparams, tx, augment: gdata.AugmentConfig,
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(base_rng, state.step)
     aug_rng, loss_rng = jax.random.split(rng)
+    rngs = model_rngs(rng)
     view_1, view_2 = gdata.two_views(aug_rng, batch["image"], augment)
     targets = None
     if uses_target:
       targets, _ = model.apply({"params": state.target_params, **state.model_state}, view_1, view_2, train=True,
-                               method=model.target_embeddings, mutable=list(state.model_state))
+                               method=model.target_embeddings, mutable=list(state.model_state), rngs=rngs)
       targets = jax.lax.stop_gradient(targets)
 
     def loss_fn(params):
       outputs, model_state = model.apply(
           {"params": params, **state.model_state}, view_1, view_2,
-          train=True, targets=targets, mutable=list(state.model_state))
+          train=True, targets=targets, mutable=list(state.model_state), rngs=rngs)
       loss, metrics = objective.loss_fn(outputs, loss_rng, hparams)
       return loss, (metrics, model_state)
 
