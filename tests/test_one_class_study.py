@@ -33,6 +33,13 @@ def test_one_class_protocol_on_two_classes(tmp_path):
   summary = out["summary"][0]
   np.testing.assert_allclose(summary["mean_auroc_joint"], np.mean([r["auroc_joint"] for r in out["rows"]]))
   assert "mean_auroc_entropy" in (tmp_path / "summary.md").read_text()
+  # The tables again from the committed rows alone (results.jsonl): byte for byte what the run wrote.
+  from studies.one_class.study import write_tables
+
+  write_tables(str(tmp_path / "results.jsonl"), str(tmp_path / "again"))
+  for table in ("results.md", "summary.md"):
+    assert (tmp_path / "again" / table).read_text() == (tmp_path / table).read_text(), table
+  assert (tmp_path / "again" / "per_class_auroc_all.png").stat().st_size > 1000  # one grid point: "all"
   # Resumable: a second call reruns nothing and returns the same table.
   again = run_one_class(config, str(tmp_path), {"vje.nu": [3.0]}, classes=[0, 1])
   assert again["rows"] == out["rows"]

@@ -15,7 +15,7 @@ from tests.test_train import REPO
 COMMANDS = {"studies.sweep": "--grid", "studies.plots": "--workdir", "studies.compare.report": "--previous_logs",
             "studies.compare.sampling": "--previous_components", "studies.one_class.study": "--raw_pixel_reference",
             "studies.one_class.report": "--sweep_rows", "studies.synthetic_alignment.study": "--rows",
-            "studies.vje_fashion_mnist.figures": "--out"}
+            "studies.vje_fashion_mnist.figures": "--eval_rows", "studies.remake": "--out"}
 
 
 @pytest.mark.parametrize("module", sorted(COMMANDS))

@@ -13,9 +13,9 @@ Besides the table: ``<out>.jsonl`` (rows), ``<out>_components.md`` /
 image of sampled latents, per sampler) and, for runs trained with the
 evaluator online (``eval.online_evaluators`` naming ``sampling``),
 ``<out>_over_training.png`` (:func:`plot_density_over_training`). The rows of
-an earlier table (``--previous_rows``, ``--previous_components``) are kept for
-runs not named by ``--run``; with them alone the tables are made again from
-committed files.
+an earlier table (``--previous_rows``, ``--previous_components``,
+``--previous_logs``) are kept for runs not named by ``--run``; with them alone
+the tables and the over-training figure are made again from committed files.
 """
 
 from __future__ import annotations
@@ -204,6 +204,9 @@ def define(values) -> None:
                       flag_values=values)
   flags.DEFINE_string("previous_components", "", "the _components.jsonl of an earlier table: its rows of runs "
                       "not named by --run are kept, in order, first", flag_values=values)
+  flags.DEFINE_multi_string("previous_logs", [], "name=EVAL_JSONL (repeatable): the logged rows of a run trained "
+                            "with the sampling evaluator online whose workdir is not here (a copy of its eval.jsonl); "
+                            "drawn in <out>_over_training.png before the runs of --run", flag_values=values)
   flags.mark_flag_as_required("out", flag_values=values)
 
 
@@ -218,6 +221,11 @@ def study(values) -> list[dict]:
   components = ([c for c in read_jsonl(values.previous_components) if c["run"] not in names]
                 if values.previous_components else [])
   over_training = {}
+  for spec in values.previous_logs:
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not os.path.exists(path):
+      raise cli.StudyError(f"--previous_logs {spec!r} must be name=EVAL_JSONL of an existing file")
+    over_training[name] = path
   stem = os.path.splitext(values.out)[0]
   for spec in values.run:
     name, _, rest = spec.partition("=")

@@ -35,6 +35,9 @@ from studies import cli
 from studies.one_class import plots
 from studies.sweep import markdown_table
 
+#: Fashion-MNIST's class names, by label.
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
 #: The config fields that tell the settings of a study apart (read from config.json).
 SETTING_FIELDS = ("vje.beta", "vje.nu", "vje.kl_convention", "vje.free_bits", "optim.base_learning_rate",
                   "optim.lr_scaling", "batch_size", "model.width_multiplier", "num_epochs", "num_train_steps")
@@ -88,7 +91,8 @@ def read_previous_rows(path: str, rows: list[dict[str, Any]]) -> list[dict[str, 
       missing = [k for k in ("setting", "class", *SETTING_FIELDS) if k not in row and k not in FIELD_DEFAULTS]
       if missing:
         raise ValueError(f"{path}: a row lacks {missing}: it is not a posterior_study.jsonl row")
-      row = {**FIELD_DEFAULTS, **row}
+      # A field the row lacks gets its default (first, as earlier reports wrote it); the others keep their order.
+      row = {**{k: v for k, v in FIELD_DEFAULTS.items() if k not in row}, **row}
       if (row["setting"], row["class"]) not in have:
         previous.append(row)
   return previous
@@ -244,8 +248,10 @@ def define(values) -> None:
   flags.DEFINE_string("raw_pixel_reference", None, "raw_pixel_reference.md of the same protocol", flag_values=values)
   flags.DEFINE_string("previous_rows", None, "an earlier posterior_study.jsonl whose rows (by setting and class) "
                       "join the report", flag_values=values)
-  flags.DEFINE_string("sweep_rows", None, "instead: a one-class sweep's results.jsonl, whose results.md and "
-                      "summary.md are written to --out", flag_values=values)
+  flags.DEFINE_string("sweep_rows", None, "instead: a one-class sweep's results.jsonl, whose results.md, "
+                      "summary.md and figures are written to --out", flag_values=values)
+  flags.DEFINE_list("class_names", list(FASHION_MNIST_CLASSES), "the classes' names, for --sweep_rows's "
+                    "figures", flag_values=values)
   flags.mark_flag_as_required("out", flag_values=values)
 
 
@@ -255,7 +261,7 @@ def report(values) -> list[dict[str, Any]]:
 
     if values.root or values.previous_rows:
       raise cli.StudyError("--sweep_rows makes a sweep's tables alone: drop --root and --previous_rows")
-    return write_tables(values.sweep_rows, values.out)
+    return write_tables(values.sweep_rows, values.out, values.class_names)
   summary = write_report(values.root, values.out, values.raw_pixel_reference, values.previous_rows)
   for s in summary:
     print(f"{_short(s)} classes {s['classes']}: joint {s['joint']:.1f} variance_sum {s['variance_sum']:.1f} "

@@ -102,10 +102,20 @@ def summary_table(rows: list[dict[str, Any]], grid_fields: Sequence[str]) -> lis
   return summary
 
 
-def write_tables(rows_path: str, out: str) -> list[dict[str, Any]]:
+#: Scores of the per-class bars and of the heat maps of a sweep's figures.
+BAR_SCORES = ("joint", "variance_sum", "entropy", "gde_z", "gde_mu")
+HEATMAP_SCORES = ("joint", "variance_sum", "gde_z")
+
+
+def write_tables(rows_path: str, out: str, class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
   """``results.md`` and ``summary.md`` of a finished study made again from its
   ``results.jsonl`` into ``out``: the grid fields are the columns before
-  ``dataset.train_classes`` (the order :func:`run_one_class` writes)."""
+  ``dataset.train_classes`` (the order :func:`run_one_class` writes). Also its
+  figures: per grid point the per-class AUROC bars
+  (``per_class_auroc_<varying fields>.png``, e.g. ``per_class_auroc_nu0.5.png``)
+  and, for a grid of two fields, the heat map of each score of
+  :data:`HEATMAP_SCORES` (``heatmap_beta_nu_<score>.png``)."""
+  from studies.one_class.plots import plot_auroc_heatmap, plot_per_class_auroc
   from studies.sweep import read_rows
 
   rows = read_rows(rows_path)
@@ -118,6 +128,17 @@ def write_tables(rows_path: str, out: str) -> list[dict[str, Any]]:
     f.write(markdown_table(rows))
   with open(os.path.join(out, "summary.md"), "w") as f:
     f.write(markdown_table(summary))
+  fields = columns[:columns.index("dataset.train_classes")]
+  varying = [f for f in fields if len({r[f] for r in rows}) > 1]
+  for point in summary:
+    members = [r for r in rows if all(r[f] == point[f] for f in fields)]
+    name = "".join(f"{f.rpartition('.')[2]}{point[f]:g}" for f in varying) or "all"
+    plot_per_class_auroc(members, os.path.join(out, f"per_class_auroc_{name}.png"), class_names,
+                         scores=tuple(s for s in BAR_SCORES if f"auroc_{s}" in members[0]))
+  if len(fields) == 2:
+    leaves = "_".join(f.rpartition(".")[2] for f in fields)
+    for score in HEATMAP_SCORES:
+      plot_auroc_heatmap(summary, os.path.join(out, f"heatmap_{leaves}_{score}.png"), *fields, score=score)
   return summary
 
 

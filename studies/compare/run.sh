@@ -2,7 +2,7 @@
 # The same-budget comparison on Fashion-MNIST (configs/_fashion_mnist.py, variant "compare"):
 # ResNet-18 x1/8, 5 epochs, batch 256, SGD lr 0.05, the same augmentations and seed, k-NN after
 # every epoch (bank: 10 000 training images); then eval.py on the full splits (k-NN k=30 and
-# weighted k=200, linear probe 30 epochs). Usage: results/compare_fashion_mnist/run.sh vje gmje ...
+# weighted k=200, linear probe 30 epochs). Usage: studies/compare/run.sh vje gmje ...
 # A NAME is a registered method (configs/fashion_mnist.py:method=NAME,variant=compare) or one of
 # the rows below that add flags to a method (a row's first word may add composed-config arguments,
 # e.g. gmje,evaluators=knn+linear_probe+sampling). A row whose workdir already has eval_results.json is
