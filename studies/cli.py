@@ -12,7 +12,8 @@ status 2, like ``train.py``'s.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from absl import flags
 

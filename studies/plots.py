@@ -14,7 +14,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
 from absl import flags  # noqa: E402
 
 from gjax.train.metrics import read_metrics  # noqa: E402
@@ -40,7 +39,8 @@ def plot_training_curves(jsonl_path: str, out_png: str, title: str = "") -> None
     raise ValueError(f"{jsonl_path} has no metric rows")
   present = [(k, label) for k, label in CURVES if k in rows[0]]
   cols = 3
-  fig, axes = plt.subplots((len(present) + cols - 1) // cols, cols, figsize=(4 * cols, 3 * ((len(present) + cols - 1) // cols)))
+  grid_rows = (len(present) + cols - 1) // cols
+  fig, axes = plt.subplots(grid_rows, cols, figsize=(4 * cols, 3 * grid_rows))
   epochs = [r.get("epoch", r["step"]) for r in rows]
   for ax, (key, label) in zip(axes.ravel(), present):
     ax.plot(epochs, [float(r[key]) for r in rows])

@@ -15,7 +15,8 @@ from __future__ import annotations
 import filecmp
 import json
 import os
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from absl import flags
 
@@ -44,7 +45,8 @@ def compare_rows() -> str:
 
 
 #: The runs drawn in sampling_over_training.png (trained with the sampling evaluator online), with their logs.
-SAMPLING_LOGS = (("gje_em_logdet", "gje_em_logdet_eval.jsonl"), ("gmje_full_em_logdet", "gmje_full_em_logdet_eval.jsonl"),
+SAMPLING_LOGS = (("gje_em_logdet", "gje_em_logdet_eval.jsonl"),
+                 ("gmje_full_em_logdet", "gmje_full_em_logdet_eval.jsonl"),
                  ("gmje_em_logdet_step650", "gmje_em_logdet_stopped_eval.jsonl"),
                  ("gmje_k64_em_step294", "gmje_k64_em_stopped_eval.jsonl"))
 

@@ -65,7 +65,8 @@ def test_a_stopped_one_class_training_is_not_scored(tmp_path, monkeypatch):
   import importlib
 
 
-  evaluate_module = importlib.import_module("gjax.eval.evaluate")  # the module (gjax.eval.evaluate is also the function)
+  # The module (gjax.eval.evaluate is also the function).
+  evaluate_module = importlib.import_module("gjax.eval.evaluate")
 
   monkeypatch.setattr(evaluate_module, "train_and_evaluate",
                       lambda config, workdir: {"preempted": "SIGTERM", "final_step": 3})

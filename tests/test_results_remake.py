@@ -22,8 +22,9 @@ def test_a_changed_committed_file_is_reported(tmp_path, monkeypatch):
   for name in ("results.md", "training_curves.png", "knn_over_training.png"):
     if name != "results.md":
       shutil.copy(os.path.join(remake.VJE, name), committed / name)
-  (committed / "results.md").write_text(open(os.path.join(remake.SYNTHETIC, "results.md")).read().replace("0.", "1.", 1))
-  entries = (remake.REMAKES[-2]._replace(committed=str(committed)), remake.REMAKES[-1]._replace(committed=str(committed)))
+  table = open(os.path.join(remake.SYNTHETIC, "results.md")).read()
+  (committed / "results.md").write_text(table.replace("0.", "1.", 1))
+  entries = tuple(entry._replace(committed=str(committed)) for entry in remake.REMAKES[-2:])
   states = dict(remake.remake(str(tmp_path / "made"), entries))
   assert states == {str(committed / "results.md"): "differs", str(committed / "training_curves.png"): "same",
                     str(committed / "knn_over_training.png"): "same"}

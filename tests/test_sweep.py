@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from studies.sweep import apply_overrides, grid_points, parse_grid, point_name, run_sweep
 from gjax.train import base_config
+from studies.sweep import apply_overrides, grid_points, parse_grid, point_name, run_sweep
 
 
 def test_parse_grid_values():

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gjax.data.multimodal import (BRANCHES, NOISE_STD, branch_values, make_multimodal,
-                                  sample_true_conditional, true_conditional_log_prob)
+from gjax.data.multimodal import (
+  BRANCHES,
+  NOISE_STD,
+  branch_values,
+  make_multimodal,
+  sample_true_conditional,
+  true_conditional_log_prob,
+)
 from studies.synthetic_alignment import study as sa
 
 

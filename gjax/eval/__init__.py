@@ -11,6 +11,15 @@ from gjax.eval.evaluate import evaluate, online_evaluator, train_and_evaluate
 from gjax.eval.features import extract_features
 from gjax.eval.knn import knn_accuracy, knn_predict
 from gjax.eval.linear_probe import fit_linear_probe, train_linear_probe
-from gjax.eval.registry import (DEFAULT_EVALUATORS, DEFAULT_ONLINE_EVALUATORS, EvalContext, Evaluator,
-                                evaluator_settings, get_evaluator, register_evaluator, registered_evaluators,
-                                use_default_evaluators, validate_evaluators)
+from gjax.eval.registry import (
+  DEFAULT_EVALUATORS,
+  DEFAULT_ONLINE_EVALUATORS,
+  EvalContext,
+  Evaluator,
+  evaluator_settings,
+  get_evaluator,
+  register_evaluator,
+  registered_evaluators,
+  use_default_evaluators,
+  validate_evaluators,
+)

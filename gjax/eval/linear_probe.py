@@ -53,6 +53,7 @@ from gjax.eval.probe import STD_FLOOR, LinearProbe, make_probe_optimizer
 from gjax.eval.registry import Evaluator, register_evaluator
 from gjax.objectives import require
 
+
 def _check_labels(name: str, y: np.ndarray, num_rows: int, feature_name: str,
                   num_classes: int | None) -> np.ndarray:
   if y.ndim != 1:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import ml_collections
 import numpy as np

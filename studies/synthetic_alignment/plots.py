@@ -20,7 +20,7 @@ def plot_alignment_panels(train, fitted: dict, labels, contexts, out_png: str, t
   columns = 3
   rows = -(-len(fitted) // columns)
   fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), sharex=True, sharey=True)
-  for ax, (method, predictive), label in zip(np.ravel(axes), fitted.items(), labels):
+  for ax, predictive, label in zip(np.ravel(axes), fitted.values(), labels):
     ax.scatter(train.x, train.y, s=2, c="0.75", label="data")
     samples = predictive(contexts).sample(samples_per_context, rng)
     ax.scatter(np.repeat(contexts, samples_per_context), samples.ravel(), s=3, c="C3", alpha=0.5,

@@ -33,7 +33,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,8 +43,14 @@ import optax
 from absl import flags
 
 from gjax import math as gm
-from gjax.data.multimodal import (NAMES, NOISE_STD, branch_values, make_multimodal,
-                                  sample_true_conditional, true_conditional_log_prob)
+from gjax.data.multimodal import (
+  NAMES,
+  NOISE_STD,
+  branch_values,
+  make_multimodal,
+  sample_true_conditional,
+  true_conditional_log_prob,
+)
 from gjax.models.heads import MLP, MixtureDensityNetwork
 from gjax.objectives.gmje_mdn import mdn_conditional_log_prob
 from studies import cli
