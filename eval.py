@@ -2,15 +2,22 @@
 
   python eval.py --config configs/vje_fashion_mnist.py --workdir workdirs/run
   python eval.py --config configs/vje_fashion_mnist.py:smoke --workdir /tmp/smoke
+
+The config is the one the run was trained with (train.py prints this command at
+its end). It writes <workdir>/eval_results.json and prints the same results as
+a table, accuracies and AUROCs in percent.
 """
 
-from gjax.cli import run_with_config
+import logging
+
+from gjax.cli import results_table, run_with_config
 
 
 def evaluate(config, workdir):
   from gjax.eval import evaluate as evaluate_run  # after flag parsing: jax starts here
 
-  evaluate_run(config, workdir)
+  results = evaluate_run(config, workdir)
+  logging.getLogger("gjax.eval").info("%s", results_table(results))
 
 
 if __name__ == "__main__":

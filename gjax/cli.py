@@ -1,15 +1,19 @@
 """What ``train.py``, ``eval.py`` and the scripts share: the flags (config,
-workdir, multi-host), the log set-up, ``jax.distributed`` start-up, and loading
-a ``file.py[:variant]`` config outside of flags."""
+workdir, multi-host), the log set-up, ``jax.distributed`` start-up, loading
+a ``file.py[:variant]`` config outside of flags, and what the scripts print
+at the end (:func:`eval_command`, :func:`results_table`)."""
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
 import logging
+import math
 import os
+import re
+import shlex
 import sys
-from typing import Callable
+from typing import Callable, Mapping
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -186,10 +190,41 @@ def check_config_overrides(argv: list[str]) -> str | None:
   return None
 
 
+def eval_command(argv: list[str]) -> str:
+  """The command that evaluates the run ``train.py``'s command line ``argv``
+  (``sys.argv``) trains: ``eval.py`` beside ``train.py``, with the same flags
+  (the config, its overrides, the workdir, the multi-host ones): eval.py builds
+  the same config, whose checkpoints it then reads."""
+  script = os.path.join(os.path.dirname(argv[0]), "eval.py")
+  return shlex.join(["python", script, *argv[1:]])
+
+
+#: The evaluation metrics that are fractions, shown in percent by :func:`results_table`:
+#: accuracies (``knn20_z``, ``knn200w_mu``, ``linear_top1_h``, ``linear_aug_top5_h``), AUROCs,
+#: a sampler's precision and recall. The others (ranks, variances, losses, MMD) are shown as they are.
+PERCENT_METRICS = re.compile(r"^knn\d+w?_|_top\d+(_|$)|auroc|(^|_)(precision|recall)$")
+
+#: What ``eval.py``'s results hold besides the metrics; named in the table's title.
+RESULTS_BOOKKEEPING = ("step", "num_train", "num_test", "wall_seconds")
+
+
+def results_table(results: Mapping[str, float]) -> str:
+  """``eval.py``'s results as a small table, one metric a row, fractions in
+  percent (:data:`PERCENT_METRICS`), under a title naming the step, the
+  images and the time they took."""
+  rows = [(name, f"{100 * value:.1f} %" if PERCENT_METRICS.search(name) else f"{value:.4g}")
+          for name, value in results.items() if name not in RESULTS_BOOKKEEPING]
+  width = max([len(name) for name, _ in rows] + [len("metric")])
+  seconds = results.get("wall_seconds", math.nan)
+  title = (f"results at step {results.get('step', '?')} ({results.get('num_train', '?')} train / "
+           f"{results.get('num_test', '?')} test images, {seconds:.0f} s):")
+  return "\n".join([title, f"  {'metric':<{width}}  value"] + [f"  {name:<{width}}  {value:>8}" for name, value in rows])
+
+
 #: Exceptions that report a user's mistake (a config value or field, the data,
 #: the workdir, a missing package): one line, no traceback, exit status 2.
 def _user_errors() -> tuple[type[BaseException], ...]:
-  from gjax.train.workdir import WorkdirInUseError
+  from gjax.train.lock import WorkdirInUseError
 
   return (ValueError, FileNotFoundError, PermissionError, ImportError, WorkdirInUseError)
 

@@ -46,7 +46,7 @@ def _damage_one_byte(path, offset=0):
 
 def test_case08_unparseable_run_files_are_named_with_what_to_do_and_summary_json_is_checked_before_training(
     tmp_path, caplog):
-  from gjax.train.workdir import RunFileError
+  from gjax.train.rundir import RunFileError
 
   config = tiny(num_train_steps=4, log_every_steps=1, checkpoint_every_steps=2)
   train_and_evaluate(config, str(tmp_path), stop_after_steps=2)
@@ -75,7 +75,7 @@ def test_case08_unparseable_run_files_are_named_with_what_to_do_and_summary_json
 
 
 def test_case09_a_directory_holding_another_tools_files_is_refused_before_anything_is_written(tmp_path):
-  from gjax.train.workdir import NotAGjaxWorkdirError
+  from gjax.train.rundir import NotAGjaxWorkdirError
 
   theirs = {"config.json": json.dumps({"lr": 0.1, "epochs": 3}), "train.jsonl": '{"epoch": 1, "loss": 0.3}\n'}
   for name, text in theirs.items():
@@ -115,7 +115,7 @@ def test_case06_a_damaged_checksum_side_file_leaves_its_checkpoint_in_use_unveri
 
 
 _HOLD_LOCK = ("import sys, time\n"
-              "from gjax.train.workdir import WorkdirLock\n"
+              "from gjax.train.lock import WorkdirLock\n"
               "lock = WorkdirLock(sys.argv[1]).__enter__()\n"
               "print('locked', flush=True)\n"
               "time.sleep(300)\n")
@@ -126,7 +126,7 @@ def test_case02_the_workdir_lock_is_an_os_file_lock_not_a_pid(tmp_path, caplog):
   import subprocess
   import sys
 
-  from gjax.train.workdir import LOCK_NAME, WorkdirInUseError, WorkdirLock, _boot_id
+  from gjax.train.lock import LOCK_NAME, WorkdirInUseError, WorkdirLock, _boot_id
   from tests.test_hardening import REPO
 
   lock_file = tmp_path / LOCK_NAME
@@ -479,7 +479,7 @@ def test_case11_a_read_only_workdir_and_a_full_disk_during_eval_are_named_and_ev
 
   from gjax.atomic import WriteError
   from gjax.eval import evaluate
-  from gjax.train.workdir import WorkdirError
+  from gjax.train.rundir import WorkdirError
 
   config = tiny(num_train_steps=2, checkpoint_every_steps=2, **{"eval.run_only": ("knn",),
                                                                  "eval.num_train_examples": 256})

@@ -20,7 +20,7 @@ import pytest
 from gjax.cli import load_config
 from gjax.train import base_config, train_and_evaluate
 from gjax.train import config as config_lib
-from gjax.train import plan, state as state_lib, trainer
+from gjax.train import checkpoints, plan, state as state_lib
 from tests.helpers import set_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,11 +67,11 @@ def restore(workdir, config):
   tx, _ = state_lib.make_optimizer(config, train_input.steps_per_epoch, state_lib.total_train_steps(
       config, train_input.steps_per_epoch))
   mesh = gdata.data_mesh()
-  state = trainer.create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape,
+  state = state_lib.create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape,
                                      gdata.replicated_sharding(mesh))
-  manager = trainer.checkpoint_manager(str(workdir), config)
+  manager = checkpoints.checkpoint_manager(str(workdir), config)
   try:
-    return trainer.restore_latest(manager, state)
+    return checkpoints.restore_latest(manager, state)
   finally:
     manager.close()
 
@@ -414,7 +414,7 @@ def test_bfloat16_compute_trains_with_float32_parameters_and_losses(tmp_path):
 def test_a_second_process_cannot_train_in_a_used_workdir_and_a_dead_ones_lock_is_taken_over(tmp_path, caplog):
   import socket
 
-  from gjax.train.workdir import LOCK_NAME, WorkdirInUseError
+  from gjax.train.lock import LOCK_NAME, WorkdirInUseError
 
   config = tiny(num_train_steps=2, log_every_steps=1, checkpoint_every_steps=2)
   holder = subprocess.Popen(["sleep", "120"])  # another process on this host, alive
@@ -452,7 +452,7 @@ def test_metrics_have_each_step_once_after_a_resume_and_the_summary_covers_the_w
 
 
 def test_a_resume_with_a_changed_config_stops_listing_the_changes_and_the_ways_out(tmp_path):
-  from gjax.train.workdir import ConfigChangedError
+  from gjax.train.rundir import ConfigChangedError
 
   config = tiny(num_train_steps=2, checkpoint_every_steps=2, log_every_steps=1)
   train_and_evaluate(config, str(tmp_path))

@@ -1,7 +1,9 @@
 """The shared trainer: sharding equivalence, resume, files, config errors."""
 
 import json
+import logging
 import os
+import shlex
 import subprocess
 import sys
 
@@ -16,6 +18,7 @@ from gjax.eval import use_default_evaluators
 from gjax.train import base_config, create_train_state, make_optimizer, make_train_step, train_and_evaluate
 from gjax.train.input_pipeline import build_train_input
 from gjax.train import config as config_lib
+from gjax.train import progress
 from gjax.train.state import build_method
 from gjax.train.metrics import read_metrics
 from tests.helpers import set_fields
@@ -69,12 +72,28 @@ def test_one_step_on_8_devices_matches_1_device():
   assert metrics_8["grad_norm"] > 0
 
 
-def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path, caplog):
   config = tiny_config()
-  full = train_and_evaluate(config, str(tmp_path / "full"))
+  with caplog.at_level(logging.INFO, logger="gjax.train"):
+    full = train_and_evaluate(config, str(tmp_path / "full"))
   assert full["final_step"] == 4
-  first = train_and_evaluate(config, str(tmp_path / "resumed"), stop_after_steps=2)
+  # What the run printed: one line per log window with the loss and VJE's key metrics, then what it wrote where.
+  messages = [r.getMessage() for r in caplog.records if r.name == "gjax.train"]
+  progress_lines = [m for m in messages if m.startswith("step ")]
+  full_rows = read_metrics(str(tmp_path / "full" / "train.jsonl"))
+  assert len(progress_lines) == len(full_rows) == 2
+  for line, row in zip(progress_lines, full_rows):
+    shown = f"loss {row['loss']:.4g} nll {row['nll']:.4g} kl {row['kl']:.4g} z_std_min {row['z_std_min']:.4g} |"
+    assert line.startswith(f"step {row['step']}/4 ({row['step'] / 4:.1%}) {shown}"), line
+    assert " img/s | ETA " in line and len(line) <= progress.PROGRESS_WIDTH and "grad_norm" not in line
+  assert messages[-1].startswith("finished step 4/4 in 0:00:")
+  assert messages[-1].endswith(f"| in {tmp_path / 'full'}: checkpoints/ (step 4), train.jsonl, tensorboard/, "
+                               "summary.json; eval.py writes eval_results.json")
+  caplog.clear()
+  with caplog.at_level(logging.INFO, logger="gjax.train"):
+    first = train_and_evaluate(config, str(tmp_path / "resumed"), stop_after_steps=2)
   assert first["final_step"] == 2
+  assert caplog.records[-1].getMessage().startswith("stopped at step 2/4 in ")
   second = train_and_evaluate(config, str(tmp_path / "resumed"))
   assert second["start_step"] == 2 and second["final_step"] == 4
   state_a, state_b = jax.device_get(full["state"]), jax.device_get(second["state"])
@@ -133,15 +152,30 @@ def test_train_py_command_line_with_overrides(tmp_path):
   assert "step 2/2" in out.stderr
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["vje"]["nu"] == 1.5
+  # The end: what was written where, then the eval.py command, which evaluates this run as printed.
+  lines = out.stderr.strip().splitlines()
+  assert "gjax.train] finished step 2/2 in 0:" in lines[-2] and f"| in {tmp_path}: checkpoints/ (step 2)" in lines[-2]
+  command = lines[-1].split("gjax.train] evaluate it: ", 1)[1]
+  assert command == shlex.join(["python", "eval.py", *cmd[2:]])
+  evaluated = subprocess.run([sys.executable, *shlex.split(command)[1:], "--config.eval.run_only=('knn',)"], cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+  results = json.loads((tmp_path / "eval_results.json").read_text())
+  table = evaluated.stderr[evaluated.stderr.index("results at step 2 ("):].splitlines()
+  assert table[1].split() == ["metric", "value"]
+  accuracies = [name for name in results if name.startswith("knn")]
+  assert accuracies, results
+  for name in accuracies:  # in percent, beside the JSON's fractions
+    assert next(row for row in table if row.split()[0] == name).split()[1:] == [f"{100 * results[name]:.1f}", "%"]
   bad = subprocess.run(cmd[:5] + ["--config.vje.nuu=2"], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode != 0 and "nuu" in bad.stderr
 
 
 def test_tfds_config_trains_on_mock_data(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
-  from configs.vje_cifar10 import get_config
+  from configs.cifar10 import get_config
 
-  config = get_config("smoke")
+  config = get_config("method=vje,variant=smoke")
   config.model.width_multiplier = 0.0625
   config.batch_size = 16
   config.num_train_steps = 2
@@ -152,9 +186,9 @@ def test_tfds_config_trains_on_mock_data(tmp_path):
 
 
 def test_unprepared_tfds_dataset_fails_clearly(tmp_path):
-  from configs.vje_cifar10 import get_config
+  from configs.cifar10 import get_config
 
-  config = get_config("smoke")
+  config = get_config("method=vje,variant=smoke")
   config.dataset.data_dir = str(tmp_path)
   with pytest.raises(FileNotFoundError, match="not prepared.*never downloads"):
     train_and_evaluate(config, str(tmp_path / "run"))

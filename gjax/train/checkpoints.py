@@ -35,36 +35,17 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from gjax.atomic import write_text_atomically
-from gjax.train.config import config_fields  # the one flattening of nested dicts into dotted names
+from gjax.train.config import changed_fields, config_fields  # the one flattening of nested dicts into dotted names
 
 log = logging.getLogger("gjax.train")
 
 CHECKSUM_DIR = "checkpoint_checksums"
 
-
-@flax.struct.dataclass
-class TrainState:
-  """``model_state`` holds every mutable variable collection of the network
-  (``batch_stats`` of BatchNorm, and the running state of density heads such as
-  GMJE-EM's sufficient statistics, the GNG graph or the SMC memory bank).
-  ``target_params``: the momentum (EMA) target network's parameters, for the
-  methods that train against one (``{}`` otherwise); checkpointed and sharded
-  like ``params``."""
-
-  step: jax.Array
-  params: Any
-  model_state: Any
-  opt_state: Any
-  target_params: Any = flax.struct.field(default_factory=dict)
-
-  @property
-  def variables(self) -> dict[str, Any]:
-    """``{"params": ..., <collection>: ...}`` for ``model.apply``."""
-    return {"params": self.params, **self.model_state}
+#: A :class:`gjax.train.state.TrainState` (not imported: the state module restores runs through this one).
+TrainStateLike = Any
 
 
-
-def saved_tree(state: TrainState) -> dict[str, Any]:
+def saved_tree(state: TrainStateLike) -> dict[str, Any]:
   """What a checkpoint holds: the state's fields, without ``target_params``
   when there is no target network (so such checkpoints keep the layout gjax
   wrote before it had target networks, and restore either way)."""
@@ -75,9 +56,9 @@ def saved_tree(state: TrainState) -> dict[str, Any]:
   return tree
 
 
-def _state_from_tree(tree: dict[str, Any], template: TrainState) -> TrainState:
-  return TrainState(step=tree["step"], params=tree["params"], model_state=tree["model_state"],
-                    opt_state=tree["opt_state"], target_params=tree.get("target_params", template.target_params))
+def _state_from_tree(tree: dict[str, Any], template: TrainStateLike) -> TrainStateLike:
+  return template.replace(step=tree["step"], params=tree["params"], model_state=tree["model_state"],
+                          opt_state=tree["opt_state"], target_params=tree.get("target_params", template.target_params))
 
 
 def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
@@ -85,7 +66,7 @@ def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
 
 
-def _restore_step(manager: ocp.CheckpointManager, step: int, state: TrainState) -> TrainState:
+def _restore_step(manager: ocp.CheckpointManager, step: int, state: TrainStateLike) -> TrainStateLike:
   """Restores checkpoint ``step`` into ``state``'s structure and shardings.
 
   Checkpoints written before ``TrainState`` held all mutable collections (a
@@ -107,8 +88,9 @@ def _restore_step(manager: ocp.CheckpointManager, step: int, state: TrainState) 
     except ValueError:
       raise error from None
   log.info("restored a checkpoint written with the older batch_stats-only TrainState")
-  return TrainState(step=restored["step"], params=restored["params"], opt_state=restored["opt_state"],
-                    model_state={"batch_stats": restored["batch_stats"]} if state.model_state else {})
+  return state.replace(step=restored["step"], params=restored["params"], opt_state=restored["opt_state"],
+                       model_state={"batch_stats": restored["batch_stats"]} if state.model_state else {},
+                       target_params={})
 
 
 class CheckpointShapeError(RuntimeError):
@@ -152,8 +134,6 @@ def _unreadable_message(manager: ocp.CheckpointManager, failures, config) -> str
              f"the newest, step {step}: {type(error).__name__}: {first}.")
   config_path = os.path.join(os.path.dirname(directory), "config.json")
   if config is not None and os.path.exists(config_path):
-    from gjax.train.workdir import changed_fields
-
     try:
       with open(config_path) as f:
         changes = changed_fields(json.load(f), json.loads(config.to_json_best_effort()))
@@ -166,8 +146,8 @@ def _unreadable_message(manager: ocp.CheckpointManager, failures, config) -> str
                     "(nothing was moved or deleted).")
 
 
-def restore_latest(manager: ocp.CheckpointManager, state: TrainState, *, move_aside: bool = True,
-                   config=None) -> TrainState:
+def restore_latest(manager: ocp.CheckpointManager, state: TrainStateLike, *, move_aside: bool = True,
+                   config=None) -> TrainStateLike:
   """Restores the newest readable checkpoint into ``state``'s structure.
 
   A checkpoint that cannot be read (half written on a file system without

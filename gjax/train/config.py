@@ -176,6 +176,22 @@ def config_fields(tree, prefix: str = ""):
       yield f"{prefix}{key}", value
 
 
+#: Fields that may differ between the segments of one run: they change how a run
+#: is logged, checkpointed, evaluated or where its data is read, not what it computes.
+RESUME_FREE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "nonfinite_policy",
+                      "max_consecutive_skips", "resume_with_changed_config", "dataset.data_dir")
+RESUME_FREE_PREFIXES = ("eval.",)
+
+
+def changed_fields(saved: dict, current: dict) -> dict[str, tuple]:
+  """``{field: (saved value, current value)}`` of the fields that change what a
+  run computes; fields that only one of the configs has (a config written by
+  an older gjax) are not compared."""
+  a, b = dict(config_fields(saved)), dict(config_fields(current))
+  return {k: (a[k], b[k]) for k in sorted(set(a) & set(b))
+          if a[k] != b[k] and k not in RESUME_FREE_FIELDS and not k.startswith(RESUME_FREE_PREFIXES)}
+
+
 def _check_schema(config) -> None:
   """Every field of ``config`` exists in :func:`base_config` with the same type.
 

@@ -1,4 +1,5 @@
-"""Metric files: JSON lines and TensorBoard event files, written by process 0 only.
+"""Metric files: JSON lines and TensorBoard event files, written by process 0 only,
+and read back (:func:`read_metrics`, :func:`read_jsonl`).
 
 TensorBoard event files are written with ``tensorboard``'s record framing
 (length, masked CRC-32C, payload, masked CRC-32C) over a plain local file, so
@@ -71,12 +72,38 @@ class MetricWriter:
       self._tb.close()
 
 
+class RunFileError(ValueError):
+  """A file of the run directory that cannot be parsed; the message names it and what to do."""
+
+
+def read_jsonl(path: str, what_to_do: str = "") -> tuple[list[dict], bool]:
+  """The rows of the append-only JSON-lines file ``path`` and whether its last
+  line was torn (cut mid-line by a full disk or a crash; left out, not an
+  error). Any other line that is not a JSON object raises
+  :class:`RunFileError` naming the file, the line and ``what_to_do``."""
+  with open(path, errors="replace") as f:
+    lines = f.read().split("\n")
+  numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+  rows = []
+  for k, (number, line) in enumerate(numbered):
+    try:
+      row = json.loads(line)
+    except ValueError as error:
+      if k == len(numbered) - 1:
+        return rows, True
+      raise RunFileError(f"{path}: line {number} cannot be parsed as JSON ({error}). "
+                         f"{what_to_do or 'Repair or delete that line.'}") from None
+    if not isinstance(row, dict):
+      raise RunFileError(f"{path}: line {number} is {type(row).__name__}, not a JSON object. "
+                         f"{what_to_do or 'Repair or delete that line.'}")
+    rows.append(row)
+  return rows, False
+
+
 def read_metrics(path: str) -> list[dict]:
   """Reads a JSON-lines metric file written by :class:`MetricWriter`; a torn
   last line (a run killed or out of disk space mid-write, or one being written
   now) is left out with a warning naming the file."""
-  from gjax.train.workdir import read_jsonl
-
   rows, torn = read_jsonl(path)
   if torn:
     logging.getLogger("gjax.train").warning("%s: its last line is torn (cut off mid-line): left out", path)

@@ -1,12 +1,14 @@
-"""The train state and what builds it: the method (objective, settings,
-network), the optimiser and its schedule, the initial state, and
-:func:`restore_run`, the one call by which an evaluator restores a run."""
+"""The train state (:class:`TrainState`) and what builds it: the method
+(objective, settings, network), the optimiser and its schedule, the initial
+state, and :func:`restore_run`, the one call by which an evaluator restores a run."""
 
 from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import optax
@@ -15,7 +17,29 @@ from gjax import data as gdata
 from gjax.models import build_two_view_model
 from gjax.objectives import get_objective
 from gjax.train import config as config_lib
-from gjax.train.checkpoints import TrainState, checkpoint_manager, restore_latest
+from gjax.train.checkpoints import checkpoint_manager, restore_latest
+
+
+@flax.struct.dataclass
+class TrainState:
+  """What a train step updates and a checkpoint holds: the step count, the
+  parameters, the mutable variables and the optimiser state. ``model_state`` holds every mutable variable collection of the network
+  (``batch_stats`` of BatchNorm, and the running state of density heads such as
+  GMJE-EM's sufficient statistics, the GNG graph or the SMC memory bank).
+  ``target_params``: the momentum (EMA) target network's parameters, for the
+  methods that train against one (``{}`` otherwise); checkpointed and sharded
+  like ``params``."""
+
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+  target_params: Any = flax.struct.field(default_factory=dict)
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    """``{"params": ..., <collection>: ...}`` for ``model.apply``."""
+    return {"params": self.params, **self.model_state}
 
 
 def build_method(config):
