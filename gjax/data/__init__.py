@@ -32,6 +32,7 @@ from gjax.data.augment import (
     normalize,
     two_views,
 )
+from gjax.data.validation import validate_data_config
 from gjax.data.sharding import (
     DATA_AXIS,
     batch_sharding,
@@ -75,6 +76,6 @@ __all__ = [
     "DatasetSpec", "get_dataset", "register_dataset", "registered_datasets", "spec_from_config",
     "AugmentConfig", "augment_batch", "eval_preprocess", "normalize", "two_views",
     "DATA_AXIS", "batch_sharding", "data_mesh", "make_global_batch",
-    "replicated_sharding", "to_host", "import_tfds",
+    "replicated_sharding", "to_host", "import_tfds", "validate_data_config",
     *_TFDS_NAMES,
 ]

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 
+from gjax.config_checks import require
 from gjax.registry import Registry
 
 LossFn = Callable[[Mapping[str, jax.Array], jax.Array, Any], tuple[jax.Array, dict[str, jax.Array]]]
@@ -26,12 +27,6 @@ CheckFn = Callable[[Any, Any], None]
 
 #: Schedules of a momentum target's EMA rate τ (:func:`target_momentum_at`).
 TARGET_SCHEDULES = ("constant", "cosine")
-
-
-def require(ok: bool, field: str, value, what: str) -> None:
-  """Raises ``ValueError("config.<field>=<value> is invalid: <what>")`` unless ``ok``."""
-  if not ok:
-    raise ValueError(f"config.{field}={value!r} is invalid: {what}")
 
 
 @dataclasses.dataclass(frozen=True)

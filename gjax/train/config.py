@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import math
 import os
-import re
 
 import ml_collections
 
-from gjax.data.datasets import spec_from_config
-from gjax.models.heads import ACTIVATIONS
-from gjax.models.resnet import ARCHS, STEMS
+from gjax.data.validation import validate_data_config
+from gjax.models.validation import validate_model_config
 from gjax.objectives import DEFAULT_METHOD, get_objective, registered_methods, require
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
 LR_SCALINGS = ("linear", "sqrt", "none")
 
-
-#: TFDS split expressions: names, slices, unions ("train", "train[:90%]", "unlabelled+train").
-TFDS_SPLIT_PATTERN = r"[A-Za-z0-9_]+(\[[^\]]*\])?(\+[A-Za-z0-9_]+(\[[^\]]*\])?)*"
 
 
 def method_settings(method: str) -> ml_collections.ConfigDict:
@@ -253,56 +247,17 @@ def check_fields_against(given, reference, prefix: str = "", infinite=()) -> Non
 def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   """Checks every field's type and range; raises ``ValueError`` naming the field.
 
-  Unknown and missing fields are errors too (:func:`_check_schema`).
+  Unknown and missing fields are errors too (:func:`_check_schema`). Each part
+  owns its own checks: the method's settings its objective
+  (``Objective.validate``), ``config.dataset`` :func:`gjax.data.validate_data_config`,
+  ``config.model`` :func:`gjax.models.validate_model_config`; the augmentation,
+  optimiser, evaluation and run fields are checked here.
   """
   _check_schema(config)
   get_objective(config.method).validate(config[config.method], config)
   _require(config.seed >= 0, "seed", config.seed, "must be >= 0")
-  d = config.dataset
-  try:
-    spec = spec_from_config(d)
-  except ValueError as e:
-    raise ValueError(f"config.dataset.name={d.name!r} is invalid: {e}") from None
-  t = d.tfds
-  for field in ("pretrain_split", "train_split", "eval_split"):
-    _require(bool(re.fullmatch(TFDS_SPLIT_PATTERN, t[field])), f"dataset.tfds.{field}", t[field],
-             "must be a TFDS split expression such as 'train', 'train[:90%]' or 'unlabelled+train'")
-  for field in ("image_key", "label_key"):
-    _require(bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_/]*", t[field])), f"dataset.tfds.{field}", t[field],
-             "must be a TFDS feature name (letters, digits, '_', '/' for nested features)")
-  for field in ("mean", "std"):
-    _require(all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in t[field]),
-             f"dataset.tfds.{field}", t[field], "must be a tuple of finite numbers (one per channel)")
-  _require(len(t.mean) == len(t.std) and all(v > 0 for v in t.std), "dataset.tfds.std", t.std,
-           f"must have as many values as dataset.tfds.mean={tuple(t.mean)}, all > 0")
-  _require(not d.tfds.resize or d.tfds.image_size > 0, "dataset.tfds.image_size", d.tfds.image_size,
-           "must be > 0 with dataset.tfds.resize=True (the side the host resizes to)")
-  _require(d.tfds.image_size >= 0, "dataset.tfds.image_size", d.tfds.image_size, "must be >= 0")
-  _require(not d.train_classes or spec.source == "memory", "dataset.train_classes", d.train_classes,
-           f"is supported for the in-memory data sets, not for the TFDS data set {d.name!r}")
-  _require(d.num_train_examples == -1 or d.num_train_examples > 0, "dataset.num_train_examples",
-           d.num_train_examples, "must be -1 (all) or > 0")
-  _require(all(isinstance(k, int) and k >= 0 for k in d.train_classes), "dataset.train_classes",
-           d.train_classes, "must be a tuple of non-negative class indices")
-  for field in ("synthetic_image_size", "synthetic_channels"):
-    _require(d[field] >= 1, f"dataset.{field}", d[field], "must be >= 1")
-  if d.data_dir:
-    from gjax.data.arrays import check_readable_dir  # numpy only
-
-    check_readable_dir(d.data_dir, "config.dataset.data_dir")  # a permission problem, not "not found"
-    _require(os.path.isdir(d.data_dir), "dataset.data_dir", d.data_dir, "is not a directory")
-
-  m = config.model
-  _require(m.encoder in ARCHS, "model.encoder", m.encoder, f"must be one of {sorted(ARCHS)}")
-  _require(m.stem in STEMS, "model.stem", m.stem, f"must be one of {STEMS}")
-  _require(m.width_multiplier > 0, "model.width_multiplier", m.width_multiplier, "must be > 0")
-  _require(m.compute_dtype in COMPUTE_DTYPES, "model.compute_dtype", m.compute_dtype,
-           f"must be one of {COMPUTE_DTYPES}")
-  _require(m.activation in ACTIVATIONS, "model.activation", m.activation, f"must be one of {sorted(ACTIVATIONS)}")
-  _require(m.projector_norm in ("layer", "batch", "none"), "model.projector_norm", m.projector_norm,
-           "must be 'layer', 'batch' or 'none'")
-  for field in ("bottleneck", "projector_hidden", "projector_dim", "projector_layers"):
-    _require(m[field] >= 1, f"model.{field}", m[field], "must be >= 1")
+  validate_data_config(config.dataset)  # the data and model packages own their checks
+  validate_model_config(config.model)
 
   a = config.augment
   _require(0 < a.crop_scale_min <= 1, "augment.crop_scale_min", a.crop_scale_min, "must be in (0, 1]")
