@@ -3,7 +3,7 @@
   python train.py --config configs/vje_fashion_mnist.py --workdir workdirs/vje_fmnist
   python train.py --config configs/vje_fashion_mnist.py:smoke --workdir /tmp/smoke
 
-  python -m gjax.eval.one_class --config configs/vje_fashion_mnist.py:one_class \
+  python -m studies.one_class.study --config configs/vje_fashion_mnist.py:one_class \
       --workdir workdirs/one_class --grid vje.beta=1.0 --grid vje.nu=0.5,1,3
 
 ``:compare`` is the same-budget comparison of methods (``configs/_fashion_mnist.py``).
