@@ -212,13 +212,14 @@ def results_table(results: Mapping[str, float]) -> str:
   """``eval.py``'s results as a small table, one metric a row, fractions in
   percent (:data:`PERCENT_METRICS`), under a title naming the step, the
   images and the time they took."""
-  rows = [(name, f"{100 * value:.1f} %" if PERCENT_METRICS.search(name) else f"{value:.4g}")
-          for name, value in results.items() if name not in RESULTS_BOOKKEEPING]
+  rows = [(name, f"{100 * value:.1f} %" if PERCENT_METRICS.search(name) else f"{value:.4g}  ")
+          for name, value in results.items() if name not in RESULTS_BOOKKEEPING]  # the digits aligned
   width = max([len(name) for name, _ in rows] + [len("metric")])
   seconds = results.get("wall_seconds", math.nan)
   title = (f"results at step {results.get('step', '?')} ({results.get('num_train', '?')} train / "
            f"{results.get('num_test', '?')} test images, {seconds:.0f} s):")
-  return "\n".join([title, f"  {'metric':<{width}}  value"] + [f"  {name:<{width}}  {value:>8}" for name, value in rows])
+  return "\n".join([title, f"  {'metric':<{width}}  {'value':>10}"] +
+                   [f"  {name:<{width}}  {value:>10}" for name, value in rows])
 
 
 #: Exceptions that report a user's mistake (a config value or field, the data,
