@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import sys
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from absl import app, flags
 from absl import logging as absl_logging

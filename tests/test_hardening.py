@@ -18,9 +18,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from gjax.cli import load_config
-from gjax.train import base_config, train_and_evaluate
+from gjax.train import base_config, checkpoints, plan, train_and_evaluate
 from gjax.train import config as config_lib
-from gjax.train import checkpoints, plan, state as state_lib
+from gjax.train import state as state_lib
 from tests.helpers import set_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -15,12 +15,11 @@ import pytest
 
 from gjax import data as gdata
 from gjax.eval import use_default_evaluators
-from gjax.train import base_config, create_train_state, make_optimizer, make_train_step, train_and_evaluate
-from gjax.train.input_pipeline import build_train_input
+from gjax.train import base_config, create_train_state, make_optimizer, make_train_step, progress, train_and_evaluate
 from gjax.train import config as config_lib
-from gjax.train import progress
-from gjax.train.state import build_method
+from gjax.train.input_pipeline import build_train_input
 from gjax.train.metrics import read_metrics
+from gjax.train.state import build_method
 from tests.helpers import set_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -30,9 +30,9 @@ from typing import Any
 
 import flax
 import jax
-from absl import logging as absl_logging
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 from gjax.atomic import write_text_atomically
 from gjax.train.config import changed_fields, config_fields  # the one flattening of nested dicts into dotted names
@@ -337,7 +337,8 @@ def verify_checksums(manager: ocp.CheckpointManager, step: int, state) -> bool:
   path = _checksum_path(manager, step)
   recorded, why = read_recorded_checksums(path)
   if recorded is None:
-    advice = "" if why == "has no recorded checksum" else "; only that file is damaged: delete it to silence this warning"
+    advice = ("" if why == "has no recorded checksum"
+              else "; only that file is damaged: delete it to silence this warning")
     log.warning("checkpoint at step %d %s (%s): restored unverified%s", step, why, path, advice)
     return False
   actual = state_checksums(state)

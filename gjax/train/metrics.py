@@ -17,7 +17,7 @@ import math
 import os
 import socket
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
@@ -63,7 +63,8 @@ class MetricWriter:
       return
     clean = {k: float(v) for k, v in scalars.items()}
     with open(self.path, "a") as f:
-      f.write(json.dumps({"step": int(step), **{k: (v if math.isfinite(v) else str(v)) for k, v in clean.items()}}) + "\n")
+      row = {k: (v if math.isfinite(v) else str(v)) for k, v in clean.items()}
+      f.write(json.dumps({"step": int(step), **row}) + "\n")
     values = [Summary.Value(tag=k, simple_value=v) for k, v in clean.items()]
     self._tb.add_event(Event(wall_time=time.time(), step=int(step), summary=Summary(value=values)))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 
@@ -68,7 +68,8 @@ def progress_line(step: int, total_steps: int, metrics: Mapping[str, float], ima
 def start_line(config, train_input, num_params: int, start_step: int, total_steps: int, workdir: str) -> str:
   """The first line of a run: what trains on what, on which devices, from which step, where."""
   return (f"{config.method} on {config.dataset.name} ({train_input.num_examples} training images of "
-          f"{'x'.join(map(str, train_input.image_shape))}) | {config.model.encoder} x{config.model.width_multiplier:g}, "
+          f"{'x'.join(map(str, train_input.image_shape))}) | {config.model.encoder} "
+          f"x{config.model.width_multiplier:g}, "
           f"{num_params:,} parameters | global batch {config.batch_size} on {jax.device_count()} "
           f"{jax.devices()[0].platform} device(s), {jax.process_count()} process(es) | from step {start_step} of "
           f"{total_steps} | {f'resumed from step {start_step}' if start_step else 'new run'} | workdir {workdir}")

@@ -106,7 +106,8 @@ class RunDir:
     return checkpoints.checkpoint_manager(self.path, self.config)
 
   def check_identity(self, resumed_step: int) -> None:
-    """Before a resume from ``resumed_step``: the config must compute what the run's does (:func:`check_run_identity`)."""
+    """Before a resume from ``resumed_step``: the config must compute what the
+    run's does (:func:`check_run_identity`)."""
     check_run_identity(self.path, self.config, resumed_step, write=self.is_main)
 
   def start(self, start_step: int) -> None:

@@ -23,7 +23,8 @@ from gjax.train.checkpoints import checkpoint_manager, restore_latest
 @flax.struct.dataclass
 class TrainState:
   """What a train step updates and a checkpoint holds: the step count, the
-  parameters, the mutable variables and the optimiser state. ``model_state`` holds every mutable variable collection of the network
+  parameters, the mutable variables and the optimiser state. ``model_state``
+  holds every mutable variable collection of the network
   (``batch_stats`` of BatchNorm, and the running state of density heads such as
   GMJE-EM's sufficient statistics, the GNG graph or the SMC memory bank).
   ``target_params``: the momentum (EMA) target network's parameters, for the
