@@ -22,5 +22,6 @@ def evaluate(config, workdir):
 
 if __name__ == "__main__":
   # A signal ends eval.py non-zero, its results unwritten (an earlier eval_results.json is left as it was).
-  run_with_config(evaluate, "The training run's directory (checkpoints read, eval_results.json written).",
-                  interrupt_is_failure=True)
+  run_with_config(
+    evaluate, "The training run's directory (checkpoints read, eval_results.json written).", interrupt_is_failure=True
+  )

@@ -32,17 +32,27 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 import jax  # noqa: E402
 
+import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 from benchmarks.train_step import bench_config, jax_rows, median_seconds, torch_resnet  # noqa: E402
 
 #: Dense bf16 peak FLOP/s by device kind (vendors' data sheets), matched as a
 #: lower-case substring of ``jax.devices()[0].device_kind``, first match wins.
 PEAK_BF16_FLOPS = (
-    ("h200", 989e12), ("h100 pcie", 756e12), ("h100", 989e12), ("a100", 312e12), ("l40s", 362e12),
-    ("l4", 121e12), ("a10g", 70e12), ("v100", 125e12),  # V100: fp16 tensor cores (no bf16)
-    ("tpu v6", 918e12), ("tpu v5p", 459e12), ("tpu v5 lite", 197e12), ("tpu v5e", 197e12), ("tpu v4", 275e12),
+  ("h200", 989e12),
+  ("h100 pcie", 756e12),
+  ("h100", 989e12),
+  ("a100", 312e12),
+  ("l40s", 362e12),
+  ("l4", 121e12),
+  ("a10g", 70e12),
+  ("v100", 125e12),  # V100: fp16 tensor cores (no bf16)
+  ("tpu v6", 918e12),
+  ("tpu v5p", 459e12),
+  ("tpu v5 lite", 197e12),
+  ("tpu v5e", 197e12),
+  ("tpu v4", 275e12),
 )
 
 #: (arch, stem, image size, default batch sizes on an accelerator)
@@ -73,9 +83,17 @@ def torch_rows(config, steps: int, compile_modes=(False, True)) -> list[tuple[st
     torch.manual_seed(0)
     encoder = torch_resnet(config)
     dim, bottleneck = encoder.out_features, config.model.bottleneck
-    trunk = nn.Sequential(nn.Linear(dim, bottleneck), nn.LayerNorm(bottleneck), nn.ReLU(),
-                          nn.Linear(bottleneck, bottleneck), nn.LayerNorm(bottleneck), nn.ReLU(),
-                          nn.Linear(bottleneck, dim), nn.LayerNorm(dim), nn.ReLU())
+    trunk = nn.Sequential(
+      nn.Linear(dim, bottleneck),
+      nn.LayerNorm(bottleneck),
+      nn.ReLU(),
+      nn.Linear(bottleneck, bottleneck),
+      nn.LayerNorm(bottleneck),
+      nn.ReLU(),
+      nn.Linear(bottleneck, dim),
+      nn.LayerNorm(dim),
+      nn.ReLU(),
+    )
     heads = nn.Linear(dim, 2 * dim)
     modules = nn.ModuleList([encoder, trunk, heads]).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(modules.parameters(), lr=0.05, momentum=0.9, weight_decay=config.optim.weight_decay)
@@ -99,7 +117,7 @@ def torch_rows(config, steps: int, compile_modes=(False, True)) -> list[tuple[st
         q = ((sh - zh) ** 2 / var).sum(-1)
         directional = 0.5 * (nu + dim) * torch.log1p(q / nu) + 0.5 * torch.log(var).sum(-1)
         radial = 0.5 * (nu + 1) * torch.log1p((target.norm(dim=-1) - s.norm(dim=-1)) ** 2 / nu)
-        kl = 0.5 * (var + mu ** 2 - 1 - torch.log(var)).sum(-1)
+        kl = 0.5 * (var + mu**2 - 1 - torch.log(var)).sum(-1)
         loss = loss + 0.5 * (directional + radial + beta * kl).mean()
       return loss
 
@@ -115,8 +133,10 @@ def torch_rows(config, steps: int, compile_modes=(False, True)) -> list[tuple[st
       return loss
 
     size = config.dataset.synthetic_image_size
-    views = [torch.randn(config.batch_size, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
-             for _ in range(2)]
+    views = [
+      torch.randn(config.batch_size, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+      for _ in range(2)
+    ]
     if device == "cuda":
       torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -137,17 +157,25 @@ def main(argv=None) -> None:
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--no-torch", action="store_true")
   parser.add_argument("--no-torch-compile", action="store_true")
-  parser.add_argument("--tiny", action="store_true",
-                      help="CPU check: ResNet-10-shaped toy sizes (width 1/16, 16x16 / 32x32, batch 8), 2 steps")
+  parser.add_argument(
+    "--tiny",
+    action="store_true",
+    help="CPU check: ResNet-10-shaped toy sizes (width 1/16, 16x16 / 32x32, batch 8), 2 steps",
+  )
   args = parser.parse_args(argv)
   device = jax.devices()[0]
   peak = peak_flops(device.device_kind)
-  print(f"device: {jax.device_count()} x {device.device_kind} ({device.platform}); jax {jax.__version__}; "
-        f"dense bf16 peak {peak / 1e12:.0f} TFLOP/s per device" if peak == peak else
-        f"device: {jax.device_count()} x {device.device_kind} ({device.platform}); jax {jax.__version__}; "
-        "no published bf16 peak known: MFU nan")
-  print("| model | image | width | batch | step | ms/step | images/s | compile s | peak GiB | TFLOP/step | MFU % | "
-        "speed vs torch eager |")
+  print(
+    f"device: {jax.device_count()} x {device.device_kind} ({device.platform}); jax {jax.__version__}; "
+    f"dense bf16 peak {peak / 1e12:.0f} TFLOP/s per device"
+    if peak == peak
+    else f"device: {jax.device_count()} x {device.device_kind} ({device.platform}); jax {jax.__version__}; "
+    "no published bf16 peak known: MFU nan"
+  )
+  print(
+    "| model | image | width | batch | step | ms/step | images/s | compile s | peak GiB | TFLOP/step | MFU % | "
+    "speed vs torch eager |"
+  )
   print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for key in args.model.split(","):
     arch, stem, image, batches = MODELS[key]
@@ -156,8 +184,10 @@ def main(argv=None) -> None:
       width, steps, batches, image = 1 / 16, 2, "8", (16 if key == "r18" else 32)
     for batch in (int(b) for b in (args.batch or batches).split(",")):
       config = bench_config(arch, stem, image, batch, width, "bfloat16")
-      rows = [(name, seconds, compile_s, jax_peak_bytes(), flops)
-              for name, seconds, compile_s, flops in jax_rows(config, steps, with_flops=True)]
+      rows = [
+        (name, seconds, compile_s, jax_peak_bytes(), flops)
+        for name, seconds, compile_s, flops in jax_rows(config, steps, with_flops=True)
+      ]
       flops = rows[0][4]  # the step on pre-made views: the work both frameworks do
       if not args.no_torch:
         modes = (False,) if args.no_torch_compile else (False, True)
@@ -165,9 +195,12 @@ def main(argv=None) -> None:
       torch_eager = next((r[1] for r in rows if r[0].startswith("torch eager")), math.nan)
       for name, seconds, compile_s, peak_bytes, row_flops in rows:
         mfu = 100 * row_flops / seconds / (peak * jax.device_count())
-        print(f"| {arch} | {image} | {width:g} | {batch} | {name} | {1e3 * seconds:.2f} | {batch / seconds:.4g} | "
-              f"{compile_s:.1f} | {peak_bytes / 2**30:.2f} | {row_flops / 1e12:.4g} | {mfu:.1f} | "
-              f"{torch_eager / seconds:.2f} |", flush=True)
+        print(
+          f"| {arch} | {image} | {width:g} | {batch} | {name} | {1e3 * seconds:.2f} | {batch / seconds:.4g} | "
+          f"{compile_s:.1f} | {peak_bytes / 2**30:.2f} | {row_flops / 1e12:.4g} | {mfu:.1f} | "
+          f"{torch_eager / seconds:.2f} |",
+          flush=True,
+        )
 
 
 if __name__ == "__main__":

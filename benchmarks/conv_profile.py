@@ -17,12 +17,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
+import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 from gjax.models.resnet import build_encoder  # noqa: E402
 
 
@@ -43,13 +43,15 @@ def jax_encoder(width: float, batch: int, steps: int) -> tuple[float, float]:
 
   def forward(params, stats, x):
     out, new = model.apply({"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"])
-    return jnp.sum(out ** 2), new
+    return jnp.sum(out**2), new
 
   fwd = jax.jit(forward)
   fwd_bwd = jax.jit(jax.value_and_grad(forward, has_aux=True))
   args = (variables["params"], variables["batch_stats"], x)
-  return (median_ms(lambda: jax.block_until_ready(fwd(*args)), steps),
-          median_ms(lambda: jax.block_until_ready(fwd_bwd(*args)), steps))
+  return (
+    median_ms(lambda: jax.block_until_ready(fwd(*args)), steps),
+    median_ms(lambda: jax.block_until_ready(fwd_bwd(*args)), steps),
+  )
 
 
 def torch_encoder(width: float, batch: int, steps: int) -> tuple[float, float]:
@@ -68,6 +70,7 @@ def torch_encoder(width: float, batch: int, steps: int) -> tuple[float, float]:
   def fwd_bwd():
     encoder.zero_grad(set_to_none=True)
     (encoder(x) ** 2).sum().backward()
+
   return median_ms(fwd, steps), median_ms(fwd_bwd, steps)
 
 
@@ -85,14 +88,18 @@ def conv_rows(batch: int, steps: int):
     fwd = jax.jit(conv)
     dx = jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0])
     dw = jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0])
-    j = [median_ms(lambda f=f: jax.block_until_ready(f(*a)), steps)
-         for f, a in ((fwd, (x, w)), (dx, (x, w, g)), (dw, (x, w, g)))]
+    j = [
+      median_ms(lambda f=f: jax.block_until_ready(f(*a)), steps)
+      for f, a in ((fwd, (x, w)), (dx, (x, w, g)), (dw, (x, w, g)))
+    ]
     tx = torch.randn(batch, channels, size, size)
     tw = torch.randn(channels, channels, 3, 3)
     tg = torch.nn.functional.conv2d(tx, tw, padding=1)
-    t = [median_ms(lambda: torch.nn.functional.conv2d(tx, tw, padding=1), steps),
-         median_ms(lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tg, padding=1), steps),
-         median_ms(lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tg, padding=1), steps)]
+    t = [
+      median_ms(lambda: torch.nn.functional.conv2d(tx, tw, padding=1), steps),
+      median_ms(lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tg, padding=1), steps),
+      median_ms(lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tg, padding=1), steps),
+    ]
     rows.append((f"{batch}x{size}x{size}x{channels}", j, t))
   return rows
 
@@ -106,8 +113,10 @@ def main():
   print(f"ResNet-18 x{args.width} encoder (CIFAR stem), batch {args.batch}, one view; load {os.getloadavg()[0]:.2f}")
   print("| | forward ms | forward + backward ms | backward alone ms |")
   print("|---|---|---|---|")
-  for name, (f, fb) in (("jax", jax_encoder(args.width, args.batch, args.steps)),
-                        ("torch", torch_encoder(args.width, args.batch, args.steps))):
+  for name, (f, fb) in (
+    ("jax", jax_encoder(args.width, args.batch, args.steps)),
+    ("torch", torch_encoder(args.width, args.batch, args.steps)),
+  ):
     print(f"| {name} | {f:.1f} | {fb:.1f} | {fb - f:.1f} |")
   print("\none 3x3 convolution, stride 1 (ms; jax / torch)")
   print("| input NHWC | forward | input gradient | kernel gradient |")

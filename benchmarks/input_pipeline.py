@@ -20,14 +20,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 import jax  # noqa: E402
 
+import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 from gjax import data as gdata  # noqa: E402
 from gjax.cli import load_config  # noqa: E402
 from gjax.train import create_train_state, make_optimizer, make_train_step  # noqa: E402
-from gjax.train.state import build_method  # noqa: E402
 from gjax.train.input_pipeline import build_train_input  # noqa: E402
+from gjax.train.state import build_method  # noqa: E402
 
 
 def timed(fn, steps: int) -> float:
@@ -51,8 +51,10 @@ def main():
   augment = train_input.augment
   views = jax.jit(lambda rng, images: gdata.two_views(rng, images, augment))
   batch_size = config.batch_size
-  print(f"config {args.config}: batch {batch_size}, image {train_input.image_shape}, "
-        f"{jax.device_count()} {jax.devices()[0].platform} device(s), load {os.getloadavg()[0]:.2f}")
+  print(
+    f"config {args.config}: batch {batch_size}, image {train_input.image_shape}, "
+    f"{jax.device_count()} {jax.devices()[0].platform} device(s), load {os.getloadavg()[0]:.2f}"
+  )
 
   host_s = timed(lambda: next(host_iter), args.steps)
   rng = jax.random.PRNGKey(0)
@@ -66,8 +68,9 @@ def main():
   if not args.skip_step:
     objective, hparams, model = build_method(config)
     tx, _ = make_optimizer(config, train_input.steps_per_epoch, 1000)
-    state = create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape,
-                               gdata.replicated_sharding(mesh))
+    state = create_train_state(
+      jax.random.PRNGKey(0), model, tx, train_input.image_shape, gdata.replicated_sharding(mesh)
+    )
     step = make_train_step(model, objective, hparams, tx, augment, rng, mesh)
     batches = [gdata.make_global_batch(next(host_iter), mesh) for _ in range(2)]
     holder = {"state": state, "i": 0}
@@ -82,8 +85,10 @@ def main():
   for name, seconds in rows:
     print(f"{name:40s} {1e3 * seconds:10.1f} {batch_size / seconds:10.0f}")
   if not args.skip_step:
-    print(f"pipeline / step throughput ratio: {rows[2][1] / rows[1][1]:.1f}x "
-          f"(the pipeline alone delivers that many times what the step consumes)")
+    print(
+      f"pipeline / step throughput ratio: {rows[2][1] / rows[1][1]:.1f}x "
+      f"(the pipeline alone delivers that many times what the step consumes)"
+    )
   print(f"load at end {os.getloadavg()[0]:.2f}")
 
 

@@ -53,25 +53,25 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 from gjax.math.gaussian import LOG_2PI  # noqa: E402
 from gjax.math.mixture import mixture_conditional, mixture_log_prob  # noqa: E402
 
 BASE = dict(B=1024, K=8, d=64)
 FULL_SWEEPS = {
-    "B": [256, 1024, 4096, 8192],
-    "K": [1, 4, 8, 16, 64],
-    "d": [32, 64, 128, 256, 512],
+  "B": [256, 1024, 4096, 8192],
+  "K": [1, 4, 8, 16, 64],
+  "d": [32, 64, 128, 256, 512],
 }
 FULL_CORNERS = [
-    dict(B=256, K=1, d=32),
-    dict(B=8192, K=64, d=64),
-    dict(B=8192, K=8, d=512),
-    dict(B=1024, K=64, d=512),
-    dict(B=8192, K=64, d=256),
+  dict(B=256, K=1, d=32),
+  dict(B=8192, K=64, d=64),
+  dict(B=8192, K=8, d=512),
+  dict(B=1024, K=64, d=512),
+  dict(B=8192, K=64, d=256),
 ]
 QUICK_SWEEPS = {"B": [256, 1024], "K": [1, 8], "d": [32, 64]}
 QUICK_CORNERS: list[dict] = []
@@ -224,9 +224,7 @@ def compile_and_time_pair(fns, args, window_s, min_rep, max_rep, retry):
       start = time.perf_counter()
       # At least min_rep pairs, and keep going until the loop lasts window_s (so
       # the tick-based foreign-load measurement is meaningful), up to max_rep.
-      while len(times[0]) < min_rep or (
-          time.perf_counter() - start < window_s and len(times[0]) < max_rep
-      ):
+      while len(times[0]) < min_rep or (time.perf_counter() - start < window_s and len(times[0]) < max_rep):
         for c, ts in zip(compiled, times):
           t0 = time.perf_counter()
           _block(c(*args))
@@ -239,9 +237,16 @@ def compile_and_time_pair(fns, args, window_s, min_rep, max_rep, retry):
     retry["budget_s"] -= retry["pause_s"] + sum(map(sum, times))
   times, foreign, attempts = best
   return [
-      dict(out=o, compile_s=cs, median_s=statistics.median(ts), min_s=min(ts), reps=len(ts),
-           foreign=foreign, attempts=attempts)
-      for o, cs, ts in zip(outs, compile_s, times)
+    dict(
+      out=o,
+      compile_s=cs,
+      median_s=statistics.median(ts),
+      min_s=min(ts),
+      reps=len(ts),
+      foreign=foreign,
+      attempts=attempts,
+    )
+    for o, cs, ts in zip(outs, compile_s, times)
   ]
 
 
@@ -257,13 +262,13 @@ def bench_point(b, k, d, window_s, min_rep, max_rep, retry):
   z_c = x[:, :c]
   rows = []
   cases = [
-      ("mixture_log_prob", gjax_mixture_log_prob, naive_mixture_log_prob, (x, logits, means, tril)),
-      (
-          "mixture_conditional",
-          functools.partial(gjax_mixture_conditional, num_context=c),
-          functools.partial(naive_mixture_conditional, num_context=c),
-          (z_c, logits, means, tril),
-      ),
+    ("mixture_log_prob", gjax_mixture_log_prob, naive_mixture_log_prob, (x, logits, means, tril)),
+    (
+      "mixture_conditional",
+      functools.partial(gjax_mixture_conditional, num_context=c),
+      functools.partial(naive_mixture_conditional, num_context=c),
+      (z_c, logits, means, tril),
+    ),
   ]
   for name, f_gjax, f_naive, args in cases:
     load1 = os.getloadavg()[0]
@@ -273,17 +278,27 @@ def bench_point(b, k, d, window_s, min_rep, max_rep, retry):
       worst = check_close(f"{name} B={b} K={k} d={d}", out_g, out_n)
     else:
       parts = ("logits", "means", "cond_tril", "context_log_prob")
-      worst = max(
-          check_close(f"{name}.{p} B={b} K={k} d={d}", g, n) for p, g, n in zip(parts, out_g, out_n)
-      )
+      worst = max(check_close(f"{name}.{p} B={b} K={k} d={d}", g, n) for p, g, n in zip(parts, out_g, out_n))
     del out_g, out_n
     ratio = res_n["median_s"] / res_g["median_s"]
     for impl, res in (("gjax", res_g), ("naive", res_n)):
       rows.append(
-          dict(function=name, impl=impl, B=b, K=k, d=d, ms=1e3 * res["median_s"],
-               min_ms=1e3 * res["min_s"], compile_s=res["compile_s"], reps=res["reps"],
-               ratio=ratio, check=worst, load1=load1, foreign=res["foreign"],
-               attempts=res["attempts"])
+        dict(
+          function=name,
+          impl=impl,
+          B=b,
+          K=k,
+          d=d,
+          ms=1e3 * res["median_s"],
+          min_ms=1e3 * res["min_s"],
+          compile_s=res["compile_s"],
+          reps=res["reps"],
+          ratio=ratio,
+          check=worst,
+          load1=load1,
+          foreign=res["foreign"],
+          attempts=res["attempts"],
+        )
       )
   return rows
 
@@ -319,23 +334,28 @@ def blas_threads_line():
     from threadpoolctl import threadpool_info
   except ImportError:
     return "threadpoolctl not installed"
-  return "; ".join(
+  return (
+    "; ".join(
       f"{os.path.basename(i.get('filepath', '?'))}: {i.get('internal_api')} {i.get('num_threads')} thread(s)"
       for i in threadpool_info()
-  ) or "none loaded"
+    )
+    or "none loaded"
+  )
 
 
 def format_table(rows):
-  head = ("| function | impl | B | K | d | median (ms) | min (ms) | naive/gjax (median) |"
-          " compile (s) | repeats | other procs' CPU % | attempts | load avg 1 min |"
-          " agreement (max err/tol) |")
+  head = (
+    "| function | impl | B | K | d | median (ms) | min (ms) | naive/gjax (median) |"
+    " compile (s) | repeats | other procs' CPU % | attempts | load avg 1 min |"
+    " agreement (max err/tol) |"
+  )
   sep = "|" + "|".join(["---"] * 14) + "|"
   lines = [head, sep]
   for r in rows:
     lines.append(
-        f"| {r['function']} | {r['impl']} | {r['B']} | {r['K']} | {r['d']} | {r['ms']:.3f} |"
-        f" {r['min_ms']:.3f} | {r['ratio']:.2f} | {r['compile_s']:.2f} | {r['reps']} |"
-        f" {100 * r['foreign']:.0f} | {r['attempts']} | {r['load1']:.2f} | {r['check']:.1e} |"
+      f"| {r['function']} | {r['impl']} | {r['B']} | {r['K']} | {r['d']} | {r['ms']:.3f} |"
+      f" {r['min_ms']:.3f} | {r['ratio']:.2f} | {r['compile_s']:.2f} | {r['reps']} |"
+      f" {100 * r['foreign']:.0f} | {r['attempts']} | {r['load1']:.2f} | {r['check']:.1e} |"
     )
   return "\n".join(lines)
 
@@ -355,8 +375,9 @@ def exponents(results, sweeps, stat="ms"):
 
 
 def format_exponents(exps, sweeps):
-  lines = ["| function | impl | " + " | ".join(
-      f"exponent in {a} ({', '.join(map(str, v))})" for a, v in sweeps.items()) + " |"]
+  lines = [
+    "| function | impl | " + " | ".join(f"exponent in {a} ({', '.join(map(str, v))})" for a, v in sweeps.items()) + " |"
+  ]
   lines.append("|" + "|".join(["---"] * (2 + len(sweeps))) + "|")
   for function in ("mixture_log_prob", "mixture_conditional"):
     for impl in ("gjax", "naive"):
@@ -370,14 +391,22 @@ def main(argv=None):
   parser.add_argument("--quick", action="store_true", help="a few small points (<1 min smoke run)")
   parser.add_argument("--out", default=None, help="write the markdown report to this path")
   parser.add_argument("--no-corners", action="store_true", help="skip the corner points")
-  parser.add_argument("--max-foreign", type=float, default=0.15,
-                      help="re-time a point when other processes used more than this fraction"
-                           " of the machine's CPU during its timing loop (default 0.15)")
-  parser.add_argument("--retry-budget", type=float, default=None,
-                      help="seconds that re-timing may spend in all (default 60, quick 10)")
-  parser.add_argument("--cpus", default=None,
-                      help="comma-separated CPU ids to pin the process to (sched_setaffinity,"
-                           " before the JAX backend starts); default: all CPUs")
+  parser.add_argument(
+    "--max-foreign",
+    type=float,
+    default=0.15,
+    help="re-time a point when other processes used more than this fraction"
+    " of the machine's CPU during its timing loop (default 0.15)",
+  )
+  parser.add_argument(
+    "--retry-budget", type=float, default=None, help="seconds that re-timing may spend in all (default 60, quick 10)"
+  )
+  parser.add_argument(
+    "--cpus",
+    default=None,
+    help="comma-separated CPU ids to pin the process to (sched_setaffinity,"
+    " before the JAX backend starts); default: all CPUs",
+  )
   args = parser.parse_args(argv)
   if args.cpus:
     # Affinity is inherited by the threads XLA creates when the backend starts below.
@@ -391,8 +420,10 @@ def main(argv=None):
   print(f"command: {command}")
   print(f"date: {started}")
   print(f"hardware: {hardware_line()}; {cpus_line}")
-  print(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()},"
-        f" OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
+  print(
+    f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()},"
+    f" OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}"
+  )
   print(f"load average at start (1, 5, 15 min): {load_start}")
 
   sweeps = QUICK_SWEEPS if args.quick else FULL_SWEEPS
@@ -421,11 +452,12 @@ def main(argv=None):
     for r in point_rows:
       results[(b, k, d, r["function"], r["impl"])] = r
       rows.append(dict(r, corner=i >= sweep_points))
-    msg = ", ".join(
-        f"{r['function']}/{r['impl']} {r['ms']:.2f} ms" for r in point_rows
-    ) + ", other procs' CPU " + "/".join(f"{100 * r['foreign']:.0f}%" for r in point_rows[::2])
-    print(f"[{i + 1}/{len(points)}] B={b} K={k} d={d}: {msg} ({time.perf_counter() - t0:.1f} s)",
-          flush=True)
+    msg = (
+      ", ".join(f"{r['function']}/{r['impl']} {r['ms']:.2f} ms" for r in point_rows)
+      + ", other procs' CPU "
+      + "/".join(f"{100 * r['foreign']:.0f}%" for r in point_rows[::2])
+    )
+    print(f"[{i + 1}/{len(points)}] B={b} K={k} d={d}: {msg} ({time.perf_counter() - t0:.1f} s)", flush=True)
 
   table = format_table(rows)
   exps = exponents(results, sweeps)
@@ -437,8 +469,10 @@ def main(argv=None):
   print()
   print(table)
   print()
-  print("Scaling exponents (least-squares slope of log time vs log size, other axes at the base "
-        f"point B={BASE['B']}, K={BASE['K']}, d={BASE['d']}):")
+  print(
+    "Scaling exponents (least-squares slope of log time vs log size, other axes at the base "
+    f"point B={BASE['B']}, K={BASE['K']}, d={BASE['d']}):"
+  )
   print(exp_table)
   print()
   print("Same fit on the min times (less sensitive to background load):")
@@ -455,29 +489,39 @@ def main(argv=None):
       f.write(f"- command: `{command}`\n")
       f.write(f"- date: {started}\n")
       f.write(f"- hardware: {hardware_line()}; {cpus_line}\n")
-      f.write(f"- jax {jax.__version__}, backend {jax.default_backend()}, float32,"
-              f" OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')} (LAPACK calls"
-              " single-threaded, XLA ops on all cores; see the note at the top of the script)\n")
+      f.write(
+        f"- jax {jax.__version__}, backend {jax.default_backend()}, float32,"
+        f" OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')} (LAPACK calls"
+        " single-threaded, XLA ops on all cores; see the note at the top of the script)\n"
+      )
       f.write(f"- load average at start (1, 5, 15 min): {tuple(round(v, 2) for v in load_start)}\n")
       f.write(f"- load average at end (1, 5, 15 min): {tuple(round(v, 2) for v in load_end)}\n")
       f.write(f"- total wall time: {total:.1f} s\n")
       f.write(f"- BLAS thread pools at end (threadpoolctl): {blas_line}\n")
-      f.write(f"- agreement checked per point with rtol={RTOL}, atol={ATOL}"
-              " (last column: max |gjax-naive| / (atol + rtol|naive|), must be <= 1)\n")
-      f.write("- timing: lower+compile reported separately, one warm-up call, then `repeats`"
-              " calls of gjax and naive interleaved (gjax, naive, gjax, ...), each with"
-              f" `block_until_ready` (at least {min_rep} pairs and {window_s} s of timing);"
-              " median (and min) reported\n")
+      f.write(
+        f"- agreement checked per point with rtol={RTOL}, atol={ATOL}"
+        " (last column: max |gjax-naive| / (atol + rtol|naive|), must be <= 1)\n"
+      )
+      f.write(
+        "- timing: lower+compile reported separately, one warm-up call, then `repeats`"
+        " calls of gjax and naive interleaved (gjax, naive, gjax, ...), each with"
+        f" `block_until_ready` (at least {min_rep} pairs and {window_s} s of timing);"
+        " median (and min) reported\n"
+      )
       f.write("- mixture_conditional uses context = first d/2 dims\n")
-      f.write("- `other procs' CPU %`: share of the machine's CPU time used by other processes"
-              " during the timing loop (from /proc/stat); a loop with more than"
-              f" {100 * args.max_foreign:.0f}% is re-timed after a pause while a retry budget"
-              " lasts, and the least-disturbed attempt is kept (`attempts`)\n\n")
+      f.write(
+        "- `other procs' CPU %`: share of the machine's CPU time used by other processes"
+        " during the timing loop (from /proc/stat); a loop with more than"
+        f" {100 * args.max_foreign:.0f}% is re-timed after a pause while a retry budget"
+        " lasts, and the least-disturbed attempt is kept (`attempts`)\n\n"
+      )
       f.write("## Timings\n\n")
       f.write(table + "\n\n")
       f.write("## Scaling exponents\n\n")
-      f.write("Least-squares slope of log(median time) vs log(size) along each one-axis sweep"
-              f" (other axes at B={BASE['B']}, K={BASE['K']}, d={BASE['d']}).\n\n")
+      f.write(
+        "Least-squares slope of log(median time) vs log(size) along each one-axis sweep"
+        f" (other axes at B={BASE['B']}, K={BASE['K']}, d={BASE['d']}).\n\n"
+      )
       f.write(exp_table + "\n\n")
       f.write("Same fit on the min times (less sensitive to background load):\n\n")
       f.write(exp_table_min + "\n")

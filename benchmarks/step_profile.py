@@ -24,10 +24,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 from benchmarks.train_step import bench_config  # noqa: E402
 from gjax import data as gdata  # noqa: E402
 from gjax.train import create_train_state, make_optimizer, make_train_step  # noqa: E402
@@ -35,13 +35,15 @@ from gjax.train.input_pipeline import augment_config  # noqa: E402
 from gjax.train.state import build_method  # noqa: E402
 
 #: (kind, pattern on the XLA operation's name), first match wins.
-KINDS = (("convolution (ynn_fusion: YNNPACK)", r"convolution|conv|ynn|xnn|onednn"),
-         ("dot (MLP heads)", r"^dot|custom-call"),
-         ("reduce (BatchNorm statistics, sums)", r"reduce"),
-         ("transpose / copy / layout", r"^(transpose|copy|bitcast|slice|concatenate|pad|dynamic)"),
-         ("random numbers (augmentation, sampling)", r"rng|threefry|random"),
-         ("element-wise fusion", r"fusion|add|multiply|subtract|divide|maximum|select|exp|log|rsqrt|sqrt"),
-         ("other", r"."))
+KINDS = (
+  ("convolution (ynn_fusion: YNNPACK)", r"convolution|conv|ynn|xnn|onednn"),
+  ("dot (MLP heads)", r"^dot|custom-call"),
+  ("reduce (BatchNorm statistics, sums)", r"reduce"),
+  ("transpose / copy / layout", r"^(transpose|copy|bitcast|slice|concatenate|pad|dynamic)"),
+  ("random numbers (augmentation, sampling)", r"rng|threefry|random"),
+  ("element-wise fusion", r"fusion|add|multiply|subtract|divide|maximum|select|exp|log|rsqrt|sqrt"),
+  ("other", r"."),
+)
 
 
 #: Events on XLA's threads that are not one operation (they enclose or mark operations).
@@ -103,8 +105,10 @@ def main():
   config = bench_config(args.arch, args.stem, args.image, args.batch, args.width)
   wall_ms, by_op = profile_step(config, args.steps)
   total = sum(by_op.values())
-  print(f"{args.arch} x{args.width} ({args.stem} stem, {args.image}x{args.image}), batch {args.batch}; "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+  print(
+    f"{args.arch} x{args.width} ({args.stem} stem, {args.image}x{args.image}), batch {args.batch}; "
+    f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+  )
   print(f"wall {wall_ms:.1f} ms/step; XLA operations {total:.1f} ms/step summed over threads\n")
   by_kind = collections.Counter()
   for name, ms in by_op.items():

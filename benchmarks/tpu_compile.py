@@ -51,23 +51,38 @@ def _config(module: str, spec: str = "", overrides=None):
 
 #: name -> (what it is, config builder). All at the paper's global batch, bf16 compute.
 RECIPES = {
-    "vje_r50_imagenet": ("VJE, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/imagenet.py:method=vje)",
-                         lambda: _config("imagenet", "method=vje")),
-    "vje_r18_cifar10": ("VJE, ResNet-18, CIFAR-10, 800 epochs, batch 256 (configs/cifar10.py:method=vje)",
-                        lambda: _config("cifar10", "method=vje")),
-    "vje_r18_cifar10_one_class": (
-        "VJE one-class, ResNet-18, one CIFAR-10 class (5,000 images), 800 epochs, batch 64, lr 5e-6 "
-        "(configs/cifar10.py:method=vje with those overrides; one model per class)",
-        lambda: _config("cifar10", "method=vje", overrides={"dataset.num_train_examples": 5000, "batch_size": 64,
-                                                  "optim.base_learning_rate": 5e-6 * 256 / 64})),
-    "gmje_r50_imagenet": ("prototype GMJE, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/gmje_imagenet.py "
-                          "fitted by gradient, no barrier: the defaults when it was compiled)",
-                          lambda: _config("gmje_imagenet", overrides={"gmje.fit": "gradient", "gmje.log_det_weight": 0.0,
-                                                                      "gmje.log_det_form": "batch"})),
-    "simclr_r50_imagenet": ("SimCLR, ResNet-50, ImageNet-1K, 100 epochs, batch 256 "
-                            "(configs/imagenet.py:method=simclr)", lambda: _config("imagenet", "method=simclr")),
-    "byol_r50_imagenet": ("BYOL, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/imagenet.py:method=byol)",
-                          lambda: _config("imagenet", "method=byol")),
+  "vje_r50_imagenet": (
+    "VJE, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/imagenet.py:method=vje)",
+    lambda: _config("imagenet", "method=vje"),
+  ),
+  "vje_r18_cifar10": (
+    "VJE, ResNet-18, CIFAR-10, 800 epochs, batch 256 (configs/cifar10.py:method=vje)",
+    lambda: _config("cifar10", "method=vje"),
+  ),
+  "vje_r18_cifar10_one_class": (
+    "VJE one-class, ResNet-18, one CIFAR-10 class (5,000 images), 800 epochs, batch 64, lr 5e-6 "
+    "(configs/cifar10.py:method=vje with those overrides; one model per class)",
+    lambda: _config(
+      "cifar10",
+      "method=vje",
+      overrides={"dataset.num_train_examples": 5000, "batch_size": 64, "optim.base_learning_rate": 5e-6 * 256 / 64},
+    ),
+  ),
+  "gmje_r50_imagenet": (
+    "prototype GMJE, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/gmje_imagenet.py "
+    "fitted by gradient, no barrier: the defaults when it was compiled)",
+    lambda: _config(
+      "gmje_imagenet", overrides={"gmje.fit": "gradient", "gmje.log_det_weight": 0.0, "gmje.log_det_form": "batch"}
+    ),
+  ),
+  "simclr_r50_imagenet": (
+    "SimCLR, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/imagenet.py:method=simclr)",
+    lambda: _config("imagenet", "method=simclr"),
+  ),
+  "byol_r50_imagenet": (
+    "BYOL, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/imagenet.py:method=byol)",
+    lambda: _config("imagenet", "method=byol"),
+  ),
 }
 #: Recipes whose evaluation steps (feature extraction, linear-probe step) are compiled too.
 WITH_EVAL = ("vje_r50_imagenet",)
@@ -82,8 +97,15 @@ def versions() -> dict[str, str]:
 
 def key(row: dict) -> tuple:
   """A compile's identity: recipe, slice, step, batch per chip (searches only), versions."""
-  return (row["recipe"], row["slice_name"], row["step"], bool(row.get("search")),
-          row["per_chip_batch"] if row.get("search") else None, row["jax"], row["libtpu"])
+  return (
+    row["recipe"],
+    row["slice_name"],
+    row["step"],
+    bool(row.get("search")),
+    row["per_chip_batch"] if row.get("search") else None,
+    row["jax"],
+    row["libtpu"],
+  )
 
 
 def load_rows(path: str) -> list[dict]:
@@ -99,6 +121,7 @@ def run(path: str, fresh: bool, only: tuple[str, ...]) -> None:
   v = versions()
   mode = "w" if fresh else "a"
   with open(path, mode) as out:
+
     def record(recipe, slice_name, reports, search=False):
       for r in reports:
         row = dict(r.as_dict(), recipe=recipe, slice_name=slice_name, search=search, **v)
@@ -120,8 +143,16 @@ def run(path: str, fresh: bool, only: tuple[str, ...]) -> None:
         try:
           reports = scale_compile.compile_run(build(), slice_name, steps=todo)
         except ValueError as e:  # the recipe cannot run on this slice (e.g. batch 64 on 256 chips)
-          row = {"recipe": recipe, "slice_name": slice_name, "slice": slice_name, "per_chip_batch": "",
-                 "step": "train", "compiled": False, "error": f"ValueError: {e}", **v}
+          row = {
+            "recipe": recipe,
+            "slice_name": slice_name,
+            "slice": slice_name,
+            "per_chip_batch": "",
+            "step": "train",
+            "compiled": False,
+            "error": f"ValueError: {e}",
+            **v,
+          }
           out.write(json.dumps(row) + "\n")
           out.flush()
           print(f"{recipe} {slice_name}: {e}", flush=True)
@@ -133,10 +164,24 @@ def run(path: str, fresh: bool, only: tuple[str, ...]) -> None:
         continue
       config = RECIPES[SEARCH][1]()
       batch = SEARCH_START
-      previous = {r["per_chip_batch"]: r for r in rows if r["recipe"] == SEARCH and r["slice_name"] == slice_name
-                  and r["step"] == "train" and r.get("search") and (r["jax"], r["libtpu"]) == (v["jax"], v["libtpu"])}
-      recipe_row = [r for r in rows if r["recipe"] == SEARCH and r["slice_name"] == slice_name and r["step"] == "train"
-                    and not r.get("search") and (r["jax"], r["libtpu"]) == (v["jax"], v["libtpu"])]
+      previous = {
+        r["per_chip_batch"]: r
+        for r in rows
+        if r["recipe"] == SEARCH
+        and r["slice_name"] == slice_name
+        and r["step"] == "train"
+        and r.get("search")
+        and (r["jax"], r["libtpu"]) == (v["jax"], v["libtpu"])
+      }
+      recipe_row = [
+        r
+        for r in rows
+        if r["recipe"] == SEARCH
+        and r["slice_name"] == slice_name
+        and r["step"] == "train"
+        and not r.get("search")
+        and (r["jax"], r["libtpu"]) == (v["jax"], v["libtpu"])
+      ]
       while batch <= 4096:
         if batch in previous:
           fits = previous[batch]["fits"]
@@ -167,9 +212,11 @@ def fmt_row(row: dict) -> str:
     return f"**does not compile**: {row.get('error', '')}"
   gib = lambda n: f"{n / GIB:.2f}"
   fit = "" if row["fits"] else " **over HBM**"
-  return (f"{gib(row['argument_bytes'])} / {gib(row['temp_bytes'])} / {gib(row['total_bytes'])} of "
-          f"{gib(row['hbm_bytes'])}{fit} | {row['flops'] / 1e12:.3g} | {row['estimate_seconds'] * 1e3:.3g} "
-          f"({row['estimate_source']}) | {row['images_per_second_per_chip']:,.0f} | {100 * row['mfu']:.0f} %")
+  return (
+    f"{gib(row['argument_bytes'])} / {gib(row['temp_bytes'])} / {gib(row['total_bytes'])} of "
+    f"{gib(row['hbm_bytes'])}{fit} | {row['flops'] / 1e12:.3g} | {row['estimate_seconds'] * 1e3:.3g} "
+    f"({row['estimate_source']}) | {row['images_per_second_per_chip']:,.0f} | {100 * row['mfu']:.0f} %"
+  )
 
 
 def report(path: str) -> str:
@@ -178,33 +225,37 @@ def report(path: str) -> str:
     raise SystemExit(f"{path} has no rows: run benchmarks/tpu_compile.py first")
   v = {(r["jax"], r["libtpu"]) for r in rows}
   lines = [
-      "# TPU sizing: gjax's steps compiled for TPU slices on a 2-core CPU",
-      "",
-      "**Every time, throughput, MFU and chip-hour figure here is a compiler estimate, not a measurement**: "
-      "XLA's TPU compiler (libtpu from PyPI) compiled each step for the slice's devices on a CPU machine with "
-      "no TPU (`gjax.scale.compile`). Bytes and flops are the compiled program's own (`memory_analysis`, "
-      "`cost_analysis`, per chip). The step time is the compiler's `optimal_seconds` where it is sane (finite and "
-      "not faster than the chip's peak bf16 FLOP/s allow), else a roofline `max(flops / peak, bytes accessed / "
-      "HBM bandwidth)` with the chips' published figures (`gjax/scale/topology.py`); the column says which. "
-      "MFU = XLA's flops / (estimate x peak), so a roofline estimate that is compute-bound reads 100 % by "
-      "construction: an upper bound, not a forecast.",
-      "",
-      "Command: `python benchmarks/tpu_compile.py` (compiles the rows `results/tpu_compile.jsonl` lacks, then "
-      "writes this file; `--report` rewrites it from the JSONL alone). Versions: "
-      + ", ".join(f"jax {a}, libtpu {b}" for a, b in sorted(v)) + ". All recipes with bf16 compute "
-      "(`--config.model.compute_dtype=bfloat16`), float32 parameters and optimiser state, replicated (pure data "
-      "parallelism, as `train.py` runs).",
-      "",
-      "## The recipes at the paper's global batch",
-      "",
+    "# TPU sizing: gjax's steps compiled for TPU slices on a 2-core CPU",
+    "",
+    "**Every time, throughput, MFU and chip-hour figure here is a compiler estimate, not a measurement**: "
+    "XLA's TPU compiler (libtpu from PyPI) compiled each step for the slice's devices on a CPU machine with "
+    "no TPU (`gjax.scale.compile`). Bytes and flops are the compiled program's own (`memory_analysis`, "
+    "`cost_analysis`, per chip). The step time is the compiler's `optimal_seconds` where it is sane (finite and "
+    "not faster than the chip's peak bf16 FLOP/s allow), else a roofline `max(flops / peak, bytes accessed / "
+    "HBM bandwidth)` with the chips' published figures (`gjax/scale/topology.py`); the column says which. "
+    "MFU = XLA's flops / (estimate x peak), so a roofline estimate that is compute-bound reads 100 % by "
+    "construction: an upper bound, not a forecast.",
+    "",
+    "Command: `python benchmarks/tpu_compile.py` (compiles the rows `results/tpu_compile.jsonl` lacks, then "
+    "writes this file; `--report` rewrites it from the JSONL alone). Versions: "
+    + ", ".join(f"jax {a}, libtpu {b}" for a, b in sorted(v))
+    + ". All recipes with bf16 compute "
+    "(`--config.model.compute_dtype=bfloat16`), float32 parameters and optimiser state, replicated (pure data "
+    "parallelism, as `train.py` runs).",
+    "",
+    "## The recipes at the paper's global batch",
+    "",
   ]
   train = [r for r in rows if r["step"] == "train" and not r.get("search")]
   for recipe, (what, build) in RECIPES.items():
     config = build()
-    lines += [f"### {recipe}: {what}", "",
-              "| slice | chips / hosts | batch per chip | GiB per chip (args / temp / total) of HBM | TFLOP per chip "
-              "per step | step ms (source) | img/s per chip | MFU | whole recipe, chip-hours |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+      f"### {recipe}: {what}",
+      "",
+      "| slice | chips / hosts | batch per chip | GiB per chip (args / temp / total) of HBM | TFLOP per chip "
+      "per step | step ms (source) | img/s per chip | MFU | whole recipe, chip-hours |",
+      "|---|---|---|---|---|---|---|---|---|",
+    ]
     for slice_name in SLICES:
       found = [r for r in train if r["recipe"] == recipe and r["slice_name"] == slice_name]
       if not found:
@@ -215,44 +266,61 @@ def report(path: str) -> str:
       if not r.get("compiled"):
         lines.append(f"| {r['slice']} | | {r['per_chip_batch']} | {fmt_row(r)} | | | | | |")
       else:
-        lines.append(f"| {r['slice']} | {r['chips']} / {r['hosts']} | {r['per_chip_batch']} | {fmt_row(r)} | "
-                     f"{hours} |")
+        lines.append(f"| {r['slice']} | {r['chips']} / {r['hosts']} | {r['per_chip_batch']} | {fmt_row(r)} | {hours} |")
     lines.append("")
-  lines += ["## Evaluation steps (VJE ResNet-50, ImageNet-1K)", "",
-            "Feature extraction (`eval.py`'s feature step at `config.eval.batch_size` = 512, rounded down to a "
-            "multiple of the chips, at least one image per chip) and one step of the linear probe on the 2048-d "
-            "encoder features (global batch 256, rounded up to a multiple of the chips).", "",
-            "| step | slice | chips / hosts | batch per chip | GiB per chip (args / temp / total) of HBM | "
-            "TFLOP per chip per step | step ms (source) | items/s per chip | MFU |",
-            "|---|---|---|---|---|---|---|---|---|"]
+  lines += [
+    "## Evaluation steps (VJE ResNet-50, ImageNet-1K)",
+    "",
+    "Feature extraction (`eval.py`'s feature step at `config.eval.batch_size` = 512, rounded down to a "
+    "multiple of the chips, at least one image per chip) and one step of the linear probe on the 2048-d "
+    "encoder features (global batch 256, rounded up to a multiple of the chips).",
+    "",
+    "| step | slice | chips / hosts | batch per chip | GiB per chip (args / temp / total) of HBM | "
+    "TFLOP per chip per step | step ms (source) | items/s per chip | MFU |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ]
   for r in rows:
     if r["step"] != "train" and r.get("compiled") is not None:
-      lines.append(f"| {r['step']} | {r['slice']} | {r['chips']} / {r['hosts']} | {r['per_chip_batch']} | "
-                   f"{fmt_row(r)} |")
-  lines += ["", f"## Largest batch per chip ({SEARCH})", "",
-            f"Powers of two from {SEARCH_START}, doubled until the compiler runs out of HBM or the program does not fit "
-            "(the first failing batch is shown with the compiler's message). A larger global batch changes the "
-            "recipe (the learning rate scales linearly with it, `optim.lr_scaling`); the chip-hours assume the "
-            "same 100 epochs.", "",
-            "| slice | batch per chip | global batch | GiB per chip (args / temp / total) of HBM | TFLOP per chip "
-            "per step | step ms (source) | img/s per chip | MFU | whole recipe, chip-hours |",
-            "|---|---|---|---|---|---|---|---|---|"]
+      lines.append(
+        f"| {r['step']} | {r['slice']} | {r['chips']} / {r['hosts']} | {r['per_chip_batch']} | {fmt_row(r)} |"
+      )
+  lines += [
+    "",
+    f"## Largest batch per chip ({SEARCH})",
+    "",
+    f"Powers of two from {SEARCH_START}, doubled until the compiler runs out of HBM or the program does not fit "
+    "(the first failing batch is shown with the compiler's message). A larger global batch changes the "
+    "recipe (the learning rate scales linearly with it, `optim.lr_scaling`); the chip-hours assume the "
+    "same 100 epochs.",
+    "",
+    "| slice | batch per chip | global batch | GiB per chip (args / temp / total) of HBM | TFLOP per chip "
+    "per step | step ms (source) | img/s per chip | MFU | whole recipe, chip-hours |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ]
   search_config = RECIPES[SEARCH][1]()
   searched = list(dict.fromkeys(r["slice_name"] for r in rows if r.get("search") and r["recipe"] == SEARCH))
   for slice_name in sorted(searched, key=lambda name: (name not in SEARCH_SLICES, name)):
-    found = sorted((r for r in rows if r["recipe"] == SEARCH and r["slice_name"] == slice_name and r.get("search")),
-                   key=lambda r: r["per_chip_batch"])
+    found = sorted(
+      (r for r in rows if r["recipe"] == SEARCH and r["slice_name"] == slice_name and r.get("search")),
+      key=lambda r: r["per_chip_batch"],
+    )
     for r in found:
       hours = hours_text(chip_hours(r, search_config)) if r.get("fits") else ""
       lines.append(f"| {r['slice']} | {r['per_chip_batch']} | {r['global_batch']} | {fmt_row(r)} | {hours} |")
     fitting = [r["per_chip_batch"] for r in found if r.get("fits")]
     failed = [r for r in found if not r.get("fits")]
-    why = ("the first that does not fit ran out of HBM" if failed and "RESOURCE_EXHAUSTED" in failed[0].get("error", "")
-           else "the next one failed for another reason than memory (its message above)" if failed else
-           f"none failed up to {found[-1]['per_chip_batch']}")
+    why = (
+      "the first that does not fit ran out of HBM"
+      if failed and "RESOURCE_EXHAUSTED" in failed[0].get("error", "")
+      else "the next one failed for another reason than memory (its message above)"
+      if failed
+      else f"none failed up to {found[-1]['per_chip_batch']}"
+    )
     if found:
-      lines.append(f"| **{slice_name}: largest power of two that compiles and fits: "
-                   f"{max(fitting) if fitting else 'none'}** ({why}) | | | | | | | | |")
+      lines.append(
+        f"| **{slice_name}: largest power of two that compiles and fits: "
+        f"{max(fitting) if fitting else 'none'}** ({why}) | | | | | | | | |"
+      )
   return "\n".join(lines) + "\n"
 
 

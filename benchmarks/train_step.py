@@ -38,14 +38,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if "--fake_devices" in sys.argv:  # must reach XLA before jax starts
   _count = sys.argv[sys.argv.index("--fake_devices") + 1]
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_count}")
+  os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_count}"
 
-import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+import gjax  # noqa: E402,F401  (first: gjax's start-up settings reach jax before it starts)
 from gjax import data as gdata  # noqa: E402
 from gjax.train import base_config, create_train_state, make_optimizer, make_train_step  # noqa: E402
 from gjax.train.input_pipeline import augment_config  # noqa: E402
@@ -96,21 +96,23 @@ def jax_rows(config, steps: int, with_flops: bool = False) -> list[tuple]:
 
   def views_step(state, view_1, view_2, key):
     def loss_fn(params):
-      outputs, model_state = model.apply({"params": params, **state.model_state}, view_1, view_2, train=True,
-                                         mutable=list(state.model_state))
+      outputs, model_state = model.apply(
+        {"params": params, **state.model_state}, view_1, view_2, train=True, mutable=list(state.model_state)
+      )
       return objective.loss_fn(outputs, key, hparams)[0], model_state
+
     (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     return TrainState(state.step + 1, optax.apply_updates(state.params, updates), model_state, opt_state), loss
 
-  gjax_step = make_train_step(model, objective, hparams, tx, augment_config(config, shape), jax.random.PRNGKey(1),
-                              mesh)
+  gjax_step = make_train_step(model, objective, hparams, tx, augment_config(config, shape), jax.random.PRNGKey(1), mesh)
   host_batch = {"image": images, "label": np.zeros(config.batch_size, np.int32)}
   rows = []
   for name, step, args in (
-      ("jax step (views given)", jax.jit(views_step, donate_argnums=(0,)), lambda: (*views, jax.random.PRNGKey(1))),
-      ("jax step (incl. augmentation)", gjax_step, lambda: (batch,)),
-      ("jax step (host batch each step)", gjax_step, lambda: (gdata.make_global_batch(host_batch, mesh),))):
+    ("jax step (views given)", jax.jit(views_step, donate_argnums=(0,)), lambda: (*views, jax.random.PRNGKey(1))),
+    ("jax step (incl. augmentation)", gjax_step, lambda: (batch,)),
+    ("jax step (host batch each step)", gjax_step, lambda: (gdata.make_global_batch(host_batch, mesh),)),
+  ):
     holder = {"state": jax.tree_util.tree_map(jnp.copy, state)}
 
     def run():
@@ -133,30 +135,45 @@ def torch_resnet(config):
   from torch import nn
 
   expansion = 4 if config.model.encoder == "resnet50" else 1
-  stages = {"resnet10": (1, 1, 1, 1), "resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3),
-            "resnet50": (3, 4, 6, 3)}[config.model.encoder]
+  stages = {"resnet10": (1, 1, 1, 1), "resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3)}[
+    config.model.encoder
+  ]
 
   class Block(nn.Module):
     def __init__(self, cin, width, stride):
       super().__init__()
       cout = width * expansion
       if expansion == 1:
-        self.body = nn.Sequential(nn.Conv2d(cin, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                                  nn.Conv2d(width, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width))
+        self.body = nn.Sequential(
+          nn.Conv2d(cin, width, 3, stride, 1, bias=False),
+          nn.BatchNorm2d(width),
+          nn.ReLU(),
+          nn.Conv2d(width, width, 3, 1, 1, bias=False),
+          nn.BatchNorm2d(width),
+        )
       else:
-        self.body = nn.Sequential(nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                                  nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                                  nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
-      self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                   if stride != 1 or cin != cout else nn.Identity())
+        self.body = nn.Sequential(
+          nn.Conv2d(cin, width, 1, bias=False),
+          nn.BatchNorm2d(width),
+          nn.ReLU(),
+          nn.Conv2d(width, width, 3, stride, 1, bias=False),
+          nn.BatchNorm2d(width),
+          nn.ReLU(),
+          nn.Conv2d(width, cout, 1, bias=False),
+          nn.BatchNorm2d(cout),
+        )
+      self.skip = (
+        nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        if stride != 1 or cin != cout
+        else nn.Identity()
+      )
 
     def forward(self, x):
       return torch.relu(self.body(x) + self.skip(x))
 
   widths = [max(1, int(round(w * config.model.width_multiplier))) for w in (64, 128, 256, 512)]
   if config.model.stem == "imagenet":
-    layers = [nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(),
-              nn.MaxPool2d(3, 2, 1)]
+    layers = [nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
   else:
     layers = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
   cin = widths[0]
@@ -179,9 +196,17 @@ def torch_row(config, steps: int):
   encoder = torch_resnet(config)
   cin = encoder.out_features
   dim, bottleneck = cin, config.model.bottleneck
-  trunk = nn.Sequential(nn.Linear(dim, bottleneck), nn.LayerNorm(bottleneck), nn.ReLU(),
-                        nn.Linear(bottleneck, bottleneck), nn.LayerNorm(bottleneck), nn.ReLU(),
-                        nn.Linear(bottleneck, dim), nn.LayerNorm(dim), nn.ReLU())
+  trunk = nn.Sequential(
+    nn.Linear(dim, bottleneck),
+    nn.LayerNorm(bottleneck),
+    nn.ReLU(),
+    nn.Linear(bottleneck, bottleneck),
+    nn.LayerNorm(bottleneck),
+    nn.ReLU(),
+    nn.Linear(bottleneck, dim),
+    nn.LayerNorm(dim),
+    nn.ReLU(),
+  )
   mu_head, var_head = nn.Linear(dim, dim), nn.Linear(dim, dim)
   modules = nn.ModuleList([encoder, trunk, mu_head, var_head])
   opt = torch.optim.SGD(modules.parameters(), lr=0.05, momentum=0.9, weight_decay=config.optim.weight_decay)
@@ -205,11 +230,11 @@ def torch_row(config, steps: int):
       zs.append(z)
       posts.append((mu_head(h), nn.functional.softplus(var_head(h)) + eps))
     loss = 0.0
-    for (i, j) in ((0, 1), (1, 0)):
+    for i, j in ((0, 1), (1, 0)):
       mu, var = posts[i]
       s = mu + var.sqrt() * torch.randn_like(mu)
       target = zs[j].detach()
-      kl = 0.5 * (var + mu ** 2 - 1 - torch.log(var)).sum(-1)
+      kl = 0.5 * (var + mu**2 - 1 - torch.log(var)).sum(-1)
       loss = loss + 0.5 * (directional(target, s, var) + radial(target, s) + beta * kl).mean()
     loss.backward()
     opt.step()
@@ -231,15 +256,24 @@ def main():
   parser.add_argument("--batch", default="64")
   parser.add_argument("--width", default="0.25")
   parser.add_argument("--steps", type=int, default=5)
-  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
-                      help="the JAX model's compute dtype (parameters stay float32)")
+  parser.add_argument(
+    "--dtype",
+    default="float32",
+    choices=("float32", "bfloat16"),
+    help="the JAX model's compute dtype (parameters stay float32)",
+  )
   parser.add_argument("--no-torch", action="store_true")
-  parser.add_argument("--torch-only", action="store_true",
-                      help="only the PyTorch row (e.g. from another Python whose torch build is at hand)")
+  parser.add_argument(
+    "--torch-only",
+    action="store_true",
+    help="only the PyTorch row (e.g. from another Python whose torch build is at hand)",
+  )
   parser.add_argument("--fake_devices", type=int, default=0, help="CPU: split the host into this many devices")
   args = parser.parse_args()
-  print(f"jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; Python {sys.version.split()[0]}; load {os.getloadavg()[0]:.2f}")
+  print(
+    f"jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); "
+    f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; Python {sys.version.split()[0]}; load {os.getloadavg()[0]:.2f}"
+  )
   print("| arch | stem | image | width | batch | step | ms/step | images/s | compile s | torch / this |")
   print("|---|---|---|---|---|---|---|---|---|---|")
   for width in (float(w) for w in args.width.split(",")):
@@ -251,8 +285,11 @@ def main():
         rows.append(torch_result)
       torch_s = torch_result[1] if torch_result else math.nan
       for name, seconds, compile_s in rows:
-        print(f"| {args.arch} | {args.stem} | {args.image} | {width} | {batch} | {name} | {1e3 * seconds:.1f} | "
-              f"{batch / seconds:.3g} | {compile_s:.1f} | {torch_s / seconds:.2f} |", flush=True)
+        print(
+          f"| {args.arch} | {args.stem} | {args.image} | {width} | {batch} | {name} | {1e3 * seconds:.1f} | "
+          f"{batch / seconds:.3g} | {compile_s:.1f} | {torch_s / seconds:.2f} |",
+          flush=True,
+        )
   print(f"load at end {os.getloadavg()[0]:.2f}")
 
 

@@ -25,9 +25,14 @@ def apply_baseline_heads(c, method: str):
     raise ValueError(f"the config trains {c.method!r}; build it for {method!r} (base_config({method!r}))")
   scale = lambda width: max(64, int(width * min(1.0, c.model.width_multiplier)))
   heads = {  # projector: (layers, hidden, out, norm_last) or None; predictor hidden
-      "jepa": (None, 512), "simsiam": ((2, 2048, 2048, True), 512), "vicreg": ((3, 4096, 4096, False), None),
-      "simclr": ((2, 2048, 128, False), None), "moco": ((2, 2048, 128, False), None),
-      "sigreg": ((2, 2048, 128, False), None), "byol": ((2, 4096, 256, False), 4096)}
+    "jepa": (None, 512),
+    "simsiam": ((2, 2048, 2048, True), 512),
+    "vicreg": ((3, 4096, 4096, False), None),
+    "simclr": ((2, 2048, 128, False), None),
+    "moco": ((2, 2048, 128, False), None),
+    "sigreg": ((2, 2048, 128, False), None),
+    "byol": ((2, 4096, 256, False), 4096),
+  }
   projector, predictor_hidden = heads[method]
   if projector is not None:
     layers, hidden, out, norm_last = projector

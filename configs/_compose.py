@@ -45,8 +45,10 @@ def compose(dataset: str, spec: str, generic, baseline):
   from gjax.objectives import registered_methods
 
   if method not in registered_methods():
-    raise ValueError(f"unknown method {method!r}; registered methods: {registered_methods()} "
-                     "(a method of your own: add module=your.module, the module that registers it)")
+    raise ValueError(
+      f"unknown method {method!r}; registered methods: {registered_methods()} "
+      "(a method of your own: add module=your.module, the module that registers it)"
+    )
   own = f"{method}_{dataset}"
   if os.path.exists(os.path.join(os.path.dirname(__file__), f"{own}.py")):
     config = importlib.import_module(f"configs.{own}").get_config(variant)

@@ -20,6 +20,8 @@ from configs._vje_paper import vje_paper_config
 
 def get_config(spec: str = "method=vje"):
   return compose(
-      "cifar10", spec,
-      lambda method, variant: vje_paper_config("cifar10", "resnet18", "cifar", 800.0, variant, method),
-      lambda method, variant: baseline_paper_config(method, "cifar10", "resnet18", "cifar", 800.0, variant))
+    "cifar10",
+    spec,
+    lambda method, variant: vje_paper_config("cifar10", "resnet18", "cifar", 800.0, variant, method),
+    lambda method, variant: baseline_paper_config(method, "cifar10", "resnet18", "cifar", 800.0, variant),
+  )

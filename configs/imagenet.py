@@ -12,8 +12,8 @@ composed (``configs/_compose.py``):
 ``method=vje`` should reach 65.6 +- 0.4 % linear top-1 (the paper's Table 1).
 Nothing of it has trained here (no ImageNet, no accelerator on these
 machines); ``results/tpu_compile.md`` sizes these recipes on TPU slices
-(VJE: 34 chip-hours on a v4-8 at batch 256, by the compiler's estimate). ``method=gmje`` is ``configs/gmje_imagenet.py``. Needs
-the TFDS ``imagenet2012`` data set prepared offline
+(VJE: 34 chip-hours on a v4-8 at batch 256, by the compiler's estimate).
+``method=gmje`` is ``configs/gmje_imagenet.py``. Needs the TFDS ``imagenet2012`` data set prepared offline
 (``--config.dataset.data_dir=DIR``).
 """
 
@@ -29,8 +29,10 @@ def _imagenet(config):
 
 def get_config(spec: str = "method=vje"):
   return compose(
-      "imagenet", spec,
-      lambda method, variant: _imagenet(vje_paper_config("imagenet2012", "resnet50", "imagenet", 100.0, variant,
-                                                         method)),
-      lambda method, variant: _imagenet(baseline_paper_config(method, "imagenet2012", "resnet50", "imagenet", 100.0,
-                                                              variant)))
+    "imagenet",
+    spec,
+    lambda method, variant: _imagenet(vje_paper_config("imagenet2012", "resnet50", "imagenet", 100.0, variant, method)),
+    lambda method, variant: _imagenet(
+      baseline_paper_config(method, "imagenet2012", "resnet50", "imagenet", 100.0, variant)
+    ),
+  )

@@ -33,8 +33,13 @@ def load_config(spec: str):
 
 #: Environment variables by which JAX's cluster detection recognises a multi-host
 #: job (Cloud TPU VMs / pod slices, SLURM, Open MPI); see ``jax._src.clusters``.
-CLUSTER_ENV_VARS = ("TPU_WORKER_HOSTNAMES", "TPU_ACCELERATOR_TYPE", "MEGASCALE_COORDINATOR_ADDRESS",
-                    "SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri")
+CLUSTER_ENV_VARS = (
+  "TPU_WORKER_HOSTNAMES",
+  "TPU_ACCELERATOR_TYPE",
+  "MEGASCALE_COORDINATOR_ADDRESS",
+  "SLURM_JOB_ID",
+  "OMPI_MCA_orte_hnp_uri",
+)
 
 
 #: ``jax.distributed.initialize`` timeouts (seconds). Start-up waits long for
@@ -59,8 +64,9 @@ def _use_coordination_barriers() -> None:
   flags.FLAGS["experimental_orbax_use_distributed_barrier"].value = True
 
 
-def initialize_distributed(mode: str, coordinator_address: str | None, num_processes: int | None,
-                           process_id: int | None) -> bool:
+def initialize_distributed(
+  mode: str, coordinator_address: str | None, num_processes: int | None, process_id: int | None
+) -> bool:
   """Starts ``jax.distributed`` when the job spans several processes.
 
   ``mode="auto"``: with ``coordinator_address`` the three values are passed
@@ -75,8 +81,10 @@ def initialize_distributed(mode: str, coordinator_address: str | None, num_proce
     raise ValueError(f"--distributed={mode!r} must be 'auto', 'on' or 'off'")
   explicit = (coordinator_address, num_processes, process_id)
   if any(value is not None for value in explicit) and not all(value is not None for value in explicit):
-    raise ValueError("--coordinator_address, --num_processes and --process_id go together; got "
-                     f"{coordinator_address!r}, {num_processes!r}, {process_id!r}")
+    raise ValueError(
+      "--coordinator_address, --num_processes and --process_id go together; got "
+      f"{coordinator_address!r}, {num_processes!r}, {process_id!r}"
+    )
   if mode == "off":
     if coordinator_address is not None:
       raise ValueError(f"--coordinator_address={coordinator_address!r} given with --distributed=off")
@@ -85,8 +93,11 @@ def initialize_distributed(mode: str, coordinator_address: str | None, num_proce
     return False
   import jax
 
-  timeouts = dict(initialization_timeout=INITIALIZATION_TIMEOUT_S, heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
-                  shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_S)
+  timeouts = dict(
+    initialization_timeout=INITIALIZATION_TIMEOUT_S,
+    heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
+    shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_S,
+  )
   if coordinator_address is None:
     jax.distributed.initialize(**timeouts)
   else:
@@ -106,8 +117,10 @@ def _suggest(name: str, known: list[str]) -> list[str]:
   for field in known:
     field_section, _, field_leaf = field.rpartition(".")
     words = field_leaf.split("_")
-    if field_section == section and (any("".join(w[:1] for w in words[i:]) == leaf for i in range(len(words))) or
-                                     (len(leaf) >= 3 and leaf in field_leaf)):
+    if field_section == section and (
+      any("".join(w[:1] for w in words[i:]) == leaf for i in range(len(words)))
+      or (len(leaf) >= 3 and leaf in field_leaf)
+    ):
       out.append(field)
   return out + [f for f in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if f not in out]
 
@@ -133,8 +146,10 @@ def check_config_file(argv: list[str]) -> str | None:
   path = spec.partition(":")[0]
   if not os.path.isfile(path):
     what = "is a directory, not a config file" if os.path.isdir(path) else "does not exist"
-    return (f"--config {spec}: {path} {what} (relative paths are from {os.getcwd()}); pass a config file such as "
-            "configs/vje_fashion_mnist.py or configs/vje_fashion_mnist.py:smoke")
+    return (
+      f"--config {spec}: {path} {what} (relative paths are from {os.getcwd()}); pass a config file such as "
+      "configs/vje_fashion_mnist.py or configs/vje_fashion_mnist.py:smoke"
+    )
   try:
     load_config(spec)
   except Exception as error:  # noqa: BLE001 - any failure of the config file: named in one line
@@ -159,9 +174,11 @@ def out_of_memory_message(error: BaseException, config) -> str | None:
     except (KeyError, TypeError, AttributeError):
       continue
     sizes.append(f"config.{name}={value!r}")
-  return (f"out of device memory ({first}) with {', '.join(sizes) or 'this config'}: lower them, e.g. "
-          "--config.batch_size (training), --config.model.width_multiplier (the network), "
-          "--config.eval.batch_size (evaluation)")
+  return (
+    f"out of device memory ({first}) with {', '.join(sizes) or 'this config'}: lower them, e.g. "
+    "--config.batch_size (training), --config.model.width_multiplier (the network), "
+    "--config.eval.batch_size (evaluation)"
+  )
 
 
 def check_config_overrides(argv: list[str]) -> str | None:
@@ -169,7 +186,7 @@ def check_config_overrides(argv: list[str]) -> str | None:
   have, as a message with suggestions; None when all exist (or no config file
   is given, which absl reports)."""
   spec = _config_spec(argv)
-  fields = [arg[len("--config."):].split("=", 1)[0] for arg in argv if arg.startswith("--config.")]
+  fields = [arg[len("--config.") :].split("=", 1)[0] for arg in argv if arg.startswith("--config.")]
   if spec is None or not fields or not os.path.exists(spec.partition(":")[0]):
     return None
   try:
@@ -212,14 +229,20 @@ def results_table(results: Mapping[str, float]) -> str:
   """``eval.py``'s results as a small table, one metric a row, fractions in
   percent (:data:`PERCENT_METRICS`), under a title naming the step, the
   images and the time they took."""
-  rows = [(name, f"{100 * value:.1f} %" if PERCENT_METRICS.search(name) else f"{value:.4g}  ")
-          for name, value in results.items() if name not in RESULTS_BOOKKEEPING]  # the digits aligned
+  rows = [
+    (name, f"{100 * value:.1f} %" if PERCENT_METRICS.search(name) else f"{value:.4g}  ")
+    for name, value in results.items()
+    if name not in RESULTS_BOOKKEEPING
+  ]  # the digits aligned
   width = max([len(name) for name, _ in rows] + [len("metric")])
   seconds = results.get("wall_seconds", math.nan)
-  title = (f"results at step {results.get('step', '?')} ({results.get('num_train', '?')} train / "
-           f"{results.get('num_test', '?')} test images, {seconds:.0f} s):")
-  return "\n".join([title, f"  {'metric':<{width}}  {'value':>10}"] +
-                   [f"  {name:<{width}}  {value:>10}" for name, value in rows])
+  title = (
+    f"results at step {results.get('step', '?')} ({results.get('num_train', '?')} train / "
+    f"{results.get('num_test', '?')} test images, {seconds:.0f} s):"
+  )
+  return "\n".join(
+    [title, f"  {'metric':<{width}}  {'value':>10}"] + [f"  {name:<{width}}  {value:>10}" for name, value in rows]
+  )
 
 
 #: Exceptions that report a user's mistake (a config value or field, the data,
@@ -230,31 +253,44 @@ def _user_errors() -> tuple[type[BaseException], ...]:
   return (ValueError, FileNotFoundError, PermissionError, ImportError, WorkdirInUseError)
 
 
-def run_with_config(action: Callable[[object, str], object], workdir_help: str, *,
-                    interrupt_is_failure: bool = False) -> None:
+def run_with_config(
+  action: Callable[[object, str], object], workdir_help: str, *, interrupt_is_failure: bool = False
+) -> None:
   """Defines ``--config`` (a config file, overridable as ``--config.x=y``) and
   ``--workdir``, then runs ``action(config, workdir)`` under ``absl.app``.
   ``interrupt_is_failure``: a signal before training starts exits non-zero
   (``eval.py``, which saves nothing part-way), not 0 (``train.py``)."""
   main_module = sys.argv[0]  # so that --help lists the flags as the script's own
   config_flag = config_flags.DEFINE_config_file(
-      "config", None, "Path to a config file (file.py[:variant]).", lock_config=True)
+    "config", None, "Path to a config file (file.py[:variant]).", lock_config=True
+  )
   flags.FLAGS.register_flag_by_module(main_module, flags.FLAGS["config"])
   workdir_flag = flags.DEFINE_string("workdir", None, workdir_help, module_name=main_module)
   flags.mark_flags_as_required(["config", "workdir"])
   distributed = flags.DEFINE_enum(
-      "distributed", "auto", ["auto", "on", "off"],
-      "Multi-host start-up (jax.distributed.initialize): auto = with --coordinator_address, or when a "
-      "TPU pod / SLURM / Open MPI environment is detected.", module_name=main_module)
-  coordinator = flags.DEFINE_string("coordinator_address", None, "host:port of process 0's coordinator.",
-                                    module_name=main_module)
-  num_processes = flags.DEFINE_integer("num_processes", None, "Number of processes in the job.",
-                                       module_name=main_module)
-  process_id = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).",
-                                    module_name=main_module)
+    "distributed",
+    "auto",
+    ["auto", "on", "off"],
+    "Multi-host start-up (jax.distributed.initialize): auto = with --coordinator_address, or when a "
+    "TPU pod / SLURM / Open MPI environment is detected.",
+    module_name=main_module,
+  )
+  coordinator = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0's coordinator.", module_name=main_module
+  )
+  num_processes = flags.DEFINE_integer(
+    "num_processes", None, "Number of processes in the job.", module_name=main_module
+  )
+  process_id = flags.DEFINE_integer(
+    "process_id", None, "This process's index in [0, num_processes).", module_name=main_module
+  )
 
-  debug = flags.DEFINE_boolean("debug", False, "Show the Python traceback of a user error (a bad config value or "
-                               "field, missing data, a workdir in use).", module_name=main_module)
+  debug = flags.DEFINE_boolean(
+    "debug",
+    False,
+    "Show the Python traceback of a user error (a bad config value or field, missing data, a workdir in use).",
+    module_name=main_module,
+  )
   program = os.path.basename(main_module)
   unknown = None if "--debug" in sys.argv[1:] else check_config_file(sys.argv[1:])
   unknown = unknown or check_config_overrides(sys.argv[1:])
@@ -309,8 +345,9 @@ def run_with_config(action: Callable[[object, str], object], workdir_help: str, 
       # that may be blocked in a collective with this process; exiting at once
       # lets the coordination service see this process gone and end the peers
       # (within HEARTBEAT_TIMEOUT_S) instead of every process hanging.
-      gjax_log.exception("process %d of %d failed; exiting without waiting for its peers",
-                         jax.process_index(), jax.process_count())
+      gjax_log.exception(
+        "process %d of %d failed; exiting without waiting for its peers", jax.process_index(), jax.process_count()
+      )
       logging.shutdown()
       sys.stderr.flush()
       os._exit(1)

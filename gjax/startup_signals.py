@@ -24,10 +24,16 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
-_state: dict = {"installed": False, "done": threading.Event(), "cleanups": [], "write_fd": None, "previous": {},
-                "interrupt_is_failure": False}
+_state: dict = {
+  "installed": False,
+  "done": threading.Event(),
+  "cleanups": [],
+  "write_fd": None,
+  "previous": {},
+  "interrupt_is_failure": False,
+}
 
 #: The signals watched: terminate, interrupt (Ctrl-C), hang-up (the terminal or ssh session closed).
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -74,8 +80,12 @@ def _watch(read_fd: int) -> None:
   name = signal.Signals(data[0]).name
   status = 128 + data[0] if _state["interrupt_is_failure"] else 0
   if status:
-    logging.getLogger("gjax").warning("%s received: interrupted before finishing, nothing written (an earlier "
-                                      "results file is left as it was): exiting with status %d", name, status)
+    logging.getLogger("gjax").warning(
+      "%s received: interrupted before finishing, nothing written (an earlier "
+      "results file is left as it was): exiting with status %d",
+      name,
+      status,
+    )
   else:
     logging.getLogger("gjax").warning("%s received before training started (nothing to save): exiting", name)
   for fn in list(_state["cleanups"]):

@@ -40,7 +40,7 @@ from __future__ import annotations
 import glob
 import importlib.metadata
 import os
-from typing import MutableMapping
+from collections.abc import MutableMapping
 
 YNN_CONVOLUTION_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 #: jaxlib versions whose XLA knows the flag and where it was measured to help
@@ -63,8 +63,11 @@ def _installed(distribution: str) -> str | None:
     return None
 
 
-def cpu_flags(environ: MutableMapping[str, str] | None = None, jaxlib_version: str | None = None,
-              accelerator_installed: bool | None = None) -> tuple[list[str], str]:
+def cpu_flags(
+  environ: MutableMapping[str, str] | None = None,
+  jaxlib_version: str | None = None,
+  accelerator_installed: bool | None = None,
+) -> tuple[list[str], str]:
   """The flags gjax would add to ``XLA_FLAGS`` and why (one line)."""
   environ = os.environ if environ is None else environ
   opt_out = environ.get(OPT_OUT_ENV, "1")
@@ -97,8 +100,12 @@ def tpu_chip_present(sys_root: str = "/") -> bool:
   return bool(glob.glob(os.path.join(sys_root, "dev/accel*")))
 
 
-def cpu_only_platform(environ: MutableMapping[str, str] | None = None, libtpu_installed: bool | None = None,
-                      gpu_plugin_installed: bool | None = None, tpu_present: bool | None = None) -> tuple[str, str]:
+def cpu_only_platform(
+  environ: MutableMapping[str, str] | None = None,
+  libtpu_installed: bool | None = None,
+  gpu_plugin_installed: bool | None = None,
+  tpu_present: bool | None = None,
+) -> tuple[str, str]:
   """``("cpu", why)`` when gjax should set ``JAX_PLATFORMS=cpu`` (libtpu
   installed on a host without a TPU or a GPU plugin), else ``("", why)``."""
   environ = os.environ if environ is None else environ

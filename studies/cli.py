@@ -48,8 +48,9 @@ def parse(program: str, define: Define, argv: Sequence[str]) -> flags.FlagValues
   return values
 
 
-def run(program: str, define: Define, action: Callable[[flags.FlagValues], Any],
-        argv: Sequence[str] | None = None) -> Any:
+def run(
+  program: str, define: Define, action: Callable[[flags.FlagValues], Any], argv: Sequence[str] | None = None
+) -> Any:
   """Parses ``argv`` (default: the command line) and returns ``action(flag_values)``;
   a :class:`StudyError` it raises is reported as a usage error (exit status 2)."""
   values = parse(program, define, sys.argv[1:] if argv is None else list(argv))

@@ -20,15 +20,15 @@ from gjax.train.metrics import read_metrics  # noqa: E402
 from studies import cli  # noqa: E402
 
 CURVES = (
-    ("loss", "loss (Eq. 38)"),
-    ("directional", "directional NLL"),
-    ("radial", "radial NLL"),
-    ("kl", "KL"),
-    ("var_mean", "posterior Var mean"),
-    ("var_cv", "posterior Var CV"),
-    ("z_std_min", "min per-dim std of z"),
-    ("z_std_mean", "mean per-dim std of z"),
-    ("learning_rate", "learning rate"),
+  ("loss", "loss (Eq. 38)"),
+  ("directional", "directional NLL"),
+  ("radial", "radial NLL"),
+  ("kl", "KL"),
+  ("var_mean", "posterior Var mean"),
+  ("var_cv", "posterior Var CV"),
+  ("z_std_min", "min per-dim std of z"),
+  ("z_std_mean", "mean per-dim std of z"),
+  ("learning_rate", "learning rate"),
 )
 
 
@@ -47,7 +47,7 @@ def plot_training_curves(jsonl_path: str, out_png: str, title: str = "") -> None
     ax.set_title(label)
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
-  for ax in axes.ravel()[len(present):]:
+  for ax in axes.ravel()[len(present) :]:
     ax.axis("off")
   if title:
     fig.suptitle(title)
@@ -62,8 +62,15 @@ def run_colors(n: int) -> list:
   return default[:n] if n <= len(default) else list(plt.get_cmap("tab20")(np.linspace(0, 1, 20))[:n])
 
 
-def plot_over_training(runs: dict[str, str], out_png: str, metric, ylabel: str, scale: float = 1.0,
-                       every_metric: bool = False, skip_missing: bool = False) -> bool:
+def plot_over_training(
+  runs: dict[str, str],
+  out_png: str,
+  metric,
+  ylabel: str,
+  scale: float = 1.0,
+  every_metric: bool = False,
+  skip_missing: bool = False,
+) -> bool:
   """A logged quantity against the epoch for ``{label: jsonl path}`` (eval.jsonl or train.jsonl).
 
   ``metric`` is a name or a sequence of names; each run uses the first one it
@@ -83,8 +90,12 @@ def plot_over_training(runs: dict[str, str], out_png: str, metric, ylabel: str, 
       raise ValueError(f"{path} has none of the metrics {metrics}")
     for name in names if every_metric else names[:1]:
       rows = [r for r in logged if name in r]
-      ax.plot([r.get("epoch", r["step"]) for r in rows], [scale * r[name] for r in rows],
-              marker="o" if len(rows) < 30 else None, label=label if len(metrics) == 1 else f"{label} ({name})")
+      ax.plot(
+        [r.get("epoch", r["step"]) for r in rows],
+        [scale * r[name] for r in rows],
+        marker="o" if len(rows) < 30 else None,
+        label=label if len(metrics) == 1 else f"{label} ({name})",
+      )
   if not ax.lines:
     plt.close(fig)
     return False
@@ -106,8 +117,14 @@ def plot_knn_over_training(runs: dict[str, str], out_png: str, metric="knn30_z",
   (:func:`plot_over_training`; ``("knn30_h", "knn30_z")``: the backbone output
   where a projector makes it differ from z; VJE's Fig. 3 shows z and mu)."""
   metrics = (metric,) if isinstance(metric, str) else tuple(metric)
-  plot_over_training(runs, out_png, metrics,
-                     f"{metrics[0]} accuracy (%)" if len(metrics) == 1 else "k-NN accuracy (%)", 100.0, every_metric)
+  plot_over_training(
+    runs,
+    out_png,
+    metrics,
+    f"{metrics[0]} accuracy (%)" if len(metrics) == 1 else "k-NN accuracy (%)",
+    100.0,
+    every_metric,
+  )
 
 
 def define(values) -> None:
@@ -118,8 +135,12 @@ def define(values) -> None:
 
 
 def main(argv=None) -> None:
-  cli.run("studies.plots", define, lambda values: plot_training_curves(
-      os.path.join(values.workdir, "train.jsonl"), values.out, values.title), argv)
+  cli.run(
+    "studies.plots",
+    define,
+    lambda values: plot_training_curves(os.path.join(values.workdir, "train.jsonl"), values.out, values.title),
+    argv,
+  )
 
 
 if __name__ == "__main__":

@@ -45,39 +45,106 @@ def compare_rows() -> str:
 
 
 #: The runs drawn in sampling_over_training.png (trained with the sampling evaluator online), with their logs.
-SAMPLING_LOGS = (("gje_em_logdet", "gje_em_logdet_eval.jsonl"),
-                 ("gmje_full_em_logdet", "gmje_full_em_logdet_eval.jsonl"),
-                 ("gmje_em_logdet_step650", "gmje_em_logdet_stopped_eval.jsonl"),
-                 ("gmje_k64_em_step294", "gmje_k64_em_stopped_eval.jsonl"))
+SAMPLING_LOGS = (
+  ("gje_em_logdet", "gje_em_logdet_eval.jsonl"),
+  ("gmje_full_em_logdet", "gmje_full_em_logdet_eval.jsonl"),
+  ("gmje_em_logdet_step650", "gmje_em_logdet_stopped_eval.jsonl"),
+  ("gmje_k64_em_step294", "gmje_k64_em_stopped_eval.jsonl"),
+)
 
 REMAKES = (
-    Remake("studies.compare.report",
-           lambda out: ["--out", out, "--methods", compare_rows(), "--previous_rows", f"{COMPARE}/results.jsonl",
-                        "--previous_logs", COMPARE],
-           COMPARE, ("results.md", "results.jsonl", "knn_over_training.png", "effective_rank_over_training.png")),
-    Remake("studies.compare.sampling",
-           lambda out: ["--out", f"{out}/sampling.md", "--previous_rows", f"{COMPARE}/sampling.jsonl",
-                        "--previous_components", f"{COMPARE}/sampling_components.jsonl",
-                        *[a for name, log in SAMPLING_LOGS for a in ("--previous_logs", f"{name}={COMPARE}/{log}")]],
-           COMPARE, ("sampling.md", "sampling.jsonl", "sampling_components.md", "sampling_components.jsonl",
-                     "sampling_over_training.png")),
-    Remake("studies.compare.sampling",
-           lambda out: ["--out", f"{out}/sampling_gje_diagnosis.md", "--previous_rows",
-                        f"{COMPARE}/sampling_gje_diagnosis.jsonl"],
-           COMPARE, ("sampling_gje_diagnosis.md", "sampling_gje_diagnosis.jsonl")),
-    Remake("studies.one_class.report",
-           lambda out: ["--out", out, "--raw_pixel_reference", f"{ONE_CLASS}/raw_pixel_reference.md",
-                        "--previous_rows", f"{ONE_CLASS}/posterior_study.jsonl"],
-           ONE_CLASS, ("posterior_study.md", "posterior_study.jsonl", "per_class_auroc_best.png",
-                       "per_class_auroc_paper.png", "heatmap_beta_nu_joint_study.png")),
-    Remake("studies.one_class.report", lambda out: ["--out", out, "--sweep_rows", f"{ONE_CLASS}/results.jsonl"],
-           ONE_CLASS, ("results.md", "summary.md", "per_class_auroc_nu3.png", "per_class_auroc_nu1.png",
-                       "per_class_auroc_nu0.5.png", "heatmap_beta_nu_joint.png", "heatmap_beta_nu_variance_sum.png",
-                       "heatmap_beta_nu_gde_z.png")),
-    Remake("studies.synthetic_alignment.study", lambda out: ["--out", out, "--rows", f"{SYNTHETIC}/results.jsonl"],
-           SYNTHETIC, ("results.md",)),
-    Remake("studies.vje_fashion_mnist.figures", lambda out: ["--out", out], VJE,
-           ("training_curves.png", "knn_over_training.png")),
+  Remake(
+    "studies.compare.report",
+    lambda out: [
+      "--out",
+      out,
+      "--methods",
+      compare_rows(),
+      "--previous_rows",
+      f"{COMPARE}/results.jsonl",
+      "--previous_logs",
+      COMPARE,
+    ],
+    COMPARE,
+    ("results.md", "results.jsonl", "knn_over_training.png", "effective_rank_over_training.png"),
+  ),
+  Remake(
+    "studies.compare.sampling",
+    lambda out: [
+      "--out",
+      f"{out}/sampling.md",
+      "--previous_rows",
+      f"{COMPARE}/sampling.jsonl",
+      "--previous_components",
+      f"{COMPARE}/sampling_components.jsonl",
+      *[a for name, log in SAMPLING_LOGS for a in ("--previous_logs", f"{name}={COMPARE}/{log}")],
+    ],
+    COMPARE,
+    (
+      "sampling.md",
+      "sampling.jsonl",
+      "sampling_components.md",
+      "sampling_components.jsonl",
+      "sampling_over_training.png",
+    ),
+  ),
+  Remake(
+    "studies.compare.sampling",
+    lambda out: [
+      "--out",
+      f"{out}/sampling_gje_diagnosis.md",
+      "--previous_rows",
+      f"{COMPARE}/sampling_gje_diagnosis.jsonl",
+    ],
+    COMPARE,
+    ("sampling_gje_diagnosis.md", "sampling_gje_diagnosis.jsonl"),
+  ),
+  Remake(
+    "studies.one_class.report",
+    lambda out: [
+      "--out",
+      out,
+      "--raw_pixel_reference",
+      f"{ONE_CLASS}/raw_pixel_reference.md",
+      "--previous_rows",
+      f"{ONE_CLASS}/posterior_study.jsonl",
+    ],
+    ONE_CLASS,
+    (
+      "posterior_study.md",
+      "posterior_study.jsonl",
+      "per_class_auroc_best.png",
+      "per_class_auroc_paper.png",
+      "heatmap_beta_nu_joint_study.png",
+    ),
+  ),
+  Remake(
+    "studies.one_class.report",
+    lambda out: ["--out", out, "--sweep_rows", f"{ONE_CLASS}/results.jsonl"],
+    ONE_CLASS,
+    (
+      "results.md",
+      "summary.md",
+      "per_class_auroc_nu3.png",
+      "per_class_auroc_nu1.png",
+      "per_class_auroc_nu0.5.png",
+      "heatmap_beta_nu_joint.png",
+      "heatmap_beta_nu_variance_sum.png",
+      "heatmap_beta_nu_gde_z.png",
+    ),
+  ),
+  Remake(
+    "studies.synthetic_alignment.study",
+    lambda out: ["--out", out, "--rows", f"{SYNTHETIC}/results.jsonl"],
+    SYNTHETIC,
+    ("results.md",),
+  ),
+  Remake(
+    "studies.vje_fashion_mnist.figures",
+    lambda out: ["--out", out],
+    VJE,
+    ("training_curves.png", "knn_over_training.png"),
+  ),
 )
 
 
@@ -96,8 +163,9 @@ def remake(out: str, remakes: Sequence[Remake] = REMAKES) -> list[tuple[str, str
       importlib.import_module(entry.module).main(entry.argv(folder))
     for name in entry.files:
       made, committed = os.path.join(folder, name), os.path.join(entry.committed, name)
-      state = ("missing" if not os.path.exists(made)
-               else "same" if filecmp.cmp(made, committed, shallow=False) else "differs")
+      state = (
+        "missing" if not os.path.exists(made) else "same" if filecmp.cmp(made, committed, shallow=False) else "differs"
+      )
       report.append((committed, state))
   return report
 

@@ -152,9 +152,11 @@ def define_grid(values) -> None:
 
 
 def main() -> None:
-  cli.run_with_config(define_grid, lambda values, config, workdir: run_sweep(
-      config, parse_grid(values.grid), workdir, train_then_evaluate),
-                      "Root directory of the sweep (one sub-directory per grid point).")
+  cli.run_with_config(
+    define_grid,
+    lambda values, config, workdir: run_sweep(config, parse_grid(values.grid), workdir, train_then_evaluate),
+    "Root directory of the sweep (one sub-directory per grid point).",
+  )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import pytest
 
 import gjax.math as gm
 from gjax.objectives import get_objective
-from gjax.train.config import method_settings
 from gjax.train import train_and_evaluate
+from gjax.train.config import method_settings
 from tests.test_train import tiny_config, tiny_method_config
 
 
@@ -42,7 +42,8 @@ def test_jepa_simsiam_vicreg_simclr_match_numpy():
   def var_cov(z):
     std = np.sqrt(z.var(0) + 1e-4)
     c = np.cov(z.T)
-    return np.mean(np.maximum(0, 1 - std)), (np.sum(c ** 2) - np.sum(np.diag(c) ** 2)) / z.shape[1]
+    return np.mean(np.maximum(0, 1 - std)), (np.sum(c**2) - np.sum(np.diag(c) ** 2)) / z.shape[1]
+
   (v1, c1), (v2, c2) = var_cov(o["z_1"]), var_cov(o["z_2"])
   vicreg = 25 * np.mean((o["z_1"] - o["z_2"]) ** 2) + 25 * (v1 + v2) + (c1 + c2)
   loss, metrics = _loss("vicreg", _outputs())
@@ -76,8 +77,12 @@ def test_moco_objective_is_info_nce_with_the_queue():
   queue /= np.linalg.norm(queue, axis=1, keepdims=True)
   bank = gm.bank_insert(gm.bank_init(10, 5), jnp.asarray(queue))
   o = _outputs(b=4)
-  out = {**{k: o[k] for k in ("z_1", "z_2")}, "bank_particles": bank.particles,
-         "bank_log_weights": bank.log_weights, "bank_filled": bank.filled}
+  out = {
+    **{k: o[k] for k in ("z_1", "z_2")},
+    "bank_particles": bank.particles,
+    "bank_log_weights": bank.log_weights,
+    "bank_filled": bank.filled,
+  }
   hp = method_settings("moco")
   hp.symmetric = False
   q = o["z_1"] / np.linalg.norm(o["z_1"], axis=1, keepdims=True)
@@ -95,8 +100,10 @@ def test_appendix_b_squared_error_limit():
   nll = []
   for i, j in ((1, 2), (2, 1)):
     s = gm.reparameterize_diag(o[f"p_{i}"], jnp.full((8, d), 1e-12), jax.random.normal(jax.random.PRNGKey(i), (8, d)))
-    nll.append(-jnp.mean(gm.isotropic_gaussian_log_prob(o[f"z_{j}"], s, jnp.full((8,), lam)))
-               - 0.5 * d * math.log(2 * math.pi * lam))
+    nll.append(
+      -jnp.mean(gm.isotropic_gaussian_log_prob(o[f"z_{j}"], s, jnp.full((8,), lam)))
+      - 0.5 * d * math.log(2 * math.pi * lam)
+    )
   hp = method_settings("jepa")
   hp.scale = lam
   np.testing.assert_allclose(0.5 * sum(nll), _loss("jepa", o, hp)[0], rtol=1e-5)
@@ -107,25 +114,42 @@ def test_appendix_b_directional_limit_is_simsiam():
   radial term: ½||μ̂ - ẑ||² = 1 - cos; both directions give SimSiam's loss + 1."""
   o = _outputs(b=8, d=6)
   ones = jnp.ones((8, 6))
-  directional = 0.5 * sum(jnp.mean(gm.student_t_directional_nll(o[f"z_{j}"], o[f"p_{i}"], ones, math.inf))
-                          for i, j in ((1, 2), (2, 1)))
+  directional = 0.5 * sum(
+    jnp.mean(gm.student_t_directional_nll(o[f"z_{j}"], o[f"p_{i}"], ones, math.inf)) for i, j in ((1, 2), (2, 1))
+  )
   np.testing.assert_allclose(directional - 1.0, _loss("simsiam", o)[0], rtol=1e-5, atol=1e-6)
   # And a large finite ν approaches it.
-  near = 0.5 * sum(jnp.mean(gm.student_t_directional_nll(o[f"z_{j}"], o[f"p_{i}"], ones, 1e7))
-                   for i, j in ((1, 2), (2, 1)))
+  near = 0.5 * sum(
+    jnp.mean(gm.student_t_directional_nll(o[f"z_{j}"], o[f"p_{i}"], ones, 1e7)) for i, j in ((1, 2), (2, 1))
+  )
   np.testing.assert_allclose(near, directional, rtol=1e-5)
 
 
 BASELINE_OVERRIDES = {
-    "jepa": {"jepa.predictor_hidden": 16},
-    "simsiam": {"model.projector": True, "model.projector_hidden": 32, "model.projector_dim": 32,
-                "model.projector_norm": "batch", "model.projector_norm_last": True, "simsiam.predictor_hidden": 16},
-    "vicreg": {"model.projector": True, "model.projector_layers": 3, "model.projector_hidden": 32,
-               "model.projector_dim": 32, "model.projector_norm": "batch"},
-    "simclr": {"model.projector": True, "model.projector_hidden": 32, "model.projector_dim": 16,
-               "model.projector_norm": "batch"},
-    "moco": {"moco.bank_size": 32},
-    "sigreg": {"sigreg.num_slices": 16},
+  "jepa": {"jepa.predictor_hidden": 16},
+  "simsiam": {
+    "model.projector": True,
+    "model.projector_hidden": 32,
+    "model.projector_dim": 32,
+    "model.projector_norm": "batch",
+    "model.projector_norm_last": True,
+    "simsiam.predictor_hidden": 16,
+  },
+  "vicreg": {
+    "model.projector": True,
+    "model.projector_layers": 3,
+    "model.projector_hidden": 32,
+    "model.projector_dim": 32,
+    "model.projector_norm": "batch",
+  },
+  "simclr": {
+    "model.projector": True,
+    "model.projector_hidden": 32,
+    "model.projector_dim": 16,
+    "model.projector_norm": "batch",
+  },
+  "moco": {"moco.bank_size": 32},
+  "sigreg": {"sigreg.num_slices": 16},
 }
 
 

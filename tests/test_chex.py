@@ -30,8 +30,11 @@ class MathVariantsTest(chex.TestCase):
     chex.assert_shape(loss, ())
     chex.assert_tree_all_finite(parts)
     np.testing.assert_allclose(loss, ref, rtol=2e-5)
-    chex.assert_trees_all_close({k: parts[k] for k in ("directional", "radial", "kl")},
-                                {"directional": ref_dir, "radial": ref_rad, "kl": ref_kl}, rtol=2e-5)
+    chex.assert_trees_all_close(
+      {k: parts[k] for k in ("directional", "radial", "kl")},
+      {"directional": ref_dir, "radial": ref_rad, "kl": ref_kl},
+      rtol=2e-5,
+    )
 
   @chex.variants(with_jit=True, without_jit=True, with_device=True)
   def test_gaussian_conditional_is_the_schur_complement_in_every_mode(self):
@@ -43,9 +46,12 @@ class MathVariantsTest(chex.TestCase):
     conditional = self.variant(lambda x, m, c: gm.gaussian_conditional(x, m, c, 2)[:2])
     cond_mean, cond_cov = conditional(x_c, mean, cov)
     s_cc, s_ct, s_tt = cov[:2, :2], cov[:2, 2:], cov[2:, 2:]
-    chex.assert_trees_all_close((cond_mean, cond_cov),
-                                (s_ct.T @ np.linalg.solve(s_cc, x_c), s_tt - s_ct.T @ np.linalg.solve(s_cc, s_ct)),
-                                rtol=1e-4, atol=1e-5)
+    chex.assert_trees_all_close(
+      (cond_mean, cond_cov),
+      (s_ct.T @ np.linalg.solve(s_cc, x_c), s_tt - s_ct.T @ np.linalg.solve(s_cc, s_ct)),
+      rtol=1e-4,
+      atol=1e-5,
+    )
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_gradients_are_finite_at_the_floors(self):
@@ -57,6 +63,7 @@ class MathVariantsTest(chex.TestCase):
 
     def total(z_1, mu_1, var_1):
       return gm.vje_symmetric_loss(z_1, z_1, mu_1, var_1, mu_1, var_1, mu_1, mu_1, nu=0.5)[0]
+
     grads = self.variant(jax.grad(total, argnums=(0, 1, 2)))(z, mu, var)
     chex.assert_tree_all_finite(grads)
     chex.assert_trees_all_equal_shapes(grads, (z, mu, var))
@@ -78,6 +85,7 @@ def test_the_train_step_traces_once_over_a_run_and_its_resume(tmp_path, monkeypa
     def loss_fn(outputs, rng, hparams):
       traced.append(1)
       return counted(outputs, rng, hparams)
+
     return dataclasses.replace(objective, loss_fn=loss_fn), hparams, model
 
   monkeypatch.setattr(plan, "build_method", build_method)

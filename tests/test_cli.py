@@ -33,8 +33,10 @@ def test_suggestions_for_misspelt_fields():
 def test_a_misspelt_field_is_one_line_with_a_suggestion(tmp_path):
   out = run(["train.py", "--config", SMOKE, "--workdir", str(tmp_path), "--config.optim.lr=0.1"])
   assert out.returncode == 2
-  assert "train.py: error: unknown config field --config.optim.lr; did you mean --config.optim.base_learning_rate" \
-      in out.stderr
+  assert (
+    "train.py: error: unknown config field --config.optim.lr; did you mean --config.optim.base_learning_rate"
+    in out.stderr
+  )
   assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
@@ -42,8 +44,9 @@ def test_a_bad_value_or_missing_data_is_one_line_and_debug_shows_the_traceback(t
   bad = run(["eval.py", "--config", SMOKE, "--workdir", str(tmp_path), "--config.batch_size=-16"])
   assert bad.returncode == 2, bad.stderr[-2000:]
   assert "eval.py: error: config.batch_size=-16 is invalid" in bad.stderr and "Traceback" not in bad.stderr
-  missing = run(["train.py", "--config", SMOKE, "--workdir", str(tmp_path),
-                 "--config.dataset.data_dir=/nonexistent/fashion"])
+  missing = run(
+    ["train.py", "--config", SMOKE, "--workdir", str(tmp_path), "--config.dataset.data_dir=/nonexistent/fashion"]
+  )
   assert missing.returncode == 2
   assert "config.dataset.data_dir='/nonexistent/fashion' is invalid: is not a directory" in missing.stderr
   assert "Traceback" not in missing.stderr
@@ -53,8 +56,9 @@ def test_a_bad_value_or_missing_data_is_one_line_and_debug_shows_the_traceback(t
 
 def test_sigterm_during_start_up_and_compilation_ends_at_once_with_a_message(tmp_path):
   workdir = tmp_path / "run"
-  process = subprocess.Popen(train_command(workdir, num_train_steps=50), cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+  process = subprocess.Popen(
+    train_command(workdir, num_train_steps=50), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+  )
   lines = []
   try:
     for line in process.stderr:  # wait until it compiles the first step (the main thread is in XLA)
@@ -82,9 +86,13 @@ def test_a_checkpoint_that_does_not_fit_the_config_names_the_field_in_a_few_line
   from tests.test_hardening import _corrupt, tiny
 
   train_and_evaluate(tiny(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
-  flags = [f"--config.{k}={v}" for k, v in {**TINY, "num_train_steps": 2, "checkpoint_every_steps": 2,
-                                             "eval.run_only": "('knn',)"}.items()]
-  wider = run(["eval.py", "--config", SMOKE, "--workdir", str(tmp_path), *flags, "--config.model.width_multiplier=0.125"])
+  flags = [
+    f"--config.{k}={v}"
+    for k, v in {**TINY, "num_train_steps": 2, "checkpoint_every_steps": 2, "eval.run_only": "('knn',)"}.items()
+  ]
+  wider = run(
+    ["eval.py", "--config", SMOKE, "--workdir", str(tmp_path), *flags, "--config.model.width_multiplier=0.125"]
+  )
   assert wider.returncode == 2
   assert "does not fit this config" in wider.stderr and "has shape" in wider.stderr
   assert "model.width_multiplier: 0.0625 (run) vs 0.125 (given)" in wider.stderr

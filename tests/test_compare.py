@@ -12,11 +12,23 @@ def _fake_run(root, method, results, std):
   d.mkdir(parents=True)
   (d / "eval_results.json").write_text(json.dumps(results))
   (d / "summary.json").write_text(json.dumps({"wall_seconds": 600.0}))
-  (d / "train.jsonl").write_text(json.dumps({"step": 10, "loss": 1.0, "z_std_mean": std, "z_std_min": std / 2,
-                                             "z_effective_rank": 3.0, "images_per_second": 100.0}) + "\n")
+  (d / "train.jsonl").write_text(
+    json.dumps(
+      {
+        "step": 10,
+        "loss": 1.0,
+        "z_std_mean": std,
+        "z_std_min": std / 2,
+        "z_effective_rank": 3.0,
+        "images_per_second": 100.0,
+      }
+    )
+    + "\n"
+  )
   key = "knn30_h" if "knn30_h" in results else "knn30_z"
-  (d / "eval.jsonl").write_text("".join(json.dumps({"step": s, "epoch": s / 5, key: 0.5 + s / 100}) + "\n"
-                                        for s in (5, 10)))
+  (d / "eval.jsonl").write_text(
+    "".join(json.dumps({"step": s, "epoch": s / 5, key: 0.5 + s / 100}) + "\n" for s in (5, 10))
+  )
 
 
 def test_table_plot_and_collapse_flag(tmp_path):
@@ -39,14 +51,34 @@ def test_rows_of_an_earlier_report_join_new_runs(tmp_path):
   compare.main(["--root", str(tmp_path / "old"), "--out", str(first), "--methods", "vje"])
   _fake_run(tmp_path / "new", "byol", {"knn30_h": 0.6, "knn30_z": 0.5, "linear_top1_h": 0.65}, 0.5)
   out = tmp_path / "out"
-  compare.main(["--root", str(tmp_path / "new"), "--out", str(out), "--methods", "vje,byol",
-                "--previous_rows", str(first / "results.jsonl")])
+  compare.main(
+    [
+      "--root",
+      str(tmp_path / "new"),
+      "--out",
+      str(out),
+      "--methods",
+      "vje,byol",
+      "--previous_rows",
+      str(first / "results.jsonl"),
+    ]
+  )
   rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
   assert [r["method"] for r in rows] == ["vje", "byol"] and rows[0]["knn30_z"] == 0.8
   assert "| byol | 60.0 |" in (out / "results.md").read_text()
   with pytest.raises(SystemExit):
-    compare.main(["--root", str(tmp_path / "new"), "--out", str(out), "--methods", "vje,moco",
-                  "--previous_rows", str(first / "results.jsonl")])
+    compare.main(
+      [
+        "--root",
+        str(tmp_path / "new"),
+        "--out",
+        str(out),
+        "--methods",
+        "vje,moco",
+        "--previous_rows",
+        str(first / "results.jsonl"),
+      ]
+    )
 
 
 def test_seed_repeats_summarised_with_their_spread(tmp_path):

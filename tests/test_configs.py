@@ -10,10 +10,17 @@ from gjax.train.config import validate_config
 
 #: The composed entry points (``configs/<data set>.py:method=...``), tested below.
 COMPOSED = ("fashion_mnist", "cifar10", "imagenet")
-CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob("configs/*.py")
-                 if not os.path.basename(p).startswith("_") and os.path.basename(p)[:-3] not in COMPOSED)
-VARIANTS = {"vje_fashion_mnist": ("", "smoke", "one_class", "one_class_paper", "compare"), "gmje_fashion_mnist": ("", "smoke", "compare"),
-            "gmje_mdn_fashion_mnist": ("", "smoke", "compare"), "gje_fashion_mnist": ("", "smoke", "compare")}
+CONFIGS = sorted(
+  os.path.basename(p)[:-3]
+  for p in glob.glob("configs/*.py")
+  if not os.path.basename(p).startswith("_") and os.path.basename(p)[:-3] not in COMPOSED
+)
+VARIANTS = {
+  "vje_fashion_mnist": ("", "smoke", "one_class", "one_class_paper", "compare"),
+  "gmje_fashion_mnist": ("", "smoke", "compare"),
+  "gmje_mdn_fashion_mnist": ("", "smoke", "compare"),
+  "gje_fashion_mnist": ("", "smoke", "compare"),
+}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -42,19 +49,34 @@ def test_composed_configs_reach_every_method_and_every_recipe(dataset):
         recipe = importlib.import_module(f"configs.{method}_{dataset}").get_config(variant)
         assert config.to_dict() == recipe.to_dict(), own
   assert composed.get_config().method == "vje"
-  for bad, message in (("method=nope", "unknown method 'nope'"), ("meth=vje", "must be one of method="),
-                       ("variant=smoke", "name no method")):
+  for bad, message in (
+    ("method=nope", "unknown method 'nope'"),
+    ("meth=vje", "must be one of method="),
+    ("variant=smoke", "name no method"),
+  ):
     with pytest.raises(ValueError, match=message):
       composed.get_config(bad)
 
 
 def test_the_comparison_budget_is_shared():
   """Same backbone, data, schedule and evaluators for every method in the comparison."""
-  shared = ("model.encoder", "model.width_multiplier", "dataset", "batch_size", "num_epochs", "optim", "augment",
-            "eval.every_epochs", "eval.evaluators", "seed")
+  shared = (
+    "model.encoder",
+    "model.width_multiplier",
+    "dataset",
+    "batch_size",
+    "num_epochs",
+    "optim",
+    "augment",
+    "eval.every_epochs",
+    "eval.evaluators",
+    "seed",
+  )
   composed = importlib.import_module("configs.fashion_mnist")
-  configs = [composed.get_config(f"method={m},variant=compare")
-             for m in ("vje", "gje", "gmje", "gmje_mdn", "jepa", "simsiam", "vicreg", "simclr", "moco", "sigreg", "byol")]
+  configs = [
+    composed.get_config(f"method={m},variant=compare")
+    for m in ("vje", "gje", "gmje", "gmje_mdn", "jepa", "simsiam", "vicreg", "simclr", "moco", "sigreg", "byol")
+  ]
 
   def get(c, path):
     for part in path.split("."):
@@ -76,14 +98,14 @@ def test_no_config_file_only_repeats_what_the_composer_builds():
   for dataset in COMPOSED:
     composed = importlib.import_module(f"configs.{dataset}")
     for name in CONFIGS:
-      method = name[:-len(dataset) - 1] if name.endswith("_" + dataset) else None
+      method = name[: -len(dataset) - 1] if name.endswith("_" + dataset) else None
       if method is None:
         continue
       module = importlib.import_module(f"configs.{name}")
       exists = os.path.exists
       same = []
       try:  # what the composer builds when the method has no file of its own
-        compose_lib.os.path.exists = lambda p, own_file=f"{name}.py": (False if p.endswith(own_file) else exists(p))
+        compose_lib.os.path.exists = lambda p, own_file=f"{name}.py": False if p.endswith(own_file) else exists(p)
         for variant in VARIANTS.get(name, ("", "smoke")):
           try:
             built = composed.get_config(f"method={method},variant={variant}").to_dict()
@@ -97,10 +119,11 @@ def test_no_config_file_only_repeats_what_the_composer_builds():
 
 def test_a_composed_config_imports_the_module_of_your_own_method(tmp_path, monkeypatch):
   (tmp_path / "my_gjax_method.py").write_text(
-      "import jax.numpy as jnp\n"
-      "from gjax.objectives import Objective, register\n"
-      "register(Objective('mine_in_a_module', lambda o, rng, h: (jnp.mean(o['z_1'] ** 2) * h.weight, {}),\n"
-      "                   defaults={'weight': 1.0}))\n")
+    "import jax.numpy as jnp\n"
+    "from gjax.objectives import Objective, register\n"
+    "register(Objective('mine_in_a_module', lambda o, rng, h: (jnp.mean(o['z_1'] ** 2) * h.weight, {}),\n"
+    "                   defaults={'weight': 1.0}))\n"
+  )
   monkeypatch.syspath_prepend(str(tmp_path))
   composed = importlib.import_module("configs.fashion_mnist")
   config = composed.get_config("method=mine_in_a_module,variant=smoke,module=my_gjax_method")

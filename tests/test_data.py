@@ -13,8 +13,9 @@ from gjax.data import arrays, augment, sharding
 
 FASHION_DIR = arrays.FASHION_MNIST_DIR
 has_fashion = pytest.mark.skipif(
-    not os.path.isfile(os.path.join(FASHION_DIR, "t10k-labels-idx1-ubyte.gz")),
-    reason="dataset-fashion-mnist is not installed")
+  not os.path.isfile(os.path.join(FASHION_DIR, "t10k-labels-idx1-ubyte.gz")),
+  reason="dataset-fashion-mnist is not installed",
+)
 
 
 def _idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
@@ -124,9 +125,9 @@ def test_digits_and_synthetic():
 
 def _dataset(process_index=0, process_count=1, **kwargs):
   x, y = arrays.make_synthetic_images(50, size=4, channels=1, num_classes=5, seed=0)
-  return arrays.ArrayDataset(x, y, global_batch_size=8, seed=3,
-                             process_index=process_index,
-                             process_count=process_count, **kwargs)
+  return arrays.ArrayDataset(
+    x, y, global_batch_size=8, seed=3, process_index=process_index, process_count=process_count, **kwargs
+  )
 
 
 def test_array_dataset_determinism_and_epochs():
@@ -155,10 +156,8 @@ def test_array_dataset_process_shards_match_global_batch():
   for step in (0, 5, 6, 13):
     global_batch = single.batch_at(step)
     parts = [s.batch_at(step) for s in shards]
-    np.testing.assert_array_equal(
-        np.concatenate([p["image"] for p in parts]), global_batch["image"])
-    np.testing.assert_array_equal(
-        np.concatenate([p["label"] for p in parts]), global_batch["label"])
+    np.testing.assert_array_equal(np.concatenate([p["image"] for p in parts]), global_batch["image"])
+    np.testing.assert_array_equal(np.concatenate([p["label"] for p in parts]), global_batch["label"])
   with pytest.raises(ValueError, match="multiple of the process count 3"):
     _dataset(process_index=0, process_count=3)
 
@@ -257,23 +256,26 @@ def test_eval_preprocess_and_config():
 def tfds_mod():
   tfds = pytest.importorskip("tensorflow_datasets")
   from gjax.data import tfds_input
+
   return tfds, tfds_input
 
 
 def _mock(tfds, num_examples=12):
-  return tfds.testing.mock_data(num_examples=num_examples,
-                                policy=tfds.testing.MockPolicy.USE_CODE)
+  return tfds.testing.mock_data(num_examples=num_examples, policy=tfds.testing.MockPolicy.USE_CODE)
 
 
 def test_tfds_cifar10_batches(tfds_mod, tmp_path):
   tfds, tfds_input = tfds_mod
   with _mock(tfds):
-    it = tfds_input.tfds_batches("cifar10", "train", 8, train=True, seed=1,
-                                 data_dir=tmp_path, process_index=1, process_count=2)
+    it = tfds_input.tfds_batches(
+      "cifar10", "train", 8, train=True, seed=1, data_dir=tmp_path, process_index=1, process_count=2
+    )
     batches = [next(it) for _ in range(4)]  # repeats past the 12 mock examples
-    again = next(tfds_input.tfds_batches("cifar10", "train", 8, train=True, seed=1,
-                                         data_dir=tmp_path, process_index=1,
-                                         process_count=2))
+    again = next(
+      tfds_input.tfds_batches(
+        "cifar10", "train", 8, train=True, seed=1, data_dir=tmp_path, process_index=1, process_count=2
+      )
+    )
   for batch in batches:
     assert set(batch) == {"image", "label"}
     assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == np.uint8
@@ -284,13 +286,24 @@ def test_tfds_cifar10_batches(tfds_mod, tmp_path):
 def test_tfds_imagenet_host_square(tfds_mod, tmp_path):
   tfds, tfds_input = tfds_mod
   with _mock(tfds, num_examples=6):
-    train = next(tfds_input.tfds_batches("imagenet2012", "train", 4, train=True,
-                                         data_dir=tmp_path, host_square=24,
-                                         process_index=0, process_count=1))
-    evals = list(tfds_input.tfds_batches("imagenet2012", tfds_input.eval_split("imagenet2012"),
-                                         4, train=False, data_dir=tmp_path,
-                                         drop_remainder=False, host_square=24,
-                                         process_index=0, process_count=1))
+    train = next(
+      tfds_input.tfds_batches(
+        "imagenet2012", "train", 4, train=True, data_dir=tmp_path, host_square=24, process_index=0, process_count=1
+      )
+    )
+    evals = list(
+      tfds_input.tfds_batches(
+        "imagenet2012",
+        tfds_input.eval_split("imagenet2012"),
+        4,
+        train=False,
+        data_dir=tmp_path,
+        drop_remainder=False,
+        host_square=24,
+        process_index=0,
+        process_count=1,
+      )
+    )
   assert train["image"].shape == (4, 24, 24, 3) and train["image"].dtype == np.uint8
   assert [b["image"].shape[0] for b in evals] == [4, 2]
   assert all(b["image"].shape[1:] == (24, 24, 3) for b in evals)
@@ -303,8 +316,7 @@ def test_tfds_names_and_errors(tfds_mod):
   with pytest.raises(ValueError, match="unknown data set 'svhn'; registered: cifar10, cifar100, digits"):
     tfds_input.pretrain_split("svhn")
   with pytest.raises(ValueError, match="process count 3"):
-    tfds_input.make_tfds_dataset("cifar10", "train", 8, train=True,
-                                 process_index=0, process_count=3)
+    tfds_input.make_tfds_dataset("cifar10", "train", 8, train=True, process_index=0, process_count=3)
 
 
 # ---------------------------------------------------------------------------
@@ -315,8 +327,10 @@ def test_make_global_batch_on_8_devices():
   assert jax.device_count() == 8
   mesh = sharding.data_mesh()
   assert mesh.axis_names == ("data",) and mesh.devices.shape == (8,)
-  batch = {"image": np.arange(16 * 4 * 4 * 3, dtype=np.uint8).reshape(16, 4, 4, 3),
-           "label": np.arange(16, dtype=np.int32)}
+  batch = {
+    "image": np.arange(16 * 4 * 4 * 3, dtype=np.uint8).reshape(16, 4, 4, 3),
+    "label": np.arange(16, dtype=np.int32),
+  }
   out = sharding.make_global_batch(batch, mesh)
   assert out["image"].shape == (16, 4, 4, 3) and out["label"].shape == (16,)
   assert out["image"].dtype == jnp.uint8 and out["label"].dtype == jnp.int32

@@ -52,9 +52,13 @@ def test_knn_matches_brute_force_numpy():
   sims = sn @ tn.T
   top = np.argsort(-sims, axis=1)[:, :7]
   votes = np.stack([np.bincount(train_y[t], minlength=3) for t in top])
-  weighted = np.stack([np.bincount(train_y[t], weights=np.exp(sims[i, t] / 0.1), minlength=3) for i, t in enumerate(top)])
-  np.testing.assert_array_equal(knn_predict(train_x, train_y, test_x, k=7, chunk=16)[votes.max(1) > np.sort(votes, 1)[:, -2]],
-                                votes.argmax(1)[votes.max(1) > np.sort(votes, 1)[:, -2]])
+  weighted = np.stack(
+    [np.bincount(train_y[t], weights=np.exp(sims[i, t] / 0.1), minlength=3) for i, t in enumerate(top)]
+  )
+  np.testing.assert_array_equal(
+    knn_predict(train_x, train_y, test_x, k=7, chunk=16)[votes.max(1) > np.sort(votes, 1)[:, -2]],
+    votes.argmax(1)[votes.max(1) > np.sort(votes, 1)[:, -2]],
+  )
   np.testing.assert_array_equal(knn_predict(train_x, train_y, test_x, k=7, weighted=True), weighted.argmax(1))
 
 
@@ -69,7 +73,9 @@ def test_knn_bad_input():
 
 
 def test_evaluate_on_a_tiny_checkpoint(tmp_path):
-  config = tiny_config(**{"num_train_steps": 2, "eval.evaluators.knn.weighted_k": 50, "eval.evaluators.linear_probe.epochs": 3})
+  config = tiny_config(
+    **{"num_train_steps": 2, "eval.evaluators.knn.weighted_k": 50, "eval.evaluators.linear_probe.epochs": 3}
+  )
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     evaluate(config, str(tmp_path))
   train_and_evaluate(config, str(tmp_path))
@@ -96,24 +102,43 @@ def test_evaluate_on_a_tiny_checkpoint(tmp_path):
   augment = augment_config(config, train_x.shape[1:])
   host = [extract_features(model, state.variables, x, augment, mesh, config.eval.batch_size) for x in (train_x, test_x)]
   for feature in ("z", "mu"):
-    assert results[f"knn30_{feature}"] == knn_accuracy(host[0][feature], train_y, host[1][feature], test_y, k=30,
-                                                        mesh=mesh)
-    assert results[f"knn50w_{feature}"] == knn_accuracy(host[0][feature], train_y, host[1][feature], test_y, k=50,
-                                                         weighted=True, mesh=mesh)
-    probe = train_linear_probe(host[0][feature], train_y, host[1][feature], test_y, epochs=3, seed=config.seed,
-                               batch_size=min(256, len(train_y) - len(train_y) % mesh.devices.size), mesh=mesh)
+    assert results[f"knn30_{feature}"] == knn_accuracy(
+      host[0][feature], train_y, host[1][feature], test_y, k=30, mesh=mesh
+    )
+    assert results[f"knn50w_{feature}"] == knn_accuracy(
+      host[0][feature], train_y, host[1][feature], test_y, k=50, weighted=True, mesh=mesh
+    )
+    probe = train_linear_probe(
+      host[0][feature],
+      train_y,
+      host[1][feature],
+      test_y,
+      epochs=3,
+      seed=config.seed,
+      batch_size=min(256, len(train_y) - len(train_y) % mesh.devices.size),
+      mesh=mesh,
+    )
     assert abs(results[f"linear_top1_{feature}"] - probe["top1"]) <= 1 / len(test_y), (feature, probe)
   # The posterior diagnostics, in eval_results.json and in train.jsonl.
   from gjax.train.metrics import read_metrics
+
   for row in (results, json.loads((tmp_path / "eval_results.json").read_text())):
     assert 0 <= row["test_active_units"] <= 32 and 0 <= row["test_z_dead_channels"] <= 32
     assert -1 <= row["test_mu_cosine"] <= 1 and -1 <= row["test_z_cosine"] <= 1 and row["test_mu_spread_ratio"] >= 0
   logged = read_metrics(str(tmp_path / "train.jsonl"))[-1]
-  for key in ("active_units", "mu_spread_ratio", "mu_cosine", "z_cosine", "z_dead_channels",
-              "directional_kernel", "directional_log_det"):
+  for key in (
+    "active_units",
+    "mu_spread_ratio",
+    "mu_cosine",
+    "z_cosine",
+    "z_dead_channels",
+    "directional_kernel",
+    "directional_log_det",
+  ):
     assert np.isfinite(logged[key]), key
-  np.testing.assert_allclose(logged["directional_kernel"] + logged["directional_log_det"], logged["directional"],
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+    logged["directional_kernel"] + logged["directional_log_det"], logged["directional"], rtol=1e-4
+  )
   with pytest.raises(ValueError, match="unknown evaluator"):
     bad = tiny_config()
     bad.eval.evaluators.unlock()
@@ -129,15 +154,18 @@ def test_evaluate_checks_where_it_writes_first_and_leaves_the_runs_checkpoints_a
   evaluate_module = sys.modules["gjax.eval.evaluate"]
   from gjax.train import checkpoints
 
-  fields = {"num_train_steps": 4, "checkpoint_every_steps": 2, "eval.run_only": ("knn",),
-            "eval.num_train_examples": 256}
+  fields = {
+    "num_train_steps": 4,
+    "checkpoint_every_steps": 2,
+    "eval.run_only": ("knn",),
+    "eval.num_train_examples": 256,
+  }
   train_and_evaluate(tiny_config(**fields), str(tmp_path))
   # An unwritable destination is refused before anything is computed.
   (tmp_path / "a_file").write_text("")
   monkeypatch.setattr(evaluate_module, "eval_splits", lambda *a: pytest.fail("computed before checking"))
   with pytest.raises(ValueError, match=r"config.eval.results_path=.*a_file/results.json.*existing directory"):
-    evaluate(tiny_config(**fields, **{"eval.results_path": str(tmp_path / "a_file" / "results.json")}),
-             str(tmp_path))
+    evaluate(tiny_config(**fields, **{"eval.results_path": str(tmp_path / "a_file" / "results.json")}), str(tmp_path))
   # A directory that exists but takes no new file (even as root): /proc.
   with pytest.raises(PermissionError, match=r"cannot write the evaluation results to /proc/gjax_results.json"):
     evaluate(tiny_config(**fields, **{"eval.results_path": "/proc/gjax_results.json"}), str(tmp_path))
@@ -150,6 +178,7 @@ def test_evaluate_checks_where_it_writes_first_and_leaves_the_runs_checkpoints_a
       shutil.rmtree(os.path.join(os.fspath(manager.directory), "4"))
       raise FileNotFoundError("checkpoint 4 vanished")
     return original(manager, step, state)
+
   monkeypatch.setattr(checkpoints, "_restore_step", deleted_under_us)
   out = tmp_path / "elsewhere" / "results.json"
   os.makedirs(out.parent)
@@ -165,8 +194,14 @@ def test_evaluate_checks_where_it_writes_first_and_leaves_the_runs_checkpoints_a
 def test_online_knn_during_pretraining(tmp_path):
   from gjax.train.metrics import read_metrics
 
-  config = tiny_config(**{"num_train_steps": 4, "eval.every_epochs": 0.5 * 16 / 2048 * 4,
-                          "eval.num_train_examples": 256, "eval.evaluators.knn.weighted_k": 20})
+  config = tiny_config(
+    **{
+      "num_train_steps": 4,
+      "eval.every_epochs": 0.5 * 16 / 2048 * 4,
+      "eval.num_train_examples": 256,
+      "eval.evaluators.knn.weighted_k": 20,
+    }
+  )
   import gjax.eval
 
   gjax.eval.train_and_evaluate(config, str(tmp_path))  # the trainer with the configured online evaluators
@@ -190,7 +225,6 @@ def test_knn_sharded_over_8_devices_matches_1_device():
   test_x = rng.normal(size=(203, 16)).astype(np.float32)  # not a multiple of 8: padded, then dropped
   for weighted in (False, True):
     sharded = knn_predict(train_x, train_y, test_x, k=20, weighted=weighted, chunk=64, mesh=data_mesh())
-    single = knn_predict(train_x, train_y, test_x, k=20, weighted=weighted, chunk=64,
-                         mesh=data_mesh(jax.devices()[:1]))
+    single = knn_predict(train_x, train_y, test_x, k=20, weighted=weighted, chunk=64, mesh=data_mesh(jax.devices()[:1]))
     assert sharded.shape == (203,)
     np.testing.assert_array_equal(sharded, single)

@@ -12,8 +12,7 @@ from gjax.eval.knn import knn_predict
 from gjax.eval.linear_probe import fit_linear_probe, linear_probe_topk
 
 
-@pytest.mark.parametrize("num_examples,global_batch,processes", [(103, 16, 1), (103, 16, 2), (64, 16, 4),
-                                                                   (5, 8, 4)])
+@pytest.mark.parametrize("num_examples,global_batch,processes", [(103, 16, 1), (103, 16, 2), (64, 16, 4), (5, 8, 4)])
 def test_the_layout_gives_every_example_one_place(num_examples, global_batch, processes):
   layout = sharded.SplitLayout(num_examples, global_batch, processes)
   chunk, column = layout.positions(np.arange(num_examples))
@@ -87,14 +86,20 @@ def test_streamed_extraction_gives_the_host_features():
   c.model.encoder, c.model.width_multiplier, c.model.bottleneck = "resnet10", 0.125, 16
   _, _, model = build_method(c)
   images, labels = gdata.make_synthetic_images(70, 8, 3, seed=1)
-  variables = model.init(jax.random.PRNGKey(0), images[:2].astype(np.float32), images[:2].astype(np.float32),
-                         train=False)
+  variables = model.init(
+    jax.random.PRNGKey(0), images[:2].astype(np.float32), images[:2].astype(np.float32), train=False
+  )
   mesh = gdata.data_mesh()
   augment = augment_config(c, images.shape[1:])
   expected = extract_features(model, variables, images, augment, mesh, batch_size=32)
   layout = sharded.SplitLayout(len(labels), 32, 1)
-  feats = sharded.extract_sharded_features(make_embed_step(model, augment, mesh), variables,
-                                           sharded.local_eval_batches(images, labels, layout, 0), layout, mesh)
+  feats = sharded.extract_sharded_features(
+    make_embed_step(model, augment, mesh),
+    variables,
+    sharded.local_eval_batches(images, labels, layout, 0),
+    layout,
+    mesh,
+  )
   assert feats.values["z"].shape == (3, 32, expected["z"].shape[1])
   assert feats.values["z"].sharding.spec == jax.sharding.PartitionSpec(None, "data")
   for name in expected:
@@ -110,8 +115,11 @@ def build_squares(data_dir, num_fit: int, side: int = 24):
     VERSION = tfds.core.Version("0.1.0")
 
     def _info(self):
-      return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(shape=(side, side, 3)), "label": tfds.features.ClassLabel(num_classes=2)}))
+      return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict(
+          {"image": tfds.features.Image(shape=(side, side, 3)), "label": tfds.features.ClassLabel(num_classes=2)}
+        )
+      )
 
     def _split_generators(self, dl_manager):
       return {"fit": self._generate_examples(num_fit, 0), "holdout": self._generate_examples(32, 1)}
@@ -141,10 +149,18 @@ def test_streamed_evaluation_holds_one_batch_of_images_not_the_split(tmp_path):
   peaks, counts = [], []
   for num in (n, 4 * n):
     build_squares(tmp_path / str(num), num, side)
-    config = tiny_config(**{"dataset.name": "tfds:gjax_test_squares", "dataset.data_dir": str(tmp_path / str(num)),
-                            "dataset.tfds.pretrain_split": "fit", "dataset.tfds.train_split": "fit",
-                            "dataset.tfds.eval_split": "holdout", "dataset.tfds.mean": (0.3, 0.3, 0.3),
-                            "dataset.tfds.std": (0.3, 0.3, 0.3), "eval.batch_size": 32})
+    config = tiny_config(
+      **{
+        "dataset.name": "tfds:gjax_test_squares",
+        "dataset.data_dir": str(tmp_path / str(num)),
+        "dataset.tfds.pretrain_split": "fit",
+        "dataset.tfds.train_split": "fit",
+        "dataset.tfds.eval_split": "holdout",
+        "dataset.tfds.mean": (0.3, 0.3, 0.3),
+        "dataset.tfds.std": (0.3, 0.3, 0.3),
+        "eval.batch_size": 32,
+      }
+    )
     from gjax.train.state import build_method
 
     _, _, model = build_method(config)
@@ -178,8 +194,12 @@ def test_the_augmented_image_linear_probe_trains_through_the_frozen_encoder(tmp_
 
   config = tiny_config(**{"num_train_steps": 2, "eval.num_train_examples": 256})
   with config.unlocked():
-    config.eval.evaluators.linear_probe_augmented = {"epochs": 3, "learning_rate": 0.5, "batch_size": 64,
-                                                     "weight_decay": 0.0}
+    config.eval.evaluators.linear_probe_augmented = {
+      "epochs": 3,
+      "learning_rate": 0.5,
+      "batch_size": 64,
+      "weight_decay": 0.0,
+    }
   config.eval.run_only = ("linear_probe_augmented",)
   train_and_evaluate(config, str(tmp_path))
   results = evaluate(config, str(tmp_path))

@@ -18,7 +18,7 @@ def _tear_last_line(path):
   """Cuts ``path`` in the middle of its last line, as ENOSPC during a write does."""
   text = path.read_text()
   last = text.rstrip("\n").rsplit("\n", 1)[-1]
-  path.write_text(text[:len(text.rstrip("\n")) - len(last) // 2])
+  path.write_text(text[: len(text.rstrip("\n")) - len(last) // 2])
 
 
 def test_case01_a_torn_last_line_of_train_jsonl_is_dropped_with_a_warning(tmp_path, caplog):
@@ -45,7 +45,8 @@ def _damage_one_byte(path, offset=0):
 
 
 def test_case08_unparseable_run_files_are_named_with_what_to_do_and_summary_json_is_checked_before_training(
-    tmp_path, caplog):
+  tmp_path, caplog
+):
   from gjax.train.rundir import RunFileError
 
   config = tiny(num_train_steps=4, log_every_steps=1, checkpoint_every_steps=2)
@@ -58,8 +59,11 @@ def test_case08_unparseable_run_files_are_named_with_what_to_do_and_summary_json
   assert "move it aside and rerun" in str(info.value)
   (tmp_path / "config.json").write_bytes(good["config.json"])
   _damage_one_byte(tmp_path / "train.jsonl")  # the first of two lines: not a torn last line
-  with pytest.raises(RunFileError, match=rf"^{tmp_path / 'train.jsonl'}: line 1 cannot be parsed as JSON .*"
-                                         r"Delete or repair that line"):
+  with pytest.raises(
+    RunFileError,
+    match=rf"^{tmp_path / 'train.jsonl'}: line 1 cannot be parsed as JSON .*"
+    r"Delete or repair that line",
+  ):
     train_and_evaluate(config, str(tmp_path))
   assert checkpoint_steps(tmp_path) == [2] and not (tmp_path / "lock.json").exists()  # refused before anything
   (tmp_path / "train.jsonl").write_bytes(good["train.jsonl"])
@@ -98,8 +102,10 @@ def test_case06_a_damaged_checksum_side_file_leaves_its_checkpoint_in_use_unveri
   side_file = tmp_path / "checkpoint_checksums" / "4.json"
   intact = side_file.read_text()
   crc = next(iter(json.loads(intact)["leaves"].values())).rsplit(":", 1)[1]
-  damages = {"cannot be parsed": "#" + intact[1:],  # one byte: unparseable
-             "its own record_crc32 does not match": intact.replace(crc, crc[:-1] + "0123"[crc[-1] == "0"], 1)}
+  damages = {
+    "cannot be parsed": "#" + intact[1:],  # one byte: unparseable
+    "its own record_crc32 does not match": intact.replace(crc, crc[:-1] + "0123"[crc[-1] == "0"], 1),
+  }
   for why, text in damages.items():
     assert text != intact
     side_file.write_text(text)
@@ -114,11 +120,13 @@ def test_case06_a_damaged_checksum_side_file_leaves_its_checkpoint_in_use_unveri
     assert_states_equal(again["state"], full["state"])
 
 
-_HOLD_LOCK = ("import sys, time\n"
-              "from gjax.train.lock import WorkdirLock\n"
-              "lock = WorkdirLock(sys.argv[1]).__enter__()\n"
-              "print('locked', flush=True)\n"
-              "time.sleep(300)\n")
+_HOLD_LOCK = (
+  "import sys, time\n"
+  "from gjax.train.lock import WorkdirLock\n"
+  "lock = WorkdirLock(sys.argv[1]).__enter__()\n"
+  "print('locked', flush=True)\n"
+  "time.sleep(300)\n"
+)
 
 
 def test_case02_the_workdir_lock_is_an_os_file_lock_not_a_pid(tmp_path, caplog):
@@ -138,8 +146,9 @@ def test_case02_the_workdir_lock_is_an_os_file_lock_not_a_pid(tmp_path, caplog):
       assert json.loads(lock_file.read_text())["started"] > 0  # ours now
   assert f"taking over the lock of pid {os.getpid()}" in caplog.text and not lock_file.exists()
   # A live holder (a process holding the flock) is never taken over, whatever pid lock.json names.
-  holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
-                            text=True)
+  holder = subprocess.Popen(
+    [sys.executable, "-c", _HOLD_LOCK, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+  )
   try:
     assert holder.stdout.readline().strip() == "locked"
     dead = subprocess.Popen(["true"])
@@ -182,6 +191,7 @@ def test_case04_sighup_stops_training_with_a_checkpoint_like_sigterm(tmp_path, m
       if len(calls) == 3:
         os.kill(os.getpid(), signal.SIGHUP)
       return step_fn(state, batch)
+
     return step
 
   monkeypatch.setattr(plan, "make_train_step", make_step_sending_sighup_at_step_3)
@@ -212,14 +222,21 @@ def test_case04_sighup_during_start_up_exits_at_once_with_the_lock_released(tmp_
 
   from tests.test_hardening import REPO
 
-  script = ("import sys, time\n"
-            "from gjax import startup_signals\n"
-            "startup_signals.install()\n"
-            "startup_signals.add_cleanup(lambda: open(sys.argv[1], 'w').write('cleaned'))\n"
-            "print('ready', flush=True)\n"
-            "time.sleep(120)\n")
-  process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cleanup")], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  script = (
+    "import sys, time\n"
+    "from gjax import startup_signals\n"
+    "startup_signals.install()\n"
+    "startup_signals.add_cleanup(lambda: open(sys.argv[1], 'w').write('cleaned'))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(120)\n"
+  )
+  process = subprocess.Popen(
+    [sys.executable, "-c", script, str(tmp_path / "cleanup")],
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   try:
     assert process.stdout.readline().strip() == "ready"
     process.send_signal(signal.SIGHUP)
@@ -241,13 +258,20 @@ def test_case05_a_signal_to_eval_py_exits_non_zero_and_leaves_the_previous_resul
   train_and_evaluate(tiny(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
   previous = json.dumps({"step": 1, "knn_top1": 0.25}) + "\n"
   (tmp_path / "eval_results.json").write_text(previous)
-  flags = [f"--config.{k}={v}" for k, v in {**TINY, "num_train_steps": 2, "checkpoint_every_steps": 2,
-                                             "eval.run_only": "('knn',)"}.items()]
-  process = subprocess.Popen([sys.executable, "eval.py", "--config", "configs/vje_fashion_mnist.py:smoke",
-                              "--workdir", str(tmp_path), *flags], cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+  flags = [
+    f"--config.{k}={v}"
+    for k, v in {**TINY, "num_train_steps": 2, "checkpoint_every_steps": 2, "eval.run_only": "('knn',)"}.items()
+  ]
+  process = subprocess.Popen(
+    [sys.executable, "eval.py", "--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", str(tmp_path), *flags],
+    cwd=REPO,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   try:
     import time
+
     start = time.time()
     while not _signal_caught(process.pid, signal.SIGTERM):  # gjax's handlers are in place: eval.py has begun
       assert process.poll() is None and time.time() - start < 120, "eval.py ended before it could be signalled"
@@ -277,13 +301,19 @@ def test_case10_float_images_from_a_registered_loader_are_refused_naming_the_dat
 
   gdata.register_dataset(gdata.DatasetSpec("gjax_test_case10", "memory", (0.5,), (0.25,), load=load))
   config = tiny(num_train_steps=2, **{"dataset.name": "gjax_test_case10"})
-  cases = [((uint8 / 255.0).astype(np.float32), r"dtype float32 and shape \(64, 16, 16, 1\) with values in \[0, 1\]"),
-           (uint8[..., 0], r"dtype uint8 and shape \(64, 16, 16\)"),
-           ((uint8 > 127).astype(np.uint8), r"whose values are all 0 or 1")]
+  cases = [
+    ((uint8 / 255.0).astype(np.float32), r"dtype float32 and shape \(64, 16, 16, 1\) with values in \[0, 1\]"),
+    (uint8[..., 0], r"dtype uint8 and shape \(64, 16, 16\)"),
+    ((uint8 > 127).astype(np.uint8), r"whose values are all 0 or 1"),
+  ]
   for images, expected in cases:
     returned["images"] = images
-    with pytest.raises(ValueError, match=r"data set 'gjax_test_case10' \(split 'train'\): its loader returned .*"
-                                         + expected + r".*gjax expects (uint8 images in )?0\.\.255"):
+    with pytest.raises(
+      ValueError,
+      match=r"data set 'gjax_test_case10' \(split 'train'\): its loader returned .*"
+      + expected
+      + r".*gjax expects (uint8 images in )?0\.\.255",
+    ):
       train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run" / "checkpoints").exists()
   returned["images"] = uint8  # what gjax expects trains
@@ -308,8 +338,11 @@ def test_case13_a_data_directory_without_read_permission_is_reported_as_a_permis
 
   monkeypatch.setattr(os, "access", access)
   try:
-    with pytest.raises(PermissionError, match=rf"the Fashion-MNIST directory {data_dir} cannot be read: permission "
-                                              rf"denied .*chmod a\+rx {data_dir}"):
+    with pytest.raises(
+      PermissionError,
+      match=rf"the Fashion-MNIST directory {data_dir} cannot be read: permission "
+      rf"denied .*chmod a\+rx {data_dir}",
+    ):
       load_fashion_mnist("train", str(data_dir))
     config = tiny(**{"dataset.name": "fashion_mnist", "dataset.data_dir": str(data_dir)})
     with pytest.raises(PermissionError, match=rf"config\.dataset\.data_dir {data_dir} cannot be read: permission"):
@@ -328,12 +361,18 @@ def test_case12_temporary_files_have_unique_names_and_never_follow_a_planted_lin
   victim.write_text("precious")
   run = tmp_path / "run"
   (run / "checkpoint_checksums").mkdir(parents=True)
-  planted = [run / "config.json.tmp", run / "summary.json.tmp", run / "checkpoint_checksums" / "2.json.tmp",
-             run / "eval_results.json.tmp", run / f".gjax-write-test-{os.getpid()}"]
+  planted = [
+    run / "config.json.tmp",
+    run / "summary.json.tmp",
+    run / "checkpoint_checksums" / "2.json.tmp",
+    run / "eval_results.json.tmp",
+    run / f".gjax-write-test-{os.getpid()}",
+  ]
   for link in planted:  # what another user of a shared directory could plant at gjax's old, predictable names
     link.symlink_to(victim)
-  config = tiny(num_train_steps=2, checkpoint_every_steps=2, **{"eval.run_only": ("knn",),
-                                                                 "eval.num_train_examples": 256})
+  config = tiny(
+    num_train_steps=2, checkpoint_every_steps=2, **{"eval.run_only": ("knn",), "eval.num_train_examples": 256}
+  )
   train_and_evaluate(config, str(run))
   results = evaluate(config, str(run))
   assert victim.read_text() == "precious" and all(link.is_symlink() for link in planted)
@@ -374,6 +413,7 @@ def test_case03_a_second_ctrl_c_during_the_save_waits_for_it_and_keeps_the_check
       if len(calls) == 3:
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
       return step_fn(state, batch)
+
     return step
 
   def save_interrupted_twice(manager, step, state):
@@ -403,8 +443,12 @@ def test_case07_eval_beside_training_retries_a_checkpoint_deleted_as_it_read_it(
   from gjax.eval import evaluate
   from gjax.train import checkpoints
 
-  config = tiny(num_train_steps=4, checkpoint_every_steps=2, keep_checkpoints=2,
-                **{"eval.run_only": ("knn",), "eval.num_train_examples": 256})
+  config = tiny(
+    num_train_steps=4,
+    checkpoint_every_steps=2,
+    keep_checkpoints=2,
+    **{"eval.run_only": ("knn",), "eval.num_train_examples": 256},
+  )
   train_and_evaluate(config, str(tmp_path))
   directory = tmp_path / "checkpoints"
   stash = tmp_path / "step-4-not-yet-saved"
@@ -429,15 +473,17 @@ def test_case07_eval_beside_training_retries_a_checkpoint_deleted_as_it_read_it(
   assert "cannot be read" not in caplog.text and not (tmp_path / "checkpoints_unreadable").exists()
 
 
-_RAISE_OUT_OF_MEMORY = ("import runpy, sys\n"
-                        "import jax\n"
-                        "import gjax.eval\n"
-                        "def out_of_memory(config, workdir, **kwargs):\n"
-                        "  raise jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to "
-                        "allocate 3221225472 bytes.\\nBufferAssignment OOM Debugging.')\n"
-                        "gjax.eval.train_and_evaluate = out_of_memory\n"
-                        "sys.argv = ['train.py'] + sys.argv[1:]\n"
-                        "runpy.run_path('train.py', run_name='__main__')\n")
+_RAISE_OUT_OF_MEMORY = (
+  "import runpy, sys\n"
+  "import jax\n"
+  "import gjax.eval\n"
+  "def out_of_memory(config, workdir, **kwargs):\n"
+  "  raise jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to "
+  "allocate 3221225472 bytes.\\nBufferAssignment OOM Debugging.')\n"
+  "gjax.eval.train_and_evaluate = out_of_memory\n"
+  "sys.argv = ['train.py'] + sys.argv[1:]\n"
+  "runpy.run_path('train.py', run_name='__main__')\n"
+)
 
 
 def test_case11_command_line_faults_are_one_line_naming_the_path_or_value(tmp_path):
@@ -454,26 +500,34 @@ def test_case11_command_line_faults_are_one_line_naming_the_path_or_value(tmp_pa
 
   workdir = str(tmp_path / "run")
   assert run("--config", "configs/nope.py", "--workdir", workdir) == (
-      f"train.py: error: --config configs/nope.py: configs/nope.py does not exist (relative paths are from {REPO}); "
-      "pass a config file such as configs/vje_fashion_mnist.py or configs/vje_fashion_mnist.py:smoke")
+    f"train.py: error: --config configs/nope.py: configs/nope.py does not exist (relative paths are from {REPO}); "
+    "pass a config file such as configs/vje_fashion_mnist.py or configs/vje_fashion_mnist.py:smoke"
+  )
   assert run("--config", "configs/vje_fashion_mnist.py:nosuch", "--workdir", workdir, script="eval.py") == (
-      "eval.py: error: --config configs/vje_fashion_mnist.py:nosuch: configs/vje_fashion_mnist.py could not build "
-      "its config (ValueError: unknown variant 'nosuch' of vje_fashion_mnist; known: ('compare', 'smoke'))")
+    "eval.py: error: --config configs/vje_fashion_mnist.py:nosuch: configs/vje_fashion_mnist.py could not build "
+    "its config (ValueError: unknown variant 'nosuch' of vje_fashion_mnist; known: ('compare', 'smoke'))"
+  )
   (tmp_path / "a_file").write_text("")
   assert run("--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", str(tmp_path / "a_file")) == (
-      f"train.py: error: --workdir {tmp_path / 'a_file'} is a file, not a directory: pass a directory (new or a "
-      "run's) as --workdir, or move the file aside")
-  line = run("--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", workdir, "--config.batch_size=64",
-             script="oom")
-  assert line.startswith("train.py: error: out of device memory (RESOURCE_EXHAUSTED: Out of memory while trying to "
-                         "allocate 3221225472 bytes.) with config.batch_size=64, config.model.width_multiplier=")
+    f"train.py: error: --workdir {tmp_path / 'a_file'} is a file, not a directory: pass a directory (new or a "
+    "run's) as --workdir, or move the file aside"
+  )
+  line = run(
+    "--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", workdir, "--config.batch_size=64", script="oom"
+  )
+  assert line.startswith(
+    "train.py: error: out of device memory (RESOURCE_EXHAUSTED: Out of memory while trying to "
+    "allocate 3221225472 bytes.) with config.batch_size=64, config.model.width_multiplier="
+  )
   assert "config.eval.batch_size=" in line and line.endswith(
-      "lower them, e.g. --config.batch_size (training), --config.model.width_multiplier (the network), "
-      "--config.eval.batch_size (evaluation)")
+    "lower them, e.g. --config.batch_size (training), --config.model.width_multiplier (the network), "
+    "--config.eval.batch_size (evaluation)"
+  )
 
 
 def test_case11_a_read_only_workdir_and_a_full_disk_during_eval_are_named_and_eval_keeps_its_results(
-    tmp_path, monkeypatch, caplog):
+  tmp_path, monkeypatch, caplog
+):
   import errno
   import tempfile
 
@@ -481,16 +535,20 @@ def test_case11_a_read_only_workdir_and_a_full_disk_during_eval_are_named_and_ev
   from gjax.eval import evaluate
   from gjax.train.rundir import WorkdirError
 
-  config = tiny(num_train_steps=2, checkpoint_every_steps=2, **{"eval.run_only": ("knn",),
-                                                                 "eval.num_train_examples": 256})
+  config = tiny(
+    num_train_steps=2, checkpoint_every_steps=2, **{"eval.run_only": ("knn",), "eval.num_train_examples": 256}
+  )
 
   def read_only(*args, **kwargs):
     raise OSError(errno.EROFS, "Read-only file system")
 
   with monkeypatch.context() as patch:
     patch.setattr(tempfile, "NamedTemporaryFile", read_only)
-    with pytest.raises(WorkdirError, match=rf"^cannot write in --workdir {tmp_path} \(OSError: Read-only file "
-                                           r"system\): pass a --workdir on a writable file system"):
+    with pytest.raises(
+      WorkdirError,
+      match=rf"^cannot write in --workdir {tmp_path} \(OSError: Read-only file "
+      r"system\): pass a --workdir on a writable file system",
+    ):
       train_and_evaluate(config, str(tmp_path))
   assert os.listdir(tmp_path) == []
   train_and_evaluate(config, str(tmp_path))
@@ -503,9 +561,12 @@ def test_case11_a_read_only_workdir_and_a_full_disk_during_eval_are_named_and_ev
   monkeypatch.setattr(os, "fsync", disk_full)  # the results are written, then the disk turns out full
   before = set(os.listdir(tmp_path))
   with caplog.at_level(logging.INFO, logger="gjax.eval"):
-    with pytest.raises(WriteError, match=rf"^cannot write the evaluation results to {tmp_path / 'eval_results.json'} "
-                                         r"\(OSError: No space left on device\); they are logged above \(eval at "
-                                         r"step 2\)\. Free space there, or pass --config.eval.results_path="):
+    with pytest.raises(
+      WriteError,
+      match=rf"^cannot write the evaluation results to {tmp_path / 'eval_results.json'} "
+      r"\(OSError: No space left on device\); they are logged above \(eval at "
+      r"step 2\)\. Free space there, or pass --config.eval.results_path=",
+    ):
       evaluate(config, str(tmp_path))
   logged = json.loads(caplog.text.split("eval at step 2: ", 1)[1].splitlines()[0])
   assert logged["step"] == 2 and 0.0 <= logged["knn30_z"] <= 1.0

@@ -6,13 +6,13 @@ import numpy as np
 import optax
 import pytest
 from scipy import stats
-from scipy.special import logsumexp, log_softmax
+from scipy.special import log_softmax, logsumexp
 
 import gjax.math as gm
 from gjax.models.density_heads import MixtureDensity
 from gjax.objectives import get_objective
-from gjax.train.config import method_settings
 from gjax.train import train_and_evaluate
+from gjax.train.config import method_settings
 from tests.test_train import tiny_config, tiny_method_config
 
 
@@ -20,8 +20,9 @@ def _outputs(seed=0, b=32, d=3, k=2, covariance_type="full"):
   rng = np.random.default_rng(seed)
   z1, z2 = rng.normal(size=(2, b, d)).astype(np.float32)
   head = MixtureDensity(dim=2 * d, num_components=k, covariance_type=covariance_type)
-  params = jax.tree_util.tree_map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(seed), p.shape),
-                                  head.init(jax.random.PRNGKey(1)))
+  params = jax.tree_util.tree_map(
+    lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(seed), p.shape), head.init(jax.random.PRNGKey(1))
+  )
   return {"z_1": z1, "z_2": z2, **head.apply(params)}
 
 
@@ -36,8 +37,10 @@ def test_joint_density_loss_matches_scipy(method, covariance_type, k):
   u = np.concatenate([np.concatenate([out["z_1"], out["z_2"]], -1), np.concatenate([out["z_2"], out["z_1"]], -1)])
   cov = np.asarray(out["density_cov"], np.float64)
   dense = cov @ np.swapaxes(cov, -1, -2) if covariance_type == "full" else np.stack([np.diag(c) for c in cov])
-  comps = np.stack([stats.multivariate_normal(np.asarray(out["density_means"][j], np.float64), dense[j]).logpdf(u)
-                    for j in range(k)], -1) + log_softmax(np.asarray(out["density_logits"], np.float64))
+  comps = np.stack(
+    [stats.multivariate_normal(np.asarray(out["density_means"][j], np.float64), dense[j]).logpdf(u) for j in range(k)],
+    -1,
+  ) + log_softmax(np.asarray(out["density_logits"], np.float64))
   nll = -logsumexp(comps, axis=-1).mean()
   marginal = gm.sliced_epps_pulley(rng, jnp.concatenate([out["z_1"], out["z_2"]]), hp.num_slices)
   np.testing.assert_allclose(metrics["nll"], nll, rtol=2e-5)
@@ -50,8 +53,13 @@ def _own_moments_outputs(z1, z2):
   u = jnp.concatenate([z1, z2], -1)
   mean = jnp.mean(u, 0)
   cov = (u - mean).T @ (u - mean) / u.shape[0]
-  return {"z_1": z1, "z_2": z2, "density_logits": jnp.zeros(1), "density_means": mean[None],
-          "density_cov": jnp.linalg.cholesky(cov)[None]}
+  return {
+    "z_1": z1,
+    "z_2": z2,
+    "density_logits": jnp.zeros(1),
+    "density_means": mean[None],
+    "density_cov": jnp.linalg.cholesky(cov)[None],
+  }
 
 
 def test_log_det_barrier_turns_the_followed_density_into_mutual_information():
@@ -76,8 +84,9 @@ def test_log_det_barrier_turns_the_followed_density_into_mutual_information():
   logdet = lambda m: np.linalg.slogdet(m)[1]  # noqa: E731
   mutual_information = 0.5 * (logdet(full[:d, :d]) + logdet(full[d:, d:]) - logdet(full))
   np.testing.assert_allclose(loss, -mutual_information + d * (np.log(2 * np.pi) + 1), rtol=1e-4)
-  np.testing.assert_allclose(metrics["log_det_barrier"], -0.5 * (logdet(full[:d, :d]) + logdet(full[d:, d:])),
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+    metrics["log_det_barrier"], -0.5 * (logdet(full[:d, :d]) + logdet(full[d:, d:])), rtol=1e-4
+  )
   trap_slope = jax.grad(lambda a: loss_at(a, 0.0)[0])(1.0)
   barrier_slope = jax.grad(lambda a: loss_at(a, 1.0)[0])(1.0)
   np.testing.assert_allclose(trap_slope, 2 * d, rtol=1e-3)
@@ -111,8 +120,13 @@ def test_component_barrier_cancels_each_components_reward_for_shrinking():
       m = jnp.mean(u[g], 0)
       means.append(m)
       chols.append(jnp.linalg.cholesky((u[g] - m).T @ (u[g] - m) / len(g)))
-    return {"z_1": zs[0], "z_2": zs[1], "density_logits": jnp.log(jnp.asarray(weights, jnp.float32)),
-            "density_means": jnp.stack(means), "density_cov": jnp.stack(chols)}
+    return {
+      "z_1": zs[0],
+      "z_2": zs[1],
+      "density_logits": jnp.log(jnp.asarray(weights, jnp.float32)),
+      "density_means": jnp.stack(means),
+      "density_cov": jnp.stack(chols),
+    }
 
   hp = method_settings("gmje")
   hp.symmetric, hp.marginal_weight, hp.num_components, hp.covariance_type = False, 0.0, 2, "full"
@@ -170,6 +184,7 @@ def _train_linear_encoder(method, steps, hp, k=1, seed=0):
       if "density" in p:
         outputs.update(density.apply({"params": p["density"]}))
       return objective.loss_fn(outputs, key, hp)
+
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     z = x1 @ params["W"]
@@ -215,8 +230,15 @@ def test_the_trace_trap_remedies_keep_every_direction():
 
 
 def test_gmje_trains_through_the_shared_trainer(tmp_path):
-  config = tiny_method_config(**{"method": "gmje", "gmje.num_components": 2, "gmje.covariance_type": "diag",
-                                 "gmje.fit": "gradient", "num_train_steps": 2})
+  config = tiny_method_config(
+    **{
+      "method": "gmje",
+      "gmje.num_components": 2,
+      "gmje.covariance_type": "diag",
+      "gmje.fit": "gradient",
+      "num_train_steps": 2,
+    }
+  )
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary["final_step"] == 2 and np.isfinite(summary["metrics"]["loss"])
   density = summary["state"].params["density"]
@@ -228,13 +250,20 @@ def test_gmje_defaults_are_the_best_measured_setting(tmp_path):
   barrier per component: they train, and the barrier is in the loss."""
   hp = method_settings("gmje")
   assert (hp.num_components, hp.covariance_type, hp.fit, hp.log_det_weight, hp.log_det_form) == (
-      4, "full", "em", 1.0, "component")
+    4,
+    "full",
+    "em",
+    1.0,
+    "component",
+  )
   summary = train_and_evaluate(tiny_method_config(method="gmje", num_train_steps=2), str(tmp_path))
   assert summary["final_step"] == 2 and np.isfinite(summary["metrics"]["loss"])
   assert "density" not in summary["state"].params and "log_det_barrier" in summary["metrics"]
 
 
-@pytest.mark.parametrize("field,value,message", [
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
     ("gje.num_components", 2, "config.gje.num_components=2"),
     ("gmje.num_components", 0, "config.gmje.num_components=0"),
     ("gmje.covariance_type", "spherical", "config.gmje.covariance_type='spherical'"),
@@ -242,7 +271,8 @@ def test_gmje_defaults_are_the_best_measured_setting(tmp_path):
     ("gmje.log_det_weight", -1.0, "config.gmje.log_det_weight=-1.0"),
     ("gmje_mdn.log_det_weight", -0.5, "config.gmje_mdn.log_det_weight=-0.5"),
     ("gmje_gng.num_slices", 0, "config.gmje_gng.num_slices=0"),
-])
+  ],
+)
 def test_bad_gmje_config(tmp_path, field, value, message):
   with pytest.raises(ValueError, match=message.replace(".", r"\.")):
     train_and_evaluate(tiny_config(**{"method": field.partition(".")[0], field: value}), str(tmp_path))
@@ -260,8 +290,13 @@ def test_conditional_predictive_and_joint_samples():
 
   out = _outputs(b=16, d=3, k=2, covariance_type="full")
   cond = conditional_predictive(out, out["z_1"], "full")
-  joint = gm.mixture_log_prob(jnp.concatenate([out["z_1"], out["z_2"]], -1), out["density_logits"],
-                              out["density_means"], out["density_cov"], "full")
+  joint = gm.mixture_log_prob(
+    jnp.concatenate([out["z_1"], out["z_2"]], -1),
+    out["density_logits"],
+    out["density_means"],
+    out["density_cov"],
+    "full",
+  )
   chain = cond.context_log_prob + gm.mixture_conditional_log_prob(out["z_2"], cond, "full")
   np.testing.assert_allclose(chain, joint, rtol=1e-4, atol=1e-4)
   samples = sample_joint(jax.random.PRNGKey(0), out, "full", 500)

@@ -14,8 +14,8 @@ import gjax.math as gm
 from gjax.models.density_heads import GNGDensity, OnlineEMMixtureDensity
 from gjax.models.heads import MixtureDensityNetwork
 from gjax.objectives import get_objective
-from gjax.train.config import method_settings
 from gjax.train import train_and_evaluate
+from gjax.train.config import method_settings
 from tests.test_train import tiny_config, tiny_method_config
 
 
@@ -31,8 +31,9 @@ def test_online_em_with_unit_step_is_batch_em(covariance_type):
   x = _blobs()
   k, d = 3, 2
   means = x[[0, 1, 2]]
-  cov = {"full": np.broadcast_to(np.eye(d), (k, d, d)), "diag": np.ones((k, d)),
-         "isotropic": np.ones(k)}[covariance_type].astype(np.float32)
+  cov = {"full": np.broadcast_to(np.eye(d), (k, d, d)), "diag": np.ones((k, d)), "isotropic": np.ones(k)}[
+    covariance_type
+  ].astype(np.float32)
   params = gm.MixtureParams(jnp.zeros(k), jnp.asarray(means), jnp.asarray(cov))
   stats0, _ = gm.mixture_statistics(x, *params, covariance_type)
   _, online, ll_online = gm.online_em_step(x, stats0, params, covariance_type, step_size=1.0)
@@ -61,8 +62,7 @@ def test_stepwise_em_on_minibatches_recovers_the_blobs():
 
 def test_m_step_keeps_an_empty_component_and_floors_the_covariance():
   x = np.zeros((8, 2), np.float32)  # zero spread: the floor alone makes the covariance
-  params = gm.MixtureParams(jnp.array([0.0, 0.0]), jnp.array([[0.0, 0.0], [50.0, 50.0]]),
-                            jnp.ones((2, 2)))
+  params = gm.MixtureParams(jnp.array([0.0, 0.0]), jnp.array([[0.0, 0.0], [50.0, 50.0]]), jnp.ones((2, 2)))
   new, _ = gm.em_step(x, *params, "diag", cov_floor=1e-3)
   np.testing.assert_allclose(new.means[1], [50.0, 50.0])  # empty: unchanged
   np.testing.assert_allclose(new.cov[0], [1e-3, 1e-3], rtol=1e-4)
@@ -84,16 +84,19 @@ def test_em_head_initialises_from_the_first_batch_and_updates_its_state():
   assert state["initialized"] and np.all(np.isfinite(out["density_cov"]))
   np.testing.assert_allclose(out["density_means"], state["means"])
   np.testing.assert_allclose(jax.nn.softmax(state["logits"]).sum(), 1.0, rtol=1e-6)
+
   # The loss's gradient reaches the embeddings but the EM parameters are constants.
   def nll(z):
     o = head.apply(variables, {"z_1": z, "z_2": outputs["z_2"]}, train=True, mutable=["density_em"])[0]
     u = jnp.concatenate([z, outputs["z_2"]], -1)
     return -gm.mixture_log_prob(u, o["density_logits"], o["density_means"], o["density_cov"]).mean()
+
   grad = jax.grad(nll)(outputs["z_1"])
   assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
   with pytest.raises(ValueError, match="dimension 6, the density expects 8"):
-    OnlineEMMixtureDensity(dim=8).apply(OnlineEMMixtureDensity(dim=8).init(jax.random.PRNGKey(0)),
-                                        outputs, train=True, mutable=["density_em"])
+    OnlineEMMixtureDensity(dim=8).apply(
+      OnlineEMMixtureDensity(dim=8).init(jax.random.PRNGKey(0)), outputs, train=True, mutable=["density_em"]
+    )
 
 
 def test_mdn_loss_matches_scipy():
@@ -124,10 +127,12 @@ def test_mdn_loss_matches_scipy():
   marginal = float(gm.sliced_epps_pulley(rng_key, jnp.concatenate([z1, z2]), hp.num_slices))
   np.testing.assert_allclose(metrics["nll"], nll, rtol=1e-5)
   np.testing.assert_allclose(loss, nll + 0.3 * marginal, rtol=1e-5)
+
   # Stop-gradient on the target: no gradient from the conditional term into z_t.
   def nll_of_target(z_2):
     o = dict(out, z_2=z_2)
     return get_objective("gmje_mdn").loss_fn(o, rng_key, _with(hp, marginal_weight=0.0, symmetric=False))[0]
+
   np.testing.assert_array_equal(jax.grad(nll_of_target)(jnp.asarray(z2)), 0.0)
 
 
@@ -170,6 +175,7 @@ def _train_linear(method, steps, hp, k=3):
         outputs.update(density)
       loss, metrics = objective.loss_fn(outputs, key, hp)
       return loss, (metrics, new_state)
+
     (_, (metrics, state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), state, opt_state, metrics
@@ -198,14 +204,33 @@ def test_remedy_keeps_every_direction_where_the_naive_loss_collapses(method):
   assert history[-1]["loss"] < history[0]["loss"]
 
 
-@pytest.mark.parametrize("method,overrides", [
-    ("gmje", {"gmje.fit": "em", "gmje.num_components": 2, "gmje.covariance_type": "diag",
-              "gmje.em_cov_floor": 0.5, "gmje.log_det_weight": 1.0, "gmje.log_det_form": "component"}),
+@pytest.mark.parametrize(
+  "method,overrides",
+  [
+    (
+      "gmje",
+      {
+        "gmje.fit": "em",
+        "gmje.num_components": 2,
+        "gmje.covariance_type": "diag",
+        "gmje.em_cov_floor": 0.5,
+        "gmje.log_det_weight": 1.0,
+        "gmje.log_det_form": "component",
+      },
+    ),
     ("gmje_mdn", {"gmje_mdn.num_components": 2, "gmje_mdn.hidden": 16}),
     ("gmje_gng", {"gmje_gng.capacity": 8, "gmje_gng.insert_every": 8}),
-    ("gmje_smc", {"gmje_smc.bank_size": 24, "gmje_smc.reweight_strength": 1.0,
-                  "gmje_smc.resample_threshold": 0.9, "gmje_smc.move_std": 0.01}),
-])
+    (
+      "gmje_smc",
+      {
+        "gmje_smc.bank_size": 24,
+        "gmje_smc.reweight_strength": 1.0,
+        "gmje_smc.resample_threshold": 0.9,
+        "gmje_smc.move_std": 0.01,
+      },
+    ),
+  ],
+)
 def test_remedies_train_through_the_shared_trainer_on_8_devices(tmp_path, method, overrides):
   assert jax.device_count() == 8
   config = tiny_method_config(**{"method": method, "num_train_steps": 2, **overrides})
@@ -220,9 +245,10 @@ def test_remedies_train_through_the_shared_trainer_on_8_devices(tmp_path, method
     # The configured floor reaches the M-step (the tiny model's variances are far below 0.5).
     assert float(state.model_state["density_em"]["density"]["cov"].min()) >= 0.5
     # A resumed run restores the EM state too.
-    again = train_and_evaluate(tiny_method_config(**{"method": method, "num_train_steps": 3,
-                                                     "resume_with_changed_config": True, **overrides}),
-                               str(tmp_path))
+    again = train_and_evaluate(
+      tiny_method_config(**{"method": method, "num_train_steps": 3, "resume_with_changed_config": True, **overrides}),
+      str(tmp_path),
+    )
     assert again["start_step"] == 2 and again["final_step"] == 3
   elif method == "gmje_mdn":
     assert "mdn_var_1" not in state.params and "head" in state.params
@@ -234,14 +260,17 @@ def test_remedies_train_through_the_shared_trainer_on_8_devices(tmp_path, method
     np.testing.assert_allclose(np.exp(bank["log_weights"]).sum(), 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("field,value,message", [
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
     ("gmje.fit", "sgd", "config.gmje.fit='sgd'"),
     ("gmje.em_step_size", 0.0, "config.gmje.em_step_size=0.0"),
     ("gmje.em_cov_floor", 0.0, "config.gmje.em_cov_floor=0.0"),
     ("gmje_mdn.num_components", 0, "config.gmje_mdn.num_components=0"),
     ("gmje_gng.capacity", 1, "config.gmje_gng.capacity=1"),
     ("gmje_smc.bank_size", 8, "config.gmje_smc.bank_size=8"),
-])
+  ],
+)
 def test_bad_remedy_config(tmp_path, field, value, message):
   method = field.split(".")[0]
   with pytest.raises(ValueError, match=message.replace(".", r"\.")):

@@ -26,10 +26,16 @@ from tests.helpers import set_fields
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A tiny synthetic run through the real command line (train.py) and in process.
-TINY = {"dataset.name": "synthetic", "dataset.synthetic_image_size": 16, "dataset.num_train_examples": -1,
-        "model.encoder": "resnet10",  # one block per stage: the same code paths, less to compile
-        "model.width_multiplier": 0.0625, "model.bottleneck": 16, "batch_size": 16,
-        "optim.base_learning_rate": 0.5}
+TINY = {
+  "dataset.name": "synthetic",
+  "dataset.synthetic_image_size": 16,
+  "dataset.num_train_examples": -1,
+  "model.encoder": "resnet10",  # one block per stage: the same code paths, less to compile
+  "model.width_multiplier": 0.0625,
+  "model.bottleneck": 16,
+  "batch_size": 16,
+  "optim.base_learning_rate": 0.5,
+}
 
 
 def tiny(method: str = "vje", **overrides):
@@ -40,7 +46,8 @@ def tiny(method: str = "vje", **overrides):
 
 def train_command(workdir, **overrides):
   return [sys.executable, "train.py", "--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", str(workdir)] + [
-      f"--config.{k}={v}" for k, v in {**TINY, **overrides}.items()]
+    f"--config.{k}={v}" for k, v in {**TINY, **overrides}.items()
+  ]
 
 
 def checkpoint_steps(workdir) -> list[int]:
@@ -64,11 +71,13 @@ def restore(workdir, config):
 
   train_input = build_train_input(config)
   _, _, model = state_lib.build_method(config)
-  tx, _ = state_lib.make_optimizer(config, train_input.steps_per_epoch, state_lib.total_train_steps(
-      config, train_input.steps_per_epoch))
+  tx, _ = state_lib.make_optimizer(
+    config, train_input.steps_per_epoch, state_lib.total_train_steps(config, train_input.steps_per_epoch)
+  )
   mesh = gdata.data_mesh()
-  state = state_lib.create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape,
-                                     gdata.replicated_sharding(mesh))
+  state = state_lib.create_train_state(
+    jax.random.PRNGKey(0), model, tx, train_input.image_shape, gdata.replicated_sharding(mesh)
+  )
   manager = checkpoints.checkpoint_manager(str(workdir), config)
   try:
     return checkpoints.restore_latest(manager, state)
@@ -93,12 +102,21 @@ def wait_for(predicate, process, timeout=300.0):
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   workdir = tmp_path / "run"
   process = subprocess.Popen(
-      train_command(workdir, num_train_steps=5000, log_every_steps=5, checkpoint_every_steps=4000),
-      cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    train_command(workdir, num_train_steps=5000, log_every_steps=5, checkpoint_every_steps=4000),
+    cwd=REPO,
+    stderr=subprocess.PIPE,
+    stdout=subprocess.DEVNULL,
+    text=True,
+  )
   wait_for(lambda: (workdir / "train.jsonl").exists() and (workdir / "train.jsonl").read_text().strip(), process)
   # A second train.py in the same workdir (the one-writer case): refused at once in one line, no hang.
-  second = subprocess.run(train_command(workdir, num_train_steps=5000, log_every_steps=5, checkpoint_every_steps=4000),
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  second = subprocess.run(
+    train_command(workdir, num_train_steps=5000, log_every_steps=5, checkpoint_every_steps=4000),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert second.returncode == 2, second.stderr[-3000:]
   assert f"is in use by pid {process.pid} on host" in second.stderr and "Traceback" not in second.stderr
   process.send_signal(signal.SIGTERM)
@@ -127,6 +145,7 @@ def test_sigint_in_process_stops_after_the_current_step(tmp_path, monkeypatch):
       if len(calls) == 3:
         os.kill(os.getpid(), signal.SIGINT)
       return step_fn(state, batch)
+
     return step
 
   monkeypatch.setattr(plan, "make_train_step", make_step_sending_sigint_at_step_3)
@@ -139,8 +158,9 @@ def test_sigint_in_process_stops_after_the_current_step(tmp_path, monkeypatch):
 def test_kill_9_loses_only_the_steps_since_the_checkpoint_and_resumes_exactly(tmp_path):
   overrides = dict(num_train_steps=30, log_every_steps=3, checkpoint_every_steps=3)
   workdir = tmp_path / "killed"
-  process = subprocess.Popen(train_command(workdir, **overrides), cwd=REPO, stderr=subprocess.PIPE,
-                             stdout=subprocess.DEVNULL, text=True)
+  process = subprocess.Popen(
+    train_command(workdir, **overrides), cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+  )
   wait_for(lambda: checkpoint_steps(workdir), process)
   process.kill()  # SIGKILL: no handler runs
   process.wait(timeout=60)
@@ -189,9 +209,16 @@ def _damage_silently(workdir, config, state, step):
   files, largest first, at a few offsets, keeping the first silent damage."""
   from gjax.train.checkpoints import checkpoint_manager, saved_tree
 
-  files = sorted((os.path.join(root, name) for root, _, names in os.walk(workdir / "checkpoints" / str(step))
-                  for name in names if os.sep + "d" + os.sep in os.path.join(root, name)),
-                 key=os.path.getsize, reverse=True)
+  files = sorted(
+    (
+      os.path.join(root, name)
+      for root, _, names in os.walk(workdir / "checkpoints" / str(step))
+      for name in names
+      if os.sep + "d" + os.sep in os.path.join(root, name)
+    ),
+    key=os.path.getsize,
+    reverse=True,
+  )
   abstract = saved_tree(jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state))
   saved = jax.tree_util.tree_leaves(jax.device_get(saved_tree(state)))
   for path in files:
@@ -266,7 +293,9 @@ def _objective_with_nan_on(predicate):
     def loss_fn(outputs, rng, hparams):
       loss, metrics = objective.loss_fn(outputs, rng, hparams)
       return jnp.where(predicate(rng), jnp.nan, loss), metrics
+
     return dataclasses.replace(objective, loss_fn=loss_fn), hparams, model
+
   return build_method
 
 
@@ -292,8 +321,9 @@ def test_huge_learning_rate_is_caught_at_the_update(tmp_path):
 
 def test_skip_policy_skips_nonfinite_steps_and_keeps_training(tmp_path, monkeypatch):
   config = tiny(num_train_steps=12, log_every_steps=4, nonfinite_policy="skip")
-  monkeypatch.setattr(plan, "build_method", _objective_with_nan_on(
-      lambda rng: jax.random.bernoulli(jax.random.fold_in(rng, 7), 0.4)))
+  monkeypatch.setattr(
+    plan, "build_method", _objective_with_nan_on(lambda rng: jax.random.bernoulli(jax.random.fold_in(rng, 7), 0.4))
+  )
   summary = train_and_evaluate(config, str(tmp_path))
   assert 0 < summary["skipped_steps"] < 12 and summary["final_step"] == 12
   params = jax.device_get(summary["state"].params)
@@ -322,12 +352,16 @@ def test_same_config_and_seed_give_bitwise_identical_runs(tmp_path, monkeypatch)
   assert steps[0]._cache_size() == 1  # one compilation for the whole run: no recompiles, no layout churn
   second = train_and_evaluate(config, str(tmp_path / "b"))
   assert_states_equal(first["state"], second["state"])
-  losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "train.jsonl").read_text().splitlines()]
-            for run in ("a", "b")]
+  losses = [
+    [json.loads(line)["loss"] for line in (tmp_path / run / "train.jsonl").read_text().splitlines()]
+    for run in ("a", "b")
+  ]
   assert losses[0] == losses[1]
   other_seed = train_and_evaluate(tiny(num_train_steps=4, seed=1), str(tmp_path / "c"))
-  assert not np.array_equal(jax.tree_util.tree_leaves(jax.device_get(other_seed["state"].params))[0],
-                            jax.tree_util.tree_leaves(jax.device_get(first["state"].params))[0])
+  assert not np.array_equal(
+    jax.tree_util.tree_leaves(jax.device_get(other_seed["state"].params))[0],
+    jax.tree_util.tree_leaves(jax.device_get(first["state"].params))[0],
+  )
 
 
 # --------------------------------------------------------------------------- config schema
@@ -349,7 +383,7 @@ def _bad_values(field, default):
   if isinstance(default, bool):
     return [1]
   if isinstance(default, int):
-    return ["3", 2.5, -10**9]
+    return ["3", 2.5, -(10**9)]
   if isinstance(default, float):
     return ["3", -1e9, math.nan]
   if isinstance(default, str):
@@ -397,12 +431,18 @@ def test_unknown_and_missing_fields_are_rejected():
 
 
 def test_bfloat16_compute_trains_with_float32_parameters_and_losses(tmp_path):
-  runs = {dtype: train_and_evaluate(tiny(num_train_steps=2, log_every_steps=1, **{"model.compute_dtype": dtype}),
-                                    str(tmp_path / dtype)) for dtype in ("float32", "bfloat16")}
+  runs = {
+    dtype: train_and_evaluate(
+      tiny(num_train_steps=2, log_every_steps=1, **{"model.compute_dtype": dtype}), str(tmp_path / dtype)
+    )
+    for dtype in ("float32", "bfloat16")
+  }
   params = jax.device_get(runs["bfloat16"]["state"].params)
   assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(params)} == {np.dtype(np.float32)}
-  losses = {dtype: [json.loads(line)["loss"] for line in (tmp_path / dtype / "train.jsonl").read_text().splitlines()]
-            for dtype in runs}
+  losses = {
+    dtype: [json.loads(line)["loss"] for line in (tmp_path / dtype / "train.jsonl").read_text().splitlines()]
+    for dtype in runs
+  }
   assert all(math.isfinite(loss) for loss in losses["bfloat16"])
   np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.05)  # bf16 rounding, same model
   assert losses["bfloat16"] != losses["float32"]  # the compute dtype did change the arithmetic
@@ -437,6 +477,7 @@ def test_metrics_have_each_step_once_after_a_resume_and_the_summary_covers_the_w
   train_and_evaluate(config, str(tmp_path))
   # As if the run had died after logging steps 3-4 but before checkpointing step 4.
   import shutil
+
   shutil.rmtree(tmp_path / "checkpoints" / "4")
   resumed = train_and_evaluate(config, str(tmp_path))
   assert resumed["start_step"] == 2
@@ -467,8 +508,9 @@ def test_a_resume_with_a_changed_config_stops_listing_the_changes_and_the_ways_o
   assert (tmp_path / "config.json").read_text() == recorded  # the run's record is untouched
   assert checkpoint_steps(tmp_path) == [2] and not (tmp_path / "config_history.jsonl").exists()
   # Logging, checkpointing and evaluation settings may change freely.
-  again = train_and_evaluate(tiny(num_train_steps=2, checkpoint_every_steps=5, log_every_steps=2,
-                                  **{"eval.evaluators.knn.k": 7}), str(tmp_path))
+  again = train_and_evaluate(
+    tiny(num_train_steps=2, checkpoint_every_steps=5, log_every_steps=2, **{"eval.evaluators.knn.k": 7}), str(tmp_path)
+  )
   assert again["start_step"] == 2
 
 

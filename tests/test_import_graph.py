@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def module_name(path: str, root: str) -> str:
   """``gjax/eval/knn.py`` -> ``gjax.eval.knn``; ``gjax/eval/__init__.py`` -> ``gjax.eval``."""
-  parts = os.path.relpath(path, root)[:-len(".py")].split(os.sep)
+  parts = os.path.relpath(path, root)[: -len(".py")].split(os.sep)
   return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -45,7 +45,7 @@ def imported_names(path: str, module: str) -> set[str]:
     elif isinstance(node, ast.ImportFrom):
       if node.level:
         base = module.split(".")
-        base = base[:len(base) - node.level + (1 if is_package else 0)]
+        base = base[: len(base) - node.level + (1 if is_package else 0)]
         source = ".".join(base + ([node.module] if node.module else []))
       else:
         source = node.module
@@ -83,7 +83,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     path.append(node)
     for target in sorted(graph.get(node, ())):
       if state.get(target) == 1:
-        return path[path.index(target):] + [target]
+        return path[path.index(target) :] + [target]
       if target not in state:
         found = visit(target)
         if found:
@@ -103,8 +103,13 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def imports_into(graph, from_prefix: str, to_prefixes: tuple[str, ...]) -> list[tuple[str, str]]:
   """Edges from modules under ``from_prefix`` to modules under any of ``to_prefixes``."""
   under = lambda name, prefix: name == prefix or name.startswith(prefix + ".")  # noqa: E731
-  return sorted((a, b) for a, targets in graph.items() if under(a, from_prefix)
-                for b in targets if any(under(b, p) for p in to_prefixes))
+  return sorted(
+    (a, b)
+    for a, targets in graph.items()
+    if under(a, from_prefix)
+    for b in targets
+    if any(under(b, p) for p in to_prefixes)
+  )
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +135,12 @@ def test_models_import_no_train_or_eval(graph):
 
 
 def test_the_library_imports_no_study():
-  offenders = [(module, name) for module, path in package_modules(REPO, "gjax").items()
-               for name in imported_names(path, module) if name == "studies" or name.startswith("studies.")]
+  offenders = [
+    (module, name)
+    for module, path in package_modules(REPO, "gjax").items()
+    for name in imported_names(path, module)
+    if name == "studies" or name.startswith("studies.")
+  ]
   assert offenders == [], offenders
 
 
@@ -142,8 +151,12 @@ def test_no_library_module_is_a_script():
     with open(path) as f:
       tree = ast.parse(f.read(), path)
     for node in tree.body:
-      if (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
-          and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__"):
+      if (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and isinstance(node.test.left, ast.Name)
+        and node.test.left.id == "__name__"
+      ):
         scripts.append(module)
   assert sorted(m for m in scripts if not m.startswith("gjax.scale.")) == []
 

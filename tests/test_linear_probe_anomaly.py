@@ -27,8 +27,7 @@ def gaussian_clusters(n_per_class, num_classes, dim, separation, seed):
 
 def test_probe_separates_far_apart_clusters():
   x, y = gaussian_clusters(150, 4, 16, 5.0, 0)
-  result = train_linear_probe(x[:400], y[:400], x[400:], y[400:], epochs=8, batch_size=64,
-                              learning_rate=0.1)
+  result = train_linear_probe(x[:400], y[:400], x[400:], y[400:], epochs=8, batch_size=64, learning_rate=0.1)
   assert result["top1"] >= 0.99 and result["train_top1"] >= 0.99
   assert result["top5"] >= result["top1"] and result["top5"] == 1.0  # 4 classes <= 5
   assert np.isfinite(result["final_loss"]) and result["final_loss"] < 0.1
@@ -38,8 +37,9 @@ def test_probe_is_at_chance_on_random_labels():
   rng = np.random.default_rng(1)
   train_x, test_x = rng.normal(size=(512, 8)), rng.normal(size=(2000, 8))
   train_y, test_y = rng.integers(0, 10, 512), rng.integers(0, 10, 2000)
-  result = train_linear_probe(train_x, train_y, test_x, test_y, num_classes=10, epochs=4,
-                              batch_size=128, learning_rate=0.05)
+  result = train_linear_probe(
+    train_x, train_y, test_x, test_y, num_classes=10, epochs=4, batch_size=128, learning_rate=0.05
+  )
   assert abs(result["top1"] - 0.1) < 0.04
   assert abs(result["top5"] - 0.5) < 0.06
   assert result["top5"] >= result["top1"]
@@ -213,12 +213,20 @@ def test_variance_and_entropy_scores_closed_form():
   np.testing.assert_allclose(entropy_score(var), entropy, rtol=1e-5, atol=1e-5)
   # Against scipy's multivariate normal entropy for one row.
   import scipy.stats
+
   ref = scipy.stats.multivariate_normal(np.zeros(5), np.diag(var[0].astype(np.float64))).entropy()
   np.testing.assert_allclose(entropy_score(var)[0], ref, rtol=1e-5)
   z, mu, var64 = posterior_batch(3)
   scores = vje_anomaly_scores(z, mu, var64, 0.5)
-  assert set(scores) == {"joint", "joint_kernel", "joint_log_det", "joint_radial", "neg_elbo", "variance_sum",
-                         "entropy"}
+  assert set(scores) == {
+    "joint",
+    "joint_kernel",
+    "joint_log_det",
+    "joint_radial",
+    "neg_elbo",
+    "variance_sum",
+    "entropy",
+  }
   # The parts against plain numpy (Eq. 24, 29, 9), and the ELBO = joint + KL.
   z, mu, v = (np.asarray(a, np.float64) for a in (z, mu, var64))
   unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
@@ -227,10 +235,11 @@ def test_variance_and_entropy_scores_closed_form():
   np.testing.assert_allclose(scores["joint_kernel"], 0.5 * (0.5 + d) * np.log1p(q / 0.5), rtol=1e-4)
   np.testing.assert_allclose(scores["joint_log_det"], 0.5 * np.log(v).sum(-1), rtol=1e-5, atol=1e-5)
   dr = np.linalg.norm(z, axis=-1) - np.linalg.norm(mu, axis=-1)
-  np.testing.assert_allclose(scores["joint_radial"], 0.5 * 1.5 * np.log1p(dr ** 2 / 0.5), rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(scores["joint"], scores["joint_kernel"] + scores["joint_log_det"]
-                             + scores["joint_radial"], rtol=1e-5, atol=1e-5)
-  kl = 0.5 * np.sum(v + mu ** 2 - 1 - np.log(v), -1)
+  np.testing.assert_allclose(scores["joint_radial"], 0.5 * 1.5 * np.log1p(dr**2 / 0.5), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(
+    scores["joint"], scores["joint_kernel"] + scores["joint_log_det"] + scores["joint_radial"], rtol=1e-5, atol=1e-5
+  )
+  kl = 0.5 * np.sum(v + mu**2 - 1 - np.log(v), -1)
   np.testing.assert_allclose(scores["neg_elbo"], np.asarray(scores["joint"]) + kl, rtol=1e-4, atol=1e-4)
   assert jax.jit(entropy_score)(var).shape == (6,)
 

@@ -3,7 +3,6 @@
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import integrate
@@ -48,8 +47,8 @@ def closed_form_epps_pulley(x):
   """N ∫ |φ_N(t) - e^{-t²/2}|² e^{-t²/2} dt over the whole line, in closed form."""
   n = len(x)
   diff = x[:, None] - x[None, :]
-  term_pairs = math.sqrt(2 * math.pi) * np.exp(-0.5 * diff ** 2).sum() / n ** 2
-  term_cross = 2 * math.sqrt(math.pi) * np.exp(-0.25 * x ** 2).sum() / n
+  term_pairs = math.sqrt(2 * math.pi) * np.exp(-0.5 * diff**2).sum() / n**2
+  term_cross = 2 * math.sqrt(math.pi) * np.exp(-0.25 * x**2).sum() / n
   return n * (term_pairs - term_cross + math.sqrt(2 * math.pi / 3))
 
 

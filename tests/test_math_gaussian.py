@@ -22,11 +22,13 @@ def test_full_diag_isotropic_log_prob_match_scipy(d):
     np.testing.assert_allclose(gm.gaussian_log_prob_from_cov(x, mean, cov), ref, rtol=1e-10)
     var = rng.uniform(0.2, 2.0, size=d)
     np.testing.assert_allclose(
-        gm.diag_gaussian_log_prob(x, mean, var),
-        stats.multivariate_normal(mean, np.diag(var)).logpdf(x), rtol=1e-10)
+      gm.diag_gaussian_log_prob(x, mean, var), stats.multivariate_normal(mean, np.diag(var)).logpdf(x), rtol=1e-10
+    )
     np.testing.assert_allclose(
-        gm.isotropic_gaussian_log_prob(x, mean, np.full(6, 0.7)),
-        stats.multivariate_normal(mean, 0.7 * np.eye(d)).logpdf(x), rtol=1e-10)
+      gm.isotropic_gaussian_log_prob(x, mean, np.full(6, 0.7)),
+      stats.multivariate_normal(mean, 0.7 * np.eye(d)).logpdf(x),
+      rtol=1e-10,
+    )
 
 
 def test_batched_scale_trils_broadcast():
@@ -63,7 +65,8 @@ def test_schur_conditional_matches_closed_form_and_chain_rule(split):
     m_c, c_cc = gm.gaussian_marginal(mean, cov, ctx.tolist() if not isinstance(split, int) else split)
     joint = gm.gaussian_log_prob_from_cov(u, mean, cov)
     chain = gm.gaussian_log_prob_from_cov(u[:, ctx], m_c, c_cc) + gm.gaussian_log_prob(
-        u[:, tgt], cond.mean, cond.scale_tril)
+      u[:, tgt], cond.mean, cond.scale_tril
+    )
     np.testing.assert_allclose(chain, joint, rtol=1e-10)
 
 
@@ -75,7 +78,9 @@ def test_chain_rule_float32():
   u = rng.normal(size=(64, d)).astype(np.float32)
   cond = gm.gaussian_conditional(u[:, :6], mean, cov, 6)
   m_c, c_cc = gm.gaussian_marginal(mean, cov, 6)
-  chain = gm.gaussian_log_prob_from_cov(u[:, :6], m_c, c_cc) + gm.gaussian_log_prob(u[:, 6:], cond.mean, cond.scale_tril)
+  chain = gm.gaussian_log_prob_from_cov(u[:, :6], m_c, c_cc) + gm.gaussian_log_prob(
+    u[:, 6:], cond.mean, cond.scale_tril
+  )
   np.testing.assert_allclose(chain, gm.gaussian_log_prob_from_cov(u, mean, cov), rtol=2e-5, atol=2e-4)
 
 
@@ -104,7 +109,9 @@ def test_scale_tril_from_params_is_valid_cholesky():
 
 def test_trace_trap_mahalanobis_equals_dimension_float32():
   for n, dim, scale in [(512, 16, 1.0), (256, 32, 1e-3), (4096, 64, 50.0)]:
-    u = scale * jax.random.normal(jax.random.PRNGKey(n), (n, dim)) @ jax.random.normal(jax.random.PRNGKey(1), (dim, dim))
+    u = (
+      scale * jax.random.normal(jax.random.PRNGKey(n), (n, dim)) @ jax.random.normal(jax.random.PRNGKey(1), (dim, dim))
+    )
     out = gm.empirical_gaussian_nll(u)
     assert abs(float(out.mahalanobis) - dim) < 1e-4 * dim, (n, dim, float(out.mahalanobis))
     np.testing.assert_allclose(out.nll, 0.5 * dim * np.log(2 * np.pi) + out.half_log_det + 0.5 * dim, rtol=1e-5)
@@ -163,8 +170,9 @@ def test_weighted_empirical_half_log_det_matches_numpy_aweights():
       plain = gm.empirical_half_log_det(u, ridge=ridge)
     np.testing.assert_allclose(got, 0.5 * np.linalg.slogdet(cov)[1], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(equal, plain, rtol=1e-12)  # equal weights: the unweighted moments
-  grad_check(lambda v: gm.empirical_half_log_det(v, ridge=0.1, weights=jnp.linspace(0.1, 1.0, 12)),
-             (rng.normal(size=(12, 3)),))
+  grad_check(
+    lambda v: gm.empirical_half_log_det(v, ridge=0.1, weights=jnp.linspace(0.1, 1.0, 12)), (rng.normal(size=(12, 3)),)
+  )
   # A component no row belongs to (float32 responsibilities underflow to 0): the ridge alone, finite gradient.
   u32 = jnp.asarray(rng.normal(size=(12, 3)), jnp.float32)
   value, grad = jax.value_and_grad(lambda v: gm.empirical_half_log_det(v, ridge=1e-6, weights=jnp.zeros(12)))(u32)
@@ -179,8 +187,11 @@ def test_empirical_half_log_det_float32_collapsed_batch_stays_finite():
   u = jax.random.normal(jax.random.PRNGKey(0), (256, 16)).at[:, 3].set(0.0)
   value, grad = jax.value_and_grad(lambda v: gm.empirical_half_log_det(v, ridge=1e-6))(u)
   assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
-  np.testing.assert_allclose(value, 0.5 * np.linalg.slogdet(np.cov(np.asarray(u, np.float64), rowvar=False, bias=True)
-                                                           + 1e-6 * np.eye(16))[1], rtol=1e-4)
+  np.testing.assert_allclose(
+    value,
+    0.5 * np.linalg.slogdet(np.cov(np.asarray(u, np.float64), rowvar=False, bias=True) + 1e-6 * np.eye(16))[1],
+    rtol=1e-4,
+  )
 
 
 def test_gradients_second_order():

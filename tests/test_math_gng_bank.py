@@ -7,10 +7,20 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
-from gjax.math.gng import (GNGParams, gng_init, gng_mixture, gng_quantization_error, gng_step, gng_update)
-from gjax.math.memory_bank import (FIFO_QUEUE, SMCParams, bank_info_nce, bank_init, bank_insert, bank_move,
-                                   bank_reweight, effective_sample_size, kernel_log_likelihood,
-                                   smc_bank_step, systematic_resample)
+from gjax.math.gng import GNGParams, gng_init, gng_mixture, gng_quantization_error, gng_step, gng_update
+from gjax.math.memory_bank import (
+  FIFO_QUEUE,
+  SMCParams,
+  bank_info_nce,
+  bank_init,
+  bank_insert,
+  bank_move,
+  bank_reweight,
+  effective_sample_size,
+  kernel_log_likelihood,
+  smc_bank_step,
+  systematic_resample,
+)
 from gjax.math.mixture import mixture_log_prob
 
 
@@ -165,8 +175,9 @@ def test_a_partly_filled_bank_ignores_its_empty_slots():
   assert int(bank.filled.sum()) == 3 and abs(float(jnp.exp(jax.nn.logsumexp(bank.log_weights))) - 1) < 1e-6
   q, k = _unit(rng, 2, 4), _unit(rng, 2, 4)
   logits = np.concatenate([np.sum(q * k, -1, keepdims=True), q @ keys.T], -1) / 0.5
-  np.testing.assert_allclose(bank_info_nce(jnp.asarray(q), jnp.asarray(k), bank, 0.5),
-                             -log_softmax(logits, axis=-1)[:, 0], rtol=1e-5)
+  np.testing.assert_allclose(
+    bank_info_nce(jnp.asarray(q), jnp.asarray(k), bank, 0.5), -log_softmax(logits, axis=-1)[:, 0], rtol=1e-5
+  )
   grad = jax.grad(lambda q: bank_info_nce(q, jnp.asarray(k), bank, 0.5).sum())(jnp.asarray(q))
   assert np.all(np.isfinite(grad))
 
@@ -179,7 +190,7 @@ def test_reweighting_ess_and_systematic_resampling():
   reweighted = bank_reweight(bank, ll, 1.0)
   w = np.exp(np.asarray(reweighted.log_weights))
   np.testing.assert_allclose(w, np.exp(log_softmax(np.asarray(ll, np.float64))), rtol=1e-5)
-  np.testing.assert_allclose(effective_sample_size(reweighted), 1 / np.sum(w ** 2), rtol=1e-5)
+  np.testing.assert_allclose(effective_sample_size(reweighted), 1 / np.sum(w**2), rtol=1e-5)
   # Systematic resampling keeps M particles, each copied floor(M w) or ceil(M w) times.
   resampled = systematic_resample(jax.random.PRNGKey(0), reweighted)
   assert resampled.particles.shape == (8, 3)
@@ -189,15 +200,19 @@ def test_reweighting_ess_and_systematic_resampling():
   assert counts.sum() == 8 and np.all(counts >= np.floor(8 * w) - 1e-9) and np.all(counts <= np.ceil(8 * w) + 1e-9)
   # The full step resamples when the ESS falls below threshold * M and the weights stay normalised.
   params = SMCParams(reweight_strength=5.0, temperature=0.1, resample_threshold=0.9, move_std=0.01)
-  new_bank, diag = smc_bank_step(jax.random.PRNGKey(1), bank, jnp.asarray(_unit(rng, 4, 3)),
-                                 jnp.asarray(_unit(rng, 2, 3)), params)
+  new_bank, diag = smc_bank_step(
+    jax.random.PRNGKey(1), bank, jnp.asarray(_unit(rng, 4, 3)), jnp.asarray(_unit(rng, 2, 3)), params
+  )
   assert float(diag["resampled"]) == 1.0 and float(diag["ess"]) < 0.9 * 8
   assert abs(float(jnp.exp(jax.nn.logsumexp(new_bank.log_weights))) - 1) < 1e-5
   np.testing.assert_allclose(np.linalg.norm(new_bank.particles, axis=-1), 1.0, rtol=1e-5)
   moved = bank_move(jax.random.PRNGKey(3), bank, 0.1)
   assert not np.allclose(moved.particles, bank.particles)
-  np.testing.assert_allclose(kernel_log_likelihood(jnp.asarray(src[:2]), bank, 0.5),
-                             np.log(np.mean(np.exp(src[:2] @ src.T / 0.5), axis=0)), rtol=1e-5)
+  np.testing.assert_allclose(
+    kernel_log_likelihood(jnp.asarray(src[:2]), bank, 0.5),
+    np.log(np.mean(np.exp(src[:2] @ src.T / 0.5), axis=0)),
+    rtol=1e-5,
+  )
 
 
 def test_bank_rejects_bad_input():
@@ -206,8 +221,9 @@ def test_bank_rejects_bad_input():
   with pytest.raises(ValueError, match="size and dim must be >= 1"):
     bank_init(0, 2)
   with pytest.raises(ValueError, match="temperature must be > 0"):
-    smc_bank_step(jax.random.PRNGKey(0), bank_init(4, 2), jnp.zeros((2, 2)), jnp.zeros((2, 2)),
-                  SMCParams(temperature=0.0))
+    smc_bank_step(
+      jax.random.PRNGKey(0), bank_init(4, 2), jnp.zeros((2, 2)), jnp.zeros((2, 2)), SMCParams(temperature=0.0)
+    )
 
 
 def test_gradients_of_the_bank_loss_and_the_em_statistics():

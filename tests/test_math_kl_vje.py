@@ -26,8 +26,7 @@ def test_kl_against_numerical_integration():
     got = gm.kl_diag_gaussians(mq, vq, mp, vp)
     got_std = gm.kl_diag_gaussian_standard_normal(mq, vq)
   np.testing.assert_allclose(got, sum(kl_1d_by_quadrature(*a) for a in zip(mq, vq, mp, vp)), rtol=1e-8)
-  np.testing.assert_allclose(
-      got_std, sum(kl_1d_by_quadrature(m, v, 0.0, 1.0) for m, v in zip(mq, vq)), rtol=1e-8)
+  np.testing.assert_allclose(got_std, sum(kl_1d_by_quadrature(m, v, 0.0, 1.0) for m, v in zip(mq, vq)), rtol=1e-8)
 
 
 def test_kl_zero_iff_equal():
@@ -39,6 +38,7 @@ def test_kl_zero_iff_equal():
 
 def numpy_vje_eq38(z1, z2, mu1, var1, mu2, var2, e1, e2, nu, beta, eps=1e-6):
   """Eq. 38 / Algorithm 4 written out in plain numpy."""
+
   def normalize(v):
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), eps)
 
@@ -49,10 +49,10 @@ def numpy_vje_eq38(z1, z2, mu1, var1, mu2, var2, e1, e2, nu, beta, eps=1e-6):
 
   def nll_rad(z, s):
     dr = np.linalg.norm(z, axis=-1) - np.linalg.norm(s, axis=-1)
-    return 0.5 * (nu + 1) * np.log(1 + dr ** 2 / nu)
+    return 0.5 * (nu + 1) * np.log(1 + dr**2 / nu)
 
   def kld(mu, var):
-    return 0.5 * (var + mu ** 2 - 1 - np.log(var)).sum(-1)
+    return 0.5 * (var + mu**2 - 1 - np.log(var)).sum(-1)
 
   s1, s2 = mu1 + np.sqrt(var1) * e1, mu2 + np.sqrt(var2) * e2
   l_dir = 0.5 * (nll_dir(z2, s1, var1) + nll_dir(z1, s2, var2))
@@ -77,7 +77,9 @@ def test_vje_loss_equals_numpy_eq38(nu, beta):
     loss, parts = gm.vje_symmetric_loss(*args, nu=nu, beta=beta)
   ref, ref_dir, ref_rad, ref_kl = numpy_vje_eq38(*args, nu=nu, beta=beta)
   np.testing.assert_allclose(loss, ref, rtol=1e-12)
-  np.testing.assert_allclose([parts["directional"], parts["radial"], parts["kl"]], [ref_dir, ref_rad, ref_kl], rtol=1e-12)
+  np.testing.assert_allclose(
+    [parts["directional"], parts["radial"], parts["kl"]], [ref_dir, ref_rad, ref_kl], rtol=1e-12
+  )
   # float32 agrees to float32 precision.
   args32 = [a.astype(np.float32) for a in args]
   np.testing.assert_allclose(gm.vje_symmetric_loss(*args32, nu=nu, beta=beta)[0], ref, rtol=2e-5)
@@ -99,22 +101,29 @@ def test_vje_toggles_select_terms():
 
 def test_vje_target_gradient_is_exactly_zero():
   z1, z2, mu1, var1, mu2, var2, e1, e2 = [jnp.asarray(a, jnp.float32) for a in vje_inputs(2)]
+
   def loss_of(z1_, z2_):
     return gm.vje_symmetric_loss(z1_, z2_, mu1, var1, mu2, var2, e1, e2, nu=3.0, beta=1.0)[0]
+
   g1, g2 = jax.grad(loss_of, argnums=(0, 1))(z1, z2)
   assert np.all(np.asarray(g1) == 0.0) and np.all(np.asarray(g2) == 0.0)
+
   # ...while the posterior parameters do receive gradient through the likelihood.
   def nll_of(mu):
     return gm.vje_symmetric_loss(z1, z2, mu, var1, mu2, var2, e1, e2, nu=3.0, use_kl=False)[0]
+
   assert np.abs(np.asarray(jax.grad(nll_of)(mu1))).max() > 0
 
 
 def test_vje_gradients_second_order():
   z1, z2, mu1, var1, mu2, var2, e1, e2 = vje_inputs(3, b=2, d=3)
-  grad_check(lambda m1, v1, m2, v2: gm.vje_symmetric_loss(
-      z1, z2, m1, v1, m2, v2, e1, e2, nu=3.0, beta=1.0)[0], (mu1, var1, mu2, var2))
-  grad_check(lambda m1, v1: gm.vje_symmetric_loss(
-      z1, z2, m1, v1, mu2, var2, e1, e2, nu=math.inf, beta=0.5)[0], (mu1, var1))
+  grad_check(
+    lambda m1, v1, m2, v2: gm.vje_symmetric_loss(z1, z2, m1, v1, m2, v2, e1, e2, nu=3.0, beta=1.0)[0],
+    (mu1, var1, mu2, var2),
+  )
+  grad_check(
+    lambda m1, v1: gm.vje_symmetric_loss(z1, z2, m1, v1, mu2, var2, e1, e2, nu=math.inf, beta=0.5)[0], (mu1, var1)
+  )
   grad_check(gm.kl_diag_gaussian_standard_normal, (mu1, var1))
   grad_check(gm.kl_diag_gaussians, (mu1, var1, mu2, var2))
 

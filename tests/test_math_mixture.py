@@ -1,11 +1,10 @@
 """Mixtures: density, responsibilities, conditional mixture, sampling, EM."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import integrate, stats
-from scipy.special import logsumexp, log_softmax, softmax
+from scipy.special import log_softmax, logsumexp, softmax
 
 import gjax.math as gm
 from tests.helpers import grad_check, random_spd, x64
@@ -38,12 +37,16 @@ def test_log_prob_and_responsibilities_match_scipy(covariance_type):
   x = rng.normal(size=(9, 3))
   with x64():
     np.testing.assert_allclose(
-        gm.mixture_log_prob(x, logits, means, cov, covariance_type),
-        scipy_mixture_log_prob(x, logits, means, dense), rtol=1e-10)
+      gm.mixture_log_prob(x, logits, means, cov, covariance_type),
+      scipy_mixture_log_prob(x, logits, means, dense),
+      rtol=1e-10,
+    )
     comps = np.stack([stats.multivariate_normal(means[i], dense[i]).logpdf(x) for i in range(4)], -1)
     np.testing.assert_allclose(
-        gm.mixture_responsibilities(x, logits, means, cov, covariance_type),
-        softmax(comps + log_softmax(logits), axis=-1), rtol=1e-9)
+      gm.mixture_responsibilities(x, logits, means, cov, covariance_type),
+      softmax(comps + log_softmax(logits), axis=-1),
+      rtol=1e-9,
+    )
 
 
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
@@ -57,8 +60,10 @@ def test_conditional_mixture_equals_joint_over_marginal(covariance_type):
     marginal = scipy_mixture_log_prob(u[:, :d_c], logits, means[:, :d_c], dense[:, :d_c, :d_c])
     np.testing.assert_allclose(cond.context_log_prob, marginal, rtol=1e-10)
     np.testing.assert_allclose(
-        gm.mixture_conditional_log_prob(u[:, d_c:], cond, covariance_type),
-        scipy_mixture_log_prob(u, logits, means, dense) - marginal, rtol=1e-9)
+      gm.mixture_conditional_log_prob(u[:, d_c:], cond, covariance_type),
+      scipy_mixture_log_prob(u, logits, means, dense) - marginal,
+      rtol=1e-9,
+    )
     # Per-component means and covariances are the Schur conditionals.
     for k in range(3):
       ref = gm.gaussian_conditional(u[:, :d_c], means[k], dense[k], d_c)
@@ -109,7 +114,9 @@ def test_em_step_matches_numpy_and_increases_likelihood(covariance_type):
   with x64():
     params, ll0 = gm.em_step(x, logits, means, cov, covariance_type, cov_floor=floor)
     # Plain numpy EM step.
-    comp = np.stack([stats.multivariate_normal(means[k], dense[k]).logpdf(x) for k in range(3)], -1) + log_softmax(logits)
+    comp = np.stack([stats.multivariate_normal(means[k], dense[k]).logpdf(x) for k in range(3)], -1) + log_softmax(
+      logits
+    )
     resp = softmax(comp, axis=-1)
     nk = resp.sum(0)
     mu = resp.T @ x / nk[:, None]
@@ -119,11 +126,16 @@ def test_em_step_matches_numpy_and_increases_likelihood(covariance_type):
     for k in range(3):
       r = x - mu[k]
       s = (resp[:, k, None] * r).T @ r / nk[k]
-      got = {"full": lambda: params.cov[k] @ params.cov[k].T,
-             "diag": lambda: np.diag(params.cov[k]),
-             "isotropic": lambda: params.cov[k] * np.eye(2)}[covariance_type]()
-      want = {"full": s + floor * np.eye(2), "diag": np.diag(np.diag(s) + floor),
-              "isotropic": (np.trace(s) / 2 + floor) * np.eye(2)}[covariance_type]
+      got = {
+        "full": lambda: params.cov[k] @ params.cov[k].T,
+        "diag": lambda: np.diag(params.cov[k]),
+        "isotropic": lambda: params.cov[k] * np.eye(2),
+      }[covariance_type]()
+      want = {
+        "full": s + floor * np.eye(2),
+        "diag": np.diag(np.diag(s) + floor),
+        "isotropic": (np.trace(s) / 2 + floor) * np.eye(2),
+      }[covariance_type]
       np.testing.assert_allclose(got, want, rtol=1e-8)
     lls = [ll0]
     for _ in range(5):
@@ -162,7 +174,8 @@ def test_vmap_over_batch():
   x = rng.normal(size=(6, 4)).astype(np.float32)
   f32 = [a.astype(np.float32) for a in (logits, means, cov)]
   np.testing.assert_allclose(
-      jax.vmap(gm.mixture_log_prob, (0, None, None, None))(x, *f32), gm.mixture_log_prob(x, *f32), rtol=1e-6)
+    jax.vmap(gm.mixture_log_prob, (0, None, None, None))(x, *f32), gm.mixture_log_prob(x, *f32), rtol=1e-6
+  )
 
 
 def test_gradients_second_order():

@@ -15,7 +15,6 @@ from tests.test_math_kl_vje import numpy_vje_eq38, vje_inputs
 
 
 class DiagnosticsTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_input_independent_posterior_has_no_active_unit(self):
     rng = np.random.default_rng(0)
@@ -83,8 +82,7 @@ def test_directional_parts_sum_to_the_nll_and_split_as_eq24():
   unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
   q = ((unit(s) - unit(z)) ** 2 / var).sum(-1)
   np.testing.assert_allclose(kernel, 0.5 * (3.0 + 8) * np.log1p(q / 3.0), rtol=1e-12)
-  grad_check(lambda s_, v_: gm.student_t_directional_parts(z[:2, :3], s_, v_, 3.0)[0],
-             (s[:2, :3], var[:2, :3]))
+  grad_check(lambda s_, v_: gm.student_t_directional_parts(z[:2, :3], s_, v_, 3.0)[0], (s[:2, :3], var[:2, :3]))
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.25])
@@ -109,7 +107,7 @@ def test_free_bits_floor_each_dimension():
   rng = np.random.default_rng(7)
   mu = rng.normal(size=(32, 4)) * np.array([0.01, 0.01, 2.0, 3.0])
   var = np.full((32, 4), 1.0)
-  per_dim = (0.5 * (var + mu ** 2 - 1 - np.log(var))).mean(0)  # dims 0-1 nearly free, 2-3 large
+  per_dim = (0.5 * (var + mu**2 - 1 - np.log(var))).mean(0)  # dims 0-1 nearly free, 2-3 large
   with x64():
     np.testing.assert_allclose(gm.free_bits_kl(mu, var, 0.0), per_dim.sum(), rtol=1e-12)
     np.testing.assert_allclose(gm.free_bits_kl(mu, var, 0.5), np.maximum(per_dim, 0.5).sum(), rtol=1e-12)

@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gjax.math as gm
 from tests.helpers import random_spd, x64
@@ -44,9 +45,11 @@ def test_student_t_terms_float32_extremes(nu):
   big = jnp.full((2, d), 1e3)
   floor = jnp.full((2, d), 1e-6)
   for z, s in ((zero, zero), (zero, big), (big, zero)):
-    for fn in (lambda a, b, v: gm.student_t_directional_nll(a, b, v, nu),
-               lambda a, b, v: gm.student_t_radial_nll(a, b, nu),
-               lambda a, b, v: gm.multivariate_student_t_nll(a, b, v, nu)):
+    for fn in (
+      lambda a, b, v: gm.student_t_directional_nll(a, b, v, nu),
+      lambda a, b, v: gm.student_t_radial_nll(a, b, nu),
+      lambda a, b, v: gm.multivariate_student_t_nll(a, b, v, nu),
+    ):
       value, grads = jax.value_and_grad(lambda a, b, v: jnp.sum(fn(a, b, v)), argnums=(0, 1, 2))(z, s, floor)
       assert _finite((value, grads))
 
@@ -74,27 +77,42 @@ def _cases():
   low = np.linalg.cholesky(random_spd(rng, 4)).astype(np.float32)
   lows = np.stack([low, low * 1.5])
   return {
-      "gaussian_log_prob": (lambda x: gm.gaussian_log_prob(x, jnp.zeros(4), low), f(3, 5, 4)),
-      "diag_gaussian_log_prob": (lambda x: gm.diag_gaussian_log_prob(x, jnp.zeros(4), jnp.ones(4)), f(3, 5, 4)),
-      "isotropic_gaussian_log_prob": (lambda x: gm.isotropic_gaussian_log_prob(x, jnp.zeros(4), 2.0), f(3, 5, 4)),
-      "gaussian_conditional": (lambda x: gm.gaussian_conditional(x[:, :2], jnp.zeros(4), low @ low.T, 2).mean, f(3, 5, 4)),
-      "mixture_log_prob": (lambda x: gm.mixture_log_prob(x, jnp.zeros(2), jnp.zeros((2, 4)), lows), f(3, 5, 4)),
-      "mixture_conditional": (lambda x: gm.mixture_conditional(x[:, :2], jnp.zeros(2), jnp.ones((2, 4)), lows, 2).means, f(3, 5, 4)),
-      "em_step": (lambda x: gm.em_step(x, jnp.zeros(2), jnp.stack([jnp.zeros(4), jnp.ones(4)]), lows)[0].means, f(3, 5, 4)),
-      "student_t_directional_nll": (lambda x: gm.student_t_directional_nll(x, x[::-1], jnp.ones(4), 3.0), f(3, 5, 4)),
-      "student_t_radial_nll": (lambda x: gm.student_t_radial_nll(x, x[::-1], 3.0), f(3, 5, 4)),
-      "multivariate_student_t_log_prob": (lambda x: gm.multivariate_student_t_log_prob(x, jnp.zeros(4), low, 2.0), f(3, 5, 4)),
-      "kl_diag_gaussian_standard_normal": (lambda x: gm.kl_diag_gaussian_standard_normal(x, jnp.ones(4)), f(3, 5, 4)),
-      "kl_diag_gaussians": (lambda x: gm.kl_diag_gaussians(x, jnp.ones(4), x[::-1], 2 * jnp.ones(4)), f(3, 5, 4)),
-      "vje_symmetric_loss": (lambda x: gm.vje_symmetric_loss(x, x[::-1], x, jnp.ones_like(x), x[::-1], jnp.ones_like(x), x, x, nu=3.0)[0], f(3, 5, 4)),
-      "info_nce": (lambda x: gm.info_nce(x, x[::-1], 0.1), f(3, 5, 4)),
-      "gmje_degenerate_info_nce": (lambda x: gm.gmje_degenerate_info_nce(x, x[::-1], 0.1), f(3, 5, 4)),
-      "empirical_gaussian_nll": (lambda x: gm.empirical_gaussian_nll(x).nll, f(3, 9, 4)),
-      "empirical_half_log_det": (lambda x: gm.empirical_half_log_det(x), f(3, 9, 4)),
-      "epps_pulley": (lambda x: gm.epps_pulley(x), f(3, 9, 4)),
-      "sliced_epps_pulley": (lambda x: gm.sliced_epps_pulley(jax.random.PRNGKey(0), x, 8), f(3, 9, 4)),
-      "scale_tril_from_params": (lambda x: gm.scale_tril_from_params(x[:4]), f(3, 5, 4)),
-      "softplus_variance": (gm.softplus_variance, pos(3, 5, 4)),
+    "gaussian_log_prob": (lambda x: gm.gaussian_log_prob(x, jnp.zeros(4), low), f(3, 5, 4)),
+    "diag_gaussian_log_prob": (lambda x: gm.diag_gaussian_log_prob(x, jnp.zeros(4), jnp.ones(4)), f(3, 5, 4)),
+    "isotropic_gaussian_log_prob": (lambda x: gm.isotropic_gaussian_log_prob(x, jnp.zeros(4), 2.0), f(3, 5, 4)),
+    "gaussian_conditional": (
+      lambda x: gm.gaussian_conditional(x[:, :2], jnp.zeros(4), low @ low.T, 2).mean,
+      f(3, 5, 4),
+    ),
+    "mixture_log_prob": (lambda x: gm.mixture_log_prob(x, jnp.zeros(2), jnp.zeros((2, 4)), lows), f(3, 5, 4)),
+    "mixture_conditional": (
+      lambda x: gm.mixture_conditional(x[:, :2], jnp.zeros(2), jnp.ones((2, 4)), lows, 2).means,
+      f(3, 5, 4),
+    ),
+    "em_step": (
+      lambda x: gm.em_step(x, jnp.zeros(2), jnp.stack([jnp.zeros(4), jnp.ones(4)]), lows)[0].means,
+      f(3, 5, 4),
+    ),
+    "student_t_directional_nll": (lambda x: gm.student_t_directional_nll(x, x[::-1], jnp.ones(4), 3.0), f(3, 5, 4)),
+    "student_t_radial_nll": (lambda x: gm.student_t_radial_nll(x, x[::-1], 3.0), f(3, 5, 4)),
+    "multivariate_student_t_log_prob": (
+      lambda x: gm.multivariate_student_t_log_prob(x, jnp.zeros(4), low, 2.0),
+      f(3, 5, 4),
+    ),
+    "kl_diag_gaussian_standard_normal": (lambda x: gm.kl_diag_gaussian_standard_normal(x, jnp.ones(4)), f(3, 5, 4)),
+    "kl_diag_gaussians": (lambda x: gm.kl_diag_gaussians(x, jnp.ones(4), x[::-1], 2 * jnp.ones(4)), f(3, 5, 4)),
+    "vje_symmetric_loss": (
+      lambda x: gm.vje_symmetric_loss(x, x[::-1], x, jnp.ones_like(x), x[::-1], jnp.ones_like(x), x, x, nu=3.0)[0],
+      f(3, 5, 4),
+    ),
+    "info_nce": (lambda x: gm.info_nce(x, x[::-1], 0.1), f(3, 5, 4)),
+    "gmje_degenerate_info_nce": (lambda x: gm.gmje_degenerate_info_nce(x, x[::-1], 0.1), f(3, 5, 4)),
+    "empirical_gaussian_nll": (lambda x: gm.empirical_gaussian_nll(x).nll, f(3, 9, 4)),
+    "empirical_half_log_det": (lambda x: gm.empirical_half_log_det(x), f(3, 9, 4)),
+    "epps_pulley": (lambda x: gm.epps_pulley(x), f(3, 9, 4)),
+    "sliced_epps_pulley": (lambda x: gm.sliced_epps_pulley(jax.random.PRNGKey(0), x, 8), f(3, 9, 4)),
+    "scale_tril_from_params": (lambda x: gm.scale_tril_from_params(x[:4]), f(3, 5, 4)),
+    "softplus_variance": (gm.softplus_variance, pos(3, 5, 4)),
   }
 
 
@@ -116,16 +134,24 @@ def test_property_chain_rule_any_split(d, data):
   with x64():
     cond = gm.gaussian_conditional(u[:, context], mean, cov, context)
     m_c, c_cc = gm.gaussian_marginal(mean, cov, context)
-    chain = np.asarray(gm.gaussian_log_prob_from_cov(u[:, context], m_c, c_cc)
-                       + gm.gaussian_log_prob(u[:, target], cond.mean, cond.scale_tril))
+    chain = np.asarray(
+      gm.gaussian_log_prob_from_cov(u[:, context], m_c, c_cc)
+      + gm.gaussian_log_prob(u[:, target], cond.mean, cond.scale_tril)
+    )
     joint = np.asarray(gm.gaussian_log_prob_from_cov(u, mean, cov))
   assert cond.mean.shape == (3, len(target)) and cond.cov.shape == (len(target),) * 2
   np.testing.assert_allclose(chain, joint, rtol=1e-9)
 
 
 @settings(max_examples=25, deadline=None)
-@given(b=st.integers(1, 5), d=st.integers(1, 8), seed=st.integers(0, 2**16),
-       a=st.floats(0.01, 100), c=st.floats(0.01, 100), nu=st.sampled_from([0.5, 3.0, math.inf]))
+@given(
+  b=st.integers(1, 5),
+  d=st.integers(1, 8),
+  seed=st.integers(0, 2**16),
+  a=st.floats(0.01, 100),
+  c=st.floats(0.01, 100),
+  nu=st.sampled_from([0.5, 3.0, math.inf]),
+)
 def test_property_symmetries(b, d, seed, a, c, nu):
   rng = np.random.default_rng(seed)
   z, s = rng.normal(size=(2, b, d))

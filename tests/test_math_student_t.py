@@ -22,8 +22,9 @@ def test_multivariate_log_prob_matches_scipy(nu):
   loc, x = rng.normal(size=d), 3 * rng.normal(size=(7, d))
   with x64():
     got = gm.multivariate_student_t_log_prob(x, loc, np.linalg.cholesky(cov), nu)
-  ref = (stats.multivariate_normal(loc, cov).logpdf(x) if math.isinf(nu)
-         else stats.multivariate_t(loc, cov, df=nu).logpdf(x))
+  ref = (
+    stats.multivariate_normal(loc, cov).logpdf(x) if math.isinf(nu) else stats.multivariate_t(loc, cov, df=nu).logpdf(x)
+  )
   np.testing.assert_allclose(got, ref, rtol=1e-10)
 
 
@@ -35,8 +36,11 @@ def test_diag_nll_is_eq14_up_to_the_constant(nu):
   z, s = rng.normal(size=(6, d)), rng.normal(size=(6, d))
   with x64():
     nll = np.asarray(gm.multivariate_student_t_nll(z, s, var, nu))
-  ref = (stats.multivariate_normal(s[0] * 0, np.diag(var)).logpdf(z - s) if math.isinf(nu)
-         else stats.multivariate_t(np.zeros(d), np.diag(var), df=nu).logpdf(z - s))
+  ref = (
+    stats.multivariate_normal(s[0] * 0, np.diag(var)).logpdf(z - s)
+    if math.isinf(nu)
+    else stats.multivariate_t(np.zeros(d), np.diag(var), df=nu).logpdf(z - s)
+  )
   np.testing.assert_allclose(gm.student_t_log_normalizer(nu, d) - nll, ref, rtol=1e-10)
 
 
@@ -45,10 +49,12 @@ def test_diag_nll_is_eq14_up_to_the_constant(nu):
 def test_radial_kernel_is_normalised_1d_t(nu, scale):
   log_c = gm.student_t_radial_log_normalizer(nu, scale)
   with x64():
+
     def density(dr):
       z = np.array([[1.0 + max(dr, 0.0), 0.0]])
       s = np.array([[1.0 + max(-dr, 0.0), 0.0]])  # ||z|| - ||s|| = dr
       return float(np.exp(log_c - gm.student_t_radial_nll(z, s, nu, scale)[0]))
+
     ref_dist = stats.norm(scale=math.sqrt(scale)) if math.isinf(nu) else stats.t(df=nu, scale=math.sqrt(scale))
     for dr in (-2.5, 0.0, 0.7):
       np.testing.assert_allclose(density(dr), ref_dist.pdf(dr), rtol=1e-10)
@@ -81,8 +87,8 @@ def test_radial_nll_matches_algorithm_2():
   z, s = rng.normal(size=(5, 8)), rng.normal(size=(5, 8))
   dr = np.linalg.norm(z, axis=-1) - np.linalg.norm(s, axis=-1)
   with x64():
-    np.testing.assert_allclose(gm.student_t_radial_nll(z, s, 3.0), 2.0 * np.log1p(dr ** 2 / 3.0), rtol=1e-12)
-    np.testing.assert_allclose(gm.student_t_radial_nll(z, s, math.inf), 0.5 * dr ** 2, rtol=1e-12)
+    np.testing.assert_allclose(gm.student_t_radial_nll(z, s, 3.0), 2.0 * np.log1p(dr**2 / 3.0), rtol=1e-12)
+    np.testing.assert_allclose(gm.student_t_radial_nll(z, s, math.inf), 0.5 * dr**2, rtol=1e-12)
 
 
 def test_gaussian_limit_is_exact_and_continuous():

@@ -47,9 +47,12 @@ def test_metric_writer_events_read_back_by_tensorflow(tmp_path):
     writer.write_scalars(step, scalars)
   writer.close()
   assert read_metrics(str(tmp_path / "train.jsonl")) == [
-      {"step": 2, "loss": 1.5, "kl": 0.25}, {"step": 4, "loss": "nan", "kl": 0.125}]
+    {"step": 2, "loss": 1.5, "kl": 0.25},
+    {"step": 4, "loss": "nan", "kl": 0.125},
+  ]
 
   import tensorflow as tf  # the independent reader: checks the record framing and CRCs
+
   (name,) = os.listdir(tmp_path / "tensorboard" / "train")
   assert name.startswith("events.out.tfevents.")
   events = list(tf.compat.v1.train.summary_iterator(str(tmp_path / "tensorboard" / "train" / name)))
@@ -70,14 +73,23 @@ def test_a_disabled_writer_writes_nothing(tmp_path):
 def _run_without_tensorflow(script_and_args, tmp_path):
   blocker = tmp_path / "blocker.py"
   blocker.write_text(BLOCKER)
-  return subprocess.run([sys.executable, str(blocker), *script_and_args], cwd=REPO, capture_output=True,
-                        text=True, timeout=600)
+  return subprocess.run(
+    [sys.executable, str(blocker), *script_and_args], cwd=REPO, capture_output=True, text=True, timeout=600
+  )
 
 
 def test_train_and_eval_run_without_tensorflow_or_tfds(tmp_path):
-  flags = [f"--config.{k}={v}" for k, v in {**TINY, "num_train_steps": 2, "log_every_steps": 1,
-                                             "checkpoint_every_steps": 2, "eval.num_train_examples": 256,
-                                             "eval.run_only": "('knn',)"}.items()]
+  flags = [
+    f"--config.{k}={v}"
+    for k, v in {
+      **TINY,
+      "num_train_steps": 2,
+      "log_every_steps": 1,
+      "checkpoint_every_steps": 2,
+      "eval.num_train_examples": 256,
+      "eval.run_only": "('knn',)",
+    }.items()
+  ]
   common = ["--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", str(tmp_path / "run"), *flags]
   trained = _run_without_tensorflow(["train.py", *common], tmp_path)
   assert trained.returncode == 0 and "NO-TENSORFLOW-OK" in trained.stdout, trained.stderr[-3000:]
@@ -90,7 +102,8 @@ def test_train_and_eval_run_without_tensorflow_or_tfds(tmp_path):
 
 def test_a_tfds_data_set_without_tensorflow_names_what_to_install(tmp_path):
   script = tmp_path / "use_tfds.py"
-  script.write_text(textwrap.dedent("""
+  script.write_text(
+    textwrap.dedent("""
       from gjax.train import base_config
       from gjax.train.input_pipeline import build_train_input
       c = base_config()
@@ -99,7 +112,8 @@ def test_a_tfds_data_set_without_tensorflow_names_what_to_install(tmp_path):
         build_train_input(c)
       except ImportError as e:
         print("MESSAGE:", e)
-  """))
+  """)
+  )
   result = _run_without_tensorflow([str(script)], tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "MESSAGE: the TFDS data sets need tensorflow and tensorflow-datasets" in result.stdout
@@ -108,7 +122,10 @@ def test_a_tfds_data_set_without_tensorflow_names_what_to_install(tmp_path):
 
 @pytest.mark.parametrize("module", ["gjax", "gjax.train", "gjax.eval", "gjax.data", "gjax.objectives"])
 def test_importing_gjax_does_not_import_tensorflow(module):
-  code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets')))"
+  code = (
+    f"import sys, {module}; "
+    "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets')))"
+  )
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
 
@@ -125,8 +142,11 @@ def test_no_private_jax_api_is_used():
   import glob
 
   offenders = []
-  files = [f for pattern in ("gjax/**/*.py", "benchmarks/*.py", "*.py")
-           for f in glob.glob(os.path.join(REPO, pattern), recursive=True)]
+  files = [
+    f
+    for pattern in ("gjax/**/*.py", "benchmarks/*.py", "*.py")
+    for f in glob.glob(os.path.join(REPO, pattern), recursive=True)
+  ]
   assert len(files) > 30
   for path in files:
     tree = ast.parse(open(path).read(), path)

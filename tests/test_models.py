@@ -12,9 +12,16 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gjax.models import (MLP, BasicBlock, Bottleneck, Projector,
-                         GaussianPosteriorNetwork, build_encoder, embedding_dim,
-                         get_activation)
+from gjax.models import (
+  MLP,
+  BasicBlock,
+  Bottleneck,
+  GaussianPosteriorNetwork,
+  Projector,
+  build_encoder,
+  embedding_dim,
+  get_activation,
+)
 
 TINY = 0.125
 
@@ -76,14 +83,16 @@ def test_real_forward_matches_declared_dim(tiny18):
   assert bool(jnp.all(jnp.isfinite(z)))
 
 
-@pytest.mark.parametrize("name,stem,expected", [
-    ("resnet18", "cifar", 11_168_832),     # torchvision 11,689,512 - fc - 7x7 stem
+@pytest.mark.parametrize(
+  "name,stem,expected",
+  [
+    ("resnet18", "cifar", 11_168_832),  # torchvision 11,689,512 - fc - 7x7 stem
     ("resnet50", "imagenet", 23_508_032),  # torchvision 25,557,032 - fc
     ("resnet34", "imagenet", 21_284_672),  # torchvision 21,797,672 - fc
-])
+  ],
+)
 def test_parameter_counts_match_torchvision(name, stem, expected):
-  variables = _init_shapes(build_encoder(name, stem, 1.0),
-                           jnp.zeros((1, 64, 64, 3)))
+  variables = _init_shapes(build_encoder(name, stem, 1.0), jnp.zeros((1, 64, 64, 3)))
   assert _count(variables["params"]) == expected
 
 
@@ -106,8 +115,7 @@ def test_resnet50_last_bn_scale_initialisers():
     return next_fun(*args, **kwargs)
 
   with flax.linen.intercept_methods(record):
-    _init_shapes(build_encoder("resnet50", "imagenet", TINY),
-                 jnp.zeros((1, 32, 32, 3)))
+    _init_shapes(build_encoder("resnet50", "imagenet", TINY), jnp.zeros((1, 32, 32, 3)))
   zero = {p for p, f in scale_inits.items() if f is flax.linen.initializers.zeros}
   assert zero == {p for p in scale_inits if p[-1] == "bn3"}
   assert len(zero) == 16
@@ -125,8 +133,7 @@ def test_fresh_residual_block_is_identity_on_shortcut(block_cls, features):
 
 def test_no_conv_kernel_before_bn_has_a_bias():
   for name in ("resnet18", "resnet50"):
-    params = _init_shapes(build_encoder(name, "imagenet", TINY),
-                          jnp.zeros((1, 32, 32, 3)))["params"]
+    params = _init_shapes(build_encoder(name, "imagenet", TINY), jnp.zeros((1, 32, 32, 3)))["params"]
     paths = list(_flat(params))
     convs = {p[:-1] for p in paths if p[-1] == "kernel"}
     assert convs and all("conv" in p[-1] for p in convs)
@@ -137,16 +144,13 @@ def test_train_updates_batch_stats_eval_does_not(tiny18):
   model, variables = tiny18
   x = _images(seed=3)
   _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-  changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)),
-                                   variables["batch_stats"],
-                                   updates["batch_stats"])
+  changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), variables["batch_stats"], updates["batch_stats"])
   assert all(jax.tree_util.tree_leaves(changed))
 
   z1, same = model.apply(variables, x, train=False, mutable=["batch_stats"])
   z2 = model.apply(variables, x, train=False)
   np.testing.assert_array_equal(z1, z2)
-  jax.tree_util.tree_map(np.testing.assert_array_equal,
-                         variables["batch_stats"], same["batch_stats"])
+  jax.tree_util.tree_map(np.testing.assert_array_equal, variables["batch_stats"], same["batch_stats"])
 
 
 def test_batchnorm_statistics_are_global_over_sharded_batch(tiny18):
@@ -158,8 +162,7 @@ def test_batchnorm_statistics_are_global_over_sharded_batch(tiny18):
   def step(v, images):
     return model.apply(v, images, train=True, mutable=["batch_stats"])
 
-  single = jax.jit(step)(jax.device_put(variables, devices[0]),
-                         jax.device_put(x, devices[0]))
+  single = jax.jit(step)(jax.device_put(variables, devices[0]), jax.device_put(x, devices[0]))
 
   mesh = Mesh(np.array(devices), ("data",))
   x_sharded = jax.device_put(x, NamedSharding(mesh, P("data")))
@@ -167,14 +170,11 @@ def test_batchnorm_statistics_are_global_over_sharded_batch(tiny18):
   sharded = jax.jit(step)(v_replicated, x_sharded)
   assert len(sharded[0].sharding.device_set) == 8
 
-  jax.tree_util.tree_map(
-      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
-      single, sharded)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), single, sharded)
 
   # Per-shard (local) statistics would differ: the check above is meaningful.
   _, local = step(variables, x[:1])
-  assert not np.allclose(local["batch_stats"]["bn1"]["mean"],
-                         single[1]["batch_stats"]["bn1"]["mean"], atol=1e-5)
+  assert not np.allclose(local["batch_stats"]["bn1"]["mean"], single[1]["batch_stats"]["bn1"]["mean"], atol=1e-5)
 
 
 def test_bfloat16_compute_float32_params_and_output(tiny18):
@@ -228,8 +228,7 @@ def test_inference_network_variance_floor_and_finite(raw):
   net = GaussianPosteriorNetwork(latent_dim=4, bottleneck=8, activation="gelu")
   z = jnp.ones((2, 4))
   params = net.init(_key(0), z)["params"]
-  params["var_head"] = {"kernel": jnp.zeros((4, 4)),
-                        "bias": jnp.full((4,), raw)}
+  params["var_head"] = {"kernel": jnp.zeros((4, 4)), "bias": jnp.full((4,), raw)}
   out = net.apply({"params": params}, z)
   np.testing.assert_allclose(out["var_raw"], raw)
   assert bool(jnp.all(jnp.isfinite(out["var"])))
@@ -282,5 +281,4 @@ def test_bad_head_names_raise():
   with pytest.raises(ValueError, match="'group'.*batch"):
     MLP((4,), norm="group").init(_key(0), x, train=False)
   with pytest.raises(ValueError, match="'mish'"):
-    GaussianPosteriorNetwork(latent_dim=3, bottleneck=4, activation="mish").init(
-        _key(0), x)
+    GaussianPosteriorNetwork(latent_dim=3, bottleneck=4, activation="mish").init(_key(0), x)

@@ -18,13 +18,18 @@ from gjax.train import train_and_evaluate
 from tests.test_hardening import REPO, TINY, restore, tiny, train_command
 
 STEPS = dict(num_train_steps=3, log_every_steps=1, checkpoint_every_steps=3)
-EVAL = {"eval.num_train_examples": 512, "eval.evaluators.knn.k": 5, "eval.evaluators.knn.weighted_k": 20,
-        "eval.evaluators.linear_probe.epochs": 2}
+EVAL = {
+  "eval.num_train_examples": 512,
+  "eval.evaluators.knn.k": 5,
+  "eval.evaluators.knn.weighted_k": 20,
+  "eval.evaluators.linear_probe.epochs": 2,
+}
 
 
 def eval_command(workdir):
   return [sys.executable, "eval.py", "--config", "configs/vje_fashion_mnist.py:smoke", "--workdir", str(workdir)] + [
-      f"--config.{k}={v}" for k, v in {**TINY, **STEPS, **EVAL}.items()]
+    f"--config.{k}={v}" for k, v in {**TINY, **STEPS, **EVAL}.items()
+  ]
 
 
 def free_port() -> int:
@@ -39,8 +44,10 @@ def env_with_devices(count: int) -> dict[str, str]:
 
 
 def run_processes(commands_and_envs, timeout=600):
-  processes = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True) for cmd, env in commands_and_envs]
+  processes = [
+    subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for cmd, env in commands_and_envs
+  ]
   outputs = []
   for process in processes:
     try:
@@ -63,8 +70,9 @@ def test_two_processes_train_and_evaluate_like_one_process_with_as_many_devices(
   port = free_port()
   # One job after the other: the two processes of one job must not compete
   # for the cores with a third (their first collective waits for the slowest).
-  logs = run_processes([(train_command(two, **STEPS) + distributed_flags(port, i), env_with_devices(2))
-                        for i in range(2)])
+  logs = run_processes(
+    [(train_command(two, **STEPS) + distributed_flags(port, i), env_with_devices(2)) for i in range(2)]
+  )
   run_processes([(train_command(one, **STEPS), env_with_devices(4))])
   # Only process 0 logs progress and writes metric files.
   assert "step 3/3" in logs[0] and "step 3/3" not in logs[1]
@@ -73,17 +81,18 @@ def test_two_processes_train_and_evaluate_like_one_process_with_as_many_devices(
   state_two, state_one = jax.device_get(restore(two, config)), jax.device_get(restore(one, config))
   assert int(state_two.step) == int(state_one.step) == 3
   for part in ("params", "model_state", "opt_state"):
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
-                           getattr(state_two, part), getattr(state_one, part))
-  losses = [[json.loads(line)["loss"] for line in (run / "train.jsonl").read_text().splitlines()]
-            for run in (two, one)]
+    jax.tree_util.tree_map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+      getattr(state_two, part),
+      getattr(state_one, part),
+    )
+  losses = [[json.loads(line)["loss"] for line in (run / "train.jsonl").read_text().splitlines()] for run in (two, one)]
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
   # eval.py unchanged on 2 processes gives the results of a 1-process evaluation of the 1-process run.
   port = free_port()
   run_processes([(eval_command(two) + distributed_flags(port, i), env_with_devices(2)) for i in range(2)])
-  results = [json.loads((two / "eval_results.json").read_text()),
-             evaluate(tiny(**STEPS, **EVAL), str(one))]
+  results = [json.loads((two / "eval_results.json").read_text()), evaluate(tiny(**STEPS, **EVAL), str(one))]
   assert results[0]["num_test"] == results[1]["num_test"] == 512
   for key in ("knn5_z", "knn20w_z", "knn5_mu", "linear_top1_z", "linear_top1_mu"):
     assert results[0][key] == pytest.approx(results[1][key], abs=1.5 / 512), key
@@ -103,8 +112,13 @@ def test_distributed_flags_are_checked():
     initialize_distributed("off", "127.0.0.1:1234", 2, 0)
   env = {k: v for k, v in os.environ.items()}
   try:
-    for name in ("TPU_WORKER_HOSTNAMES", "TPU_ACCELERATOR_TYPE", "MEGASCALE_COORDINATOR_ADDRESS",
-                 "SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri"):
+    for name in (
+      "TPU_WORKER_HOSTNAMES",
+      "TPU_ACCELERATOR_TYPE",
+      "MEGASCALE_COORDINATOR_ADDRESS",
+      "SLURM_JOB_ID",
+      "OMPI_MCA_orte_hnp_uri",
+    ):
       os.environ.pop(name, None)
     assert initialize_distributed("auto", None, None, None) is False  # a lone process: nothing to start
   finally:
@@ -119,9 +133,17 @@ def test_a_signal_to_one_process_checkpoints_and_stops_all_of_them(tmp_path):
   workdir = tmp_path / "run"
   port = free_port()
   overrides = dict(num_train_steps=5000, log_every_steps=5, checkpoint_every_steps=4000)
-  processes = [subprocess.Popen(train_command(workdir, **overrides) + distributed_flags(port, i), cwd=REPO,
-                                env=env_with_devices(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-               for i in range(2)]
+  processes = [
+    subprocess.Popen(
+      train_command(workdir, **overrides) + distributed_flags(port, i),
+      cwd=REPO,
+      env=env_with_devices(2),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   metrics = workdir / "train.jsonl"
   start = time.time()
   while not (metrics.exists() and metrics.read_text().strip()):

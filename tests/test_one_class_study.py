@@ -64,12 +64,12 @@ def test_a_stopped_one_class_training_is_not_scored(tmp_path, monkeypatch):
   """SIGTERM during a class's training: no row is written and the sweep ends (resumable)."""
   import importlib
 
-
   # The module (gjax.eval.evaluate is also the function).
   evaluate_module = importlib.import_module("gjax.eval.evaluate")
 
-  monkeypatch.setattr(evaluate_module, "train_and_evaluate",
-                      lambda config, workdir: {"preempted": "SIGTERM", "final_step": 3})
+  monkeypatch.setattr(
+    evaluate_module, "train_and_evaluate", lambda config, workdir: {"preempted": "SIGTERM", "final_step": 3}
+  )
   config = tiny_config(**{"num_train_steps": 2})
   with pytest.raises(SystemExit, match="stopped by SIGTERM at step 3; rerun the same command to resume"):
     run_one_class(config, str(tmp_path), {"vje.nu": [3.0]}, classes=[0, 1])
@@ -89,11 +89,14 @@ def test_one_class_report_tables_come_from_the_rows(tmp_path):
       result = {f"auroc_{s}": float(rng.uniform(0.4, 0.9)) for s in SCORES}
       result.update({f"train_{k}": 1.0 for k in TRAIN_DIAGNOSTICS}, test_active_units=float(c), wall_seconds=60.0)
       (d / "result.json").write_text(json.dumps(result))
-      (d / "train.jsonl").write_text("".join(json.dumps({"step": s, "active_units": 1.0, "kl": 2.0}) + "\n"
-                                             for s in (1, 2)))
+      (d / "train.jsonl").write_text(
+        "".join(json.dumps({"step": s, "active_units": 1.0, "kl": 2.0}) + "\n" for s in (1, 2))
+      )
       expected.setdefault(setting, []).append(result)
-  (tmp_path / "ref.md").write_text("| class | auroc_ocsvm | auroc_gde | auroc_knn5 |\n|---|---|---|---|\n"
-                                   "| 0 | 0.8 | 0.9 | 0.95 |\n| 3 | 0.7 | 0.8 | 0.85 |\n")
+  (tmp_path / "ref.md").write_text(
+    "| class | auroc_ocsvm | auroc_gde | auroc_knn5 |\n|---|---|---|---|\n"
+    "| 0 | 0.8 | 0.9 | 0.95 |\n| 3 | 0.7 | 0.8 | 0.85 |\n"
+  )
   summary = report.write_report(str(tmp_path / "study"), str(tmp_path / "out"), str(tmp_path / "ref.md"))
   by_setting = {s["setting"]: s for s in summary}
   for setting, results in expected.items():
@@ -119,8 +122,12 @@ def test_one_class_report_tables_come_from_the_rows(tmp_path):
   old = [{**{k: v for k, v in row.items() if k != "num_train_steps"}, "setting": "old"} for row in earlier[:2]]
   stale = {**earlier[0], "auroc_joint": 0.0}  # same setting and class as a row of the root
   (tmp_path / "previous.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old + [stale]))
-  merged = {s["setting"]: s for s in report.write_report(
-      str(tmp_path / "study"), str(tmp_path / "out2"), previous_rows=str(tmp_path / "previous.jsonl"))}
+  merged = {
+    s["setting"]: s
+    for s in report.write_report(
+      str(tmp_path / "study"), str(tmp_path / "out2"), previous_rows=str(tmp_path / "previous.jsonl")
+    )
+  }
   assert set(merged) == {"base", "beta_half", "old"} and merged["old"]["num_train_steps"] == -1
   assert merged["old"]["joint"] == pytest.approx(100 * np.mean([r["auroc_joint"] for r in old]))
   assert merged["base"]["joint"] == pytest.approx(by_setting["base"]["joint"])
@@ -133,6 +140,9 @@ def test_one_class_report_tables_come_from_the_rows(tmp_path):
 def test_summary_labels_tell_apart_the_grid_points_of_one_setting():
 
   base = {f: 0 for f in SETTING_FIELDS}
-  summary = [{**base, "setting": "beta_more", "vje.beta": 0.75}, {**base, "setting": "beta_more", "vje.beta": 1.25},
-             {**base, "setting": "base", "vje.beta": 1.0}]
+  summary = [
+    {**base, "setting": "beta_more", "vje.beta": 0.75},
+    {**base, "setting": "beta_more", "vje.beta": 1.25},
+    {**base, "setting": "base", "vje.beta": 1.0},
+  ]
   assert setting_labels(summary) == ["beta_more (beta=0.75)", "beta_more (beta=1.25)", "base"]

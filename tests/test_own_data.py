@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from gjax import data as gdata
-from gjax.train import train_and_evaluate
 from gjax.train import config as config_lib
+from gjax.train import train_and_evaluate
 from gjax.train.input_pipeline import build_train_input
 from tests.helpers import set_fields
 from tests.test_train import tiny_config
@@ -29,9 +29,11 @@ def build_tiles(data_dir):
     VERSION = tfds.core.Version("0.1.0")
 
     def _info(self):
-      return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
-          "picture": tfds.features.Image(shape=(12, 12, 3)),
-          "kind": tfds.features.ClassLabel(num_classes=3)}))
+      return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict(
+          {"picture": tfds.features.Image(shape=(12, 12, 3)), "kind": tfds.features.ClassLabel(num_classes=3)}
+        )
+      )
 
     def _split_generators(self, dl_manager):
       return {"fit": self._generate_examples(96, 0), "holdout": self._generate_examples(48, 1)}
@@ -41,7 +43,7 @@ def build_tiles(data_dir):
       for i in range(num):
         kind = i % 3
         picture = rng.integers(0, 60, (12, 12, 3), dtype=np.uint8)
-        picture[4 * kind:4 * kind + 4, 2:10] = 220
+        picture[4 * kind : 4 * kind + 4, 2:10] = 220
         yield f"{seed}-{i}", {"picture": picture, "kind": kind}
 
   GjaxTestTiles(data_dir=str(data_dir)).download_and_prepare()
@@ -89,15 +91,16 @@ def test_a_tfds_data_set_is_checked_before_training(tmp_path):
   with pytest.raises(ValueError, match=r"has the features \['kind', 'picture'\], not image_key='image'"):
     train_and_evaluate(tiles_config(tmp_path / "tfds", **{"dataset.tfds.image_key": "image"}), str(tmp_path / "a"))
   with pytest.raises(FileNotFoundError, match=r"has the splits \['fit', 'holdout'\]: split 'train' is not prepared"):
-    train_and_evaluate(tiles_config(tmp_path / "tfds", **{"dataset.tfds.pretrain_split": "train"}),
-                       str(tmp_path / "b"))
+    train_and_evaluate(tiles_config(tmp_path / "tfds", **{"dataset.tfds.pretrain_split": "train"}), str(tmp_path / "b"))
   with pytest.raises(FileNotFoundError, match=r"'gjax_test_nothing'.*not prepared.*never downloads"):
-    train_and_evaluate(tiles_config(tmp_path / "tfds", **{"dataset.name": "tfds:gjax_test_nothing"}),
-                       str(tmp_path / "c"))
+    train_and_evaluate(
+      tiles_config(tmp_path / "tfds", **{"dataset.name": "tfds:gjax_test_nothing"}), str(tmp_path / "c")
+    )
 
 
 def test_an_in_memory_data_set_is_one_file(tmp_path, monkeypatch):
-  (tmp_path / "my_stripes.py").write_text(textwrap.dedent("""
+  (tmp_path / "my_stripes.py").write_text(
+    textwrap.dedent("""
       import numpy as np
       from gjax.data import DatasetSpec, register_dataset
 
@@ -109,7 +112,8 @@ def test_an_in_memory_data_set_is_one_file(tmp_path, monkeypatch):
         return images, labels.astype(np.int32)
 
       register_dataset(DatasetSpec("my_stripes", "memory", mean=(0.3,), std=(0.3,), image_size=10, load=load))
-      """))
+      """)
+  )
   monkeypatch.syspath_prepend(str(tmp_path))
   config = tiny_config(**{"dataset.name": "my_stripes", "dataset.module": "my_stripes"})
   summary = train_and_evaluate(config, str(tmp_path / "run"))

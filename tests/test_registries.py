@@ -28,6 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Everything the toy method is: a head kind with its own Flax module, a loss,
 # settings with defaults and a check. Nothing else in gjax changes.
 
+
 class ScaleHead(nn.Module):
   dim: int
   init_scale: float
@@ -38,8 +39,12 @@ class ScaleHead(nn.Module):
     return {"scaled": z * scale}
 
 
-register_head("toy_scale", lambda latent_dim, model_config, dtype, *, init_scale: Head(
-    per_view=ScaleHead(dim=latent_dim, init_scale=init_scale)))
+register_head(
+  "toy_scale",
+  lambda latent_dim, model_config, dtype, *, init_scale: Head(
+    per_view=ScaleHead(dim=latent_dim, init_scale=init_scale)
+  ),
+)
 
 
 def toy_loss(outputs, rng, hparams):
@@ -55,8 +60,16 @@ def check_toy(t, config):
   require(t.spread_weight >= 0, "toy.spread_weight", t.spread_weight, "must be >= 0")
 
 
-register(Objective("toy", toy_loss, head="toy_scale", defaults={"spread_weight": 2.0, "init_scale": 1.0},
-                   check=check_toy, head_settings=lambda t: {"init_scale": t.init_scale}))
+register(
+  Objective(
+    "toy",
+    toy_loss,
+    head="toy_scale",
+    defaults={"spread_weight": 2.0, "init_scale": 1.0},
+    check=check_toy,
+    head_settings=lambda t: {"init_scale": t.init_scale},
+  )
+)
 
 
 def test_a_method_in_one_file_trains_with_no_other_change(tmp_path):
@@ -156,9 +169,11 @@ def test_the_trainer_and_the_models_name_no_method():
       if not name.endswith(".py") or path in METHOD_OWN_MODULES:
         continue
       words = " ".join(_code_tokens(os.path.join(REPO, path))).lower()
-      offenders += [(path, m) for m in methods
-                    if any(w == m or w.strip("'\"") == m or f"{m}_" in w or f"_{m}" in w or f"{m}." in w
-                           for w in words.split())]
+      offenders += [
+        (path, m)
+        for m in methods
+        if any(w == m or w.strip("'\"") == m or f"{m}_" in w or f"_{m}" in w or f"{m}." in w for w in words.split())
+      ]
   assert not offenders, offenders
 
 
@@ -198,20 +213,27 @@ def test_target_momentum_schedules():
     config_lib.validate_config(tiny_method_config(**{"method": "moco", "moco.target_momentum": 1.0}), 8)
 
 
-TARGET_RUNS = {"byol": {"byol.predictor_hidden": 16},
-               "moco": {"moco.bank_size": 64, "model.projector": True, "model.projector_dim": 16,
-                        "model.projector_hidden": 16}}
+TARGET_RUNS = {
+  "byol": {"byol.predictor_hidden": 16},
+  "moco": {"moco.bank_size": 64, "model.projector": True, "model.projector_dim": 16, "model.projector_hidden": 16},
+}
 
 
 @pytest.mark.parametrize("method", sorted(TARGET_RUNS))
 def test_a_momentum_target_trains_on_8_devices_follows_the_ema_and_resumes_bitwise(method, tmp_path):
   assert jax.device_count() == 8
-  overrides = {"method": method, "num_train_steps": 4, "checkpoint_every_steps": 2, "log_every_steps": 2,
-               **TARGET_RUNS[method]}
+  overrides = {
+    "method": method,
+    "num_train_steps": 4,
+    "checkpoint_every_steps": 2,
+    "log_every_steps": 2,
+    **TARGET_RUNS[method],
+  }
   one = train_and_evaluate(tiny_method_config(**{**overrides, "num_train_steps": 1}), str(tmp_path / "one"))
   state_1 = jax.device_get(one["state"])
-  init = train_and_evaluate(tiny_method_config(**{**overrides, "num_train_steps": 1, "optim.base_learning_rate": 1e-30}),
-                            str(tmp_path / "init"))
+  init = train_and_evaluate(
+    tiny_method_config(**{**overrides, "num_train_steps": 1, "optim.base_learning_rate": 1e-30}), str(tmp_path / "init")
+  )
   # After one step the target is τ_0 · θ_0 + (1 - τ_0) · θ_1 (θ_0: the initial parameters, the same seed).
   tau = get_objective(method).defaults["target_momentum"]
   theta_0 = jax.device_get(init["state"].params)
@@ -219,8 +241,10 @@ def test_a_momentum_target_trains_on_8_devices_follows_the_ema_and_resumes_bitwi
   chex.assert_trees_all_close(state_1.target_params, expected, rtol=1e-5, atol=1e-7)
   assert jax.tree_util.tree_structure(state_1.target_params) == jax.tree_util.tree_structure(state_1.params)
   # (MoCo's first step has an empty queue: only weight decay moves the parameters, by ~1e-7.)
-  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(state_1.target_params),
-                                                      jax.tree_util.tree_leaves(state_1.params)))
+  assert not all(
+    np.array_equal(a, b)
+    for a, b in zip(jax.tree_util.tree_leaves(state_1.target_params), jax.tree_util.tree_leaves(state_1.params))
+  )
 
   full = train_and_evaluate(tiny_method_config(**overrides), str(tmp_path / "full"))
   chex.assert_tree_all_finite(full["state"].target_params)
@@ -250,26 +274,34 @@ def test_the_memory_bank_queues_the_targets_keys():
   keys = jax.random.normal(jax.random.PRNGKey(2), (4, 3))
   _, updated = bank.apply(variables, {"z_1": z, "z_2": z, "target_z_2": keys}, train=True, mutable=["memory_bank"])
   queued = np.asarray(updated["memory_bank"]["particles"])
-  np.testing.assert_allclose(np.sort(queued[np.asarray(updated["memory_bank"]["filled"])], axis=0),
-                             np.sort(np.asarray(gm.normalize(keys)), axis=0), rtol=1e-6)
+  np.testing.assert_allclose(
+    np.sort(queued[np.asarray(updated["memory_bank"]["filled"])], axis=0),
+    np.sort(np.asarray(gm.normalize(keys)), axis=0),
+    rtol=1e-6,
+  )
 
 
 def test_byol_loss_is_twice_two_minus_two_cosines():
   rng = np.random.default_rng(0)
   p_1, p_2, t_1, t_2, z = (jnp.asarray(rng.normal(size=(5, 4)), jnp.float32) for _ in range(5))
-  loss, metrics = get_objective("byol").loss_fn({"p_1": p_1, "p_2": p_2, "target_z_1": t_1, "target_z_2": t_2,
-                                                 "z_1": z, "z_2": z}, None, base_config("byol").byol)
+  loss, metrics = get_objective("byol").loss_fn(
+    {"p_1": p_1, "p_2": p_2, "target_z_1": t_1, "target_z_2": t_2, "z_1": z, "z_2": z}, None, base_config("byol").byol
+  )
   cos = lambda a, b: np.sum(a * b, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
-  expected = np.mean(2 - 2 * cos(np.asarray(p_1), np.asarray(t_2))) + np.mean(2 - 2 * cos(np.asarray(p_2),
-                                                                                           np.asarray(t_1)))
+  expected = np.mean(2 - 2 * cos(np.asarray(p_1), np.asarray(t_2))) + np.mean(
+    2 - 2 * cos(np.asarray(p_2), np.asarray(t_1))
+  )
   np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
-  grads = jax.grad(lambda t: get_objective("byol").loss_fn(
-      {"p_1": p_1, "p_2": p_2, "target_z_1": t, "target_z_2": t_2, "z_1": z, "z_2": z}, None,
-      base_config("byol").byol)[0])(t_1)
+  grads = jax.grad(
+    lambda t: get_objective("byol").loss_fn(
+      {"p_1": p_1, "p_2": p_2, "target_z_1": t, "target_z_2": t_2, "z_1": z, "z_2": z}, None, base_config("byol").byol
+    )[0]
+  )(t_1)
   np.testing.assert_array_equal(np.asarray(grads), 0.0)  # the target is a constant
 
 
 # --------------------------------------------------------------------------- a toy evaluator in one file
+
 
 def run_mean_norm(context, settings):
   """Mean ||z|| of the test split, and the fraction of it above ``settings.threshold``."""

@@ -26,5 +26,8 @@ def test_a_changed_committed_file_is_reported(tmp_path, monkeypatch):
   (committed / "results.md").write_text(table.replace("0.", "1.", 1))
   entries = tuple(entry._replace(committed=str(committed)) for entry in remake.REMAKES[-2:])
   states = dict(remake.remake(str(tmp_path / "made"), entries))
-  assert states == {str(committed / "results.md"): "differs", str(committed / "training_curves.png"): "same",
-                    str(committed / "knn_over_training.png"): "same"}
+  assert states == {
+    str(committed / "results.md"): "differs",
+    str(committed / "training_curves.png"): "same",
+    str(committed / "knn_over_training.png"): "same",
+  }

@@ -12,7 +12,7 @@ from studies.compare import sampling as sampling_study
 def test_mmd_matches_a_direct_double_sum():
   rng = np.random.default_rng(0)
   x, y = rng.normal(size=(30, 3)), rng.normal(0.5, 1.0, size=(20, 3))
-  k = lambda a, b: np.exp(-np.sum((a - b) ** 2) / (2 * 1.5 ** 2))
+  k = lambda a, b: np.exp(-np.sum((a - b) ** 2) / (2 * 1.5**2))
   xx = sum(k(a, b) for i, a in enumerate(x) for j, b in enumerate(x) if i != j) / (30 * 29)
   yy = sum(k(a, b) for i, a in enumerate(y) for j, b in enumerate(y) if i != j) / (20 * 19)
   xy = sum(k(a, b) for a in x for b in y) / (30 * 20)
@@ -48,8 +48,9 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
   from gjax.eval import evaluator_settings, train_and_evaluate
   from tests.test_train import tiny_method_config
 
-  config = tiny_method_config(**{"method": "gmje", "gmje.num_components": 2, "gmje.covariance_type": "diag",
-                          "num_train_steps": 1})
+  config = tiny_method_config(
+    **{"method": "gmje", "gmje.num_components": 2, "gmje.covariance_type": "diag", "num_train_steps": 1}
+  )
   with config.unlocked():  # the sampling comparison online, as the over-training plot needs
     config.eval.evaluators = evaluator_settings("sampling")
     config.eval.evaluators.sampling.update(num_examples=40, gmm_components=2)
@@ -66,16 +67,35 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     sampling_study.run_embeddings(config, str(tmp_path / "empty"), 8, 0)
   config_path = tmp_path / "tiny_config.py"
-  config_path.write_text(f"import ml_collections, json\n"
-                         f"def get_config(variant=''):\n"
-                         f"  return ml_collections.ConfigDict(json.loads({config.to_json()!r}))\n")
+  config_path.write_text(
+    f"import ml_collections, json\n"
+    f"def get_config(variant=''):\n"
+    f"  return ml_collections.ConfigDict(json.loads({config.to_json()!r}))\n"
+  )
   out = tmp_path / "sampling.md"
-  sampling_study.main(["--run", f"tiny={config_path},{tmp_path}", "--run", f"own={tmp_path}", "--out", str(out),
-                 "--num_examples", "40", "--gmm_components", "2"])
+  sampling_study.main(
+    [
+      "--run",
+      f"tiny={config_path},{tmp_path}",
+      "--run",
+      f"own={tmp_path}",
+      "--out",
+      str(out),
+      "--num_examples",
+      "40",
+      "--gmm_components",
+      "2",
+    ]
+  )
   table = out.read_text()
   assert "| dispersion | held-out NLL (nats/dim) |" in table
-  for sampler in ("Gaussian fitted afterwards", "2-component GMM fitted afterwards", "learned density",
-                  "learned density vs train-mode embeddings", "real train embeddings (floor)"):
+  for sampler in (
+    "Gaussian fitted afterwards",
+    "2-component GMM fitted afterwards",
+    "learned density",
+    "learned density vs train-mode embeddings",
+    "real train embeddings (floor)",
+  ):
     assert f"| tiny | {sampler} |" in table and f"| own | {sampler} |" in table, sampler
   assert (tmp_path / "sampling_nearest_tiny.png").stat().st_size > 1000
   components = (tmp_path / "sampling_components.md").read_text().splitlines()
@@ -83,12 +103,28 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
   assert (tmp_path / "sampling_over_training.png").stat().st_size > 5000  # from the online rows of eval.jsonl
   # An earlier table's rows are kept for runs not embedded again (older rows lack the newer columns).
   previous = tmp_path / "previous.jsonl"
-  previous.write_text(json.dumps({"run": "old", "method": "gje", "sampler": "learned density", "mmd2": 0.5,
-                                  "precision": 0.25, "recall": 0.125}) + "\n"
-                      + json.dumps({"run": "own", "method": "gje", "sampler": "stale", "mmd2": 0.0, "precision": 0.0,
-                                    "recall": 0.0}) + "\n")
-  sampling_study.main(["--run", f"own={tmp_path}", "--out", str(tmp_path / "again.md"), "--num_examples", "40",
-                 "--gmm_components", "2", "--previous_rows", str(previous)])
+  previous.write_text(
+    json.dumps(
+      {"run": "old", "method": "gje", "sampler": "learned density", "mmd2": 0.5, "precision": 0.25, "recall": 0.125}
+    )
+    + "\n"
+    + json.dumps({"run": "own", "method": "gje", "sampler": "stale", "mmd2": 0.0, "precision": 0.0, "recall": 0.0})
+    + "\n"
+  )
+  sampling_study.main(
+    [
+      "--run",
+      f"own={tmp_path}",
+      "--out",
+      str(tmp_path / "again.md"),
+      "--num_examples",
+      "40",
+      "--gmm_components",
+      "2",
+      "--previous_rows",
+      str(previous),
+    ]
+  )
   again = (tmp_path / "again.md").read_text().splitlines()
   assert again[2] == "| old | learned density | 0.5000 | 0.250 | 0.125 | - | - |" and "stale" not in "".join(again)
   # The same rows through eval.py's registry: the sampling evaluator on the run.
@@ -97,10 +133,15 @@ def test_embeddings_and_density_of_a_trained_gmje(tmp_path):
   with config.unlocked():
     config.eval.online_evaluators, config.eval.every_epochs = (), 0.0
   results = evaluate(config, str(tmp_path))
-  rows = {r["sampler"]: r for r in map(json.loads, (tmp_path / "sampling.jsonl").read_text().splitlines())
-          if r["run"] == "own"}
-  for sampler, slug in (("learned density", "learned_density"),
-                        ("2-component GMM fitted afterwards", "2_component_gmm_fitted_afterwards")):
+  rows = {
+    r["sampler"]: r
+    for r in map(json.loads, (tmp_path / "sampling.jsonl").read_text().splitlines())
+    if r["run"] == "own"
+  }
+  for sampler, slug in (
+    ("learned density", "learned_density"),
+    ("2-component GMM fitted afterwards", "2_component_gmm_fitted_afterwards"),
+  ):
     for metric in ("recall", "heldout_nll_per_dim", "mmd2"):
       assert results[f"sampling_{slug}_{metric}"] == pytest.approx(rows[sampler][metric], rel=1e-5), (slug, metric)
 
@@ -142,10 +183,16 @@ def test_component_rows_find_the_collapsed_component(covariance_type):
   broad = rng.normal(size=(n - len(tight), d)) + 10.0
   real = np.concatenate([tight, broad])
   variances = np.stack([tight_var, np.ones(d)])
-  cov = {"full": np.stack([np.diag(np.sqrt(v)) for v in variances]),  # Cholesky factors
-         "diag": variances, "isotropic": variances[:, 0]}[covariance_type]
-  density = {"density_logits": jnp.log(jnp.array([0.7, 0.3])), "density_means": jnp.array([np.zeros(d), np.full(d, 10.0)]),
-             "density_cov": jnp.asarray(cov, jnp.float32)}
+  cov = {
+    "full": np.stack([np.diag(np.sqrt(v)) for v in variances]),  # Cholesky factors
+    "diag": variances,
+    "isotropic": variances[:, 0],
+  }[covariance_type]
+  density = {
+    "density_logits": jnp.log(jnp.array([0.7, 0.3])),
+    "density_means": jnp.array([np.zeros(d), np.full(d, 10.0)]),
+    "density_cov": jnp.asarray(cov, jnp.float32),
+  }
   rows = sampling_study.component_rows("r", density, covariance_type, real)
   assert [r["component"] for r in rows] == [0, 1]
   np.testing.assert_allclose([r["weight"] for r in rows], [0.7, 0.3], rtol=1e-5)

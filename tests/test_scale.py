@@ -33,8 +33,12 @@ def tiny_config(method: str, batch_size: int = 32):
 def test_topology_names_and_errors():
   assert topo.parse_topology("v5e-256") == ("v5e:16x16", topo.CHIPS["v5e"])
   assert topo.parse_topology("v4:2x2x4")[0] == "v4:2x2x4"
-  for bad, message in (("v9:2x2", "unknown TPU topology 'v9:2x2'"), ("v5e:2x2x2", "have 2 positive dimensions"),
-                       ("v4:2x2", "have 3 positive dimensions"), ("tpu", "slice names")):
+  for bad, message in (
+    ("v9:2x2", "unknown TPU topology 'v9:2x2'"),
+    ("v5e:2x2x2", "have 2 positive dimensions"),
+    ("v4:2x2", "have 3 positive dimensions"),
+    ("tpu", "slice names"),
+  ):
     with pytest.raises(ValueError, match=message):
       topo.parse_topology(bad)
   # Cloud's v4 and v5p slice names count TensorCores (two per chip): v4-32 is 16 chips on 4 hosts.
@@ -128,10 +132,26 @@ def test_the_compile_command(tmp_path):
   """python -m gjax.scale.compile prints the table and appends JSON rows."""
   out = tmp_path / "rows.jsonl"
   result = subprocess.run(
-      [sys.executable, "-m", "gjax.scale.compile", "--config", "configs/cifar10.py:method=vje,variant=smoke",
-       "--config.model.width_multiplier=0.0625", "--config.model.encoder=resnet10", "--topology", "v5e-4",
-       "--steps", "embed,probe", "--json", str(out)],
-      cwd=REPO, capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      "-m",
+      "gjax.scale.compile",
+      "--config",
+      "configs/cifar10.py:method=vje,variant=smoke",
+      "--config.model.width_multiplier=0.0625",
+      "--config.model.encoder=resnet10",
+      "--topology",
+      "v5e-4",
+      "--steps",
+      "embed,probe",
+      "--json",
+      str(out),
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "compiler estimate, not a measurement" in result.stdout
   assert result.stdout.count("| v5e-4 (v5e:2x2) | 4 / 1 |") == 2
@@ -139,8 +159,9 @@ def test_the_compile_command(tmp_path):
   assert len(rows) == 2 and '"fits": true' in rows[0]
 
 
-@pytest.mark.parametrize("method", sorted(m for m in __import__("gjax.objectives", fromlist=["x"]).registered_methods()
-                                          if m != "toy"))
+@pytest.mark.parametrize(
+  "method", sorted(m for m in __import__("gjax.objectives", fromlist=["x"]).registered_methods() if m != "toy")
+)
 def test_every_method_traces_with_bfloat16_compute(method):
   """The train step of every method with the accelerators' compute dtype,
   traced abstractly over a TPU slice's devices (the TPU compile found SimCLR,

@@ -12,16 +12,22 @@ from studies.compare import report
 from tests.test_train import REPO
 
 #: Every study command and a flag its --help must list.
-COMMANDS = {"studies.sweep": "--grid", "studies.plots": "--workdir", "studies.compare.report": "--previous_logs",
-            "studies.compare.sampling": "--previous_components", "studies.one_class.study": "--raw_pixel_reference",
-            "studies.one_class.report": "--sweep_rows", "studies.synthetic_alignment.study": "--rows",
-            "studies.vje_fashion_mnist.figures": "--eval_rows", "studies.remake": "--out"}
+COMMANDS = {
+  "studies.sweep": "--grid",
+  "studies.plots": "--workdir",
+  "studies.compare.report": "--previous_logs",
+  "studies.compare.sampling": "--previous_components",
+  "studies.one_class.study": "--raw_pixel_reference",
+  "studies.one_class.report": "--sweep_rows",
+  "studies.synthetic_alignment.study": "--rows",
+  "studies.vje_fashion_mnist.figures": "--eval_rows",
+  "studies.remake": "--out",
+}
 
 
 @pytest.mark.parametrize("module", sorted(COMMANDS))
 def test_every_study_command_lists_its_flags(module):
-  out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
-                       timeout=300)
+  out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True, timeout=300)
   # (absl's app.run exits with 1 after --help, studies.cli.run with 0.)
   assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stderr[-2000:]
   assert COMMANDS[module] in out.stdout, out.stdout[-2000:]

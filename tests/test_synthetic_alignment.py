@@ -55,10 +55,16 @@ def test_predictive_samples_follow_its_density():
   assert stats.kstest(draws, lambda t: np.interp(t, grid, cdf)).pvalue > 1e-3
 
 
-@pytest.mark.parametrize("method,kwargs", [
-    ("jepa", {"steps": 200}), ("rbf", {}), ("gmje_em_k3", {}), ("gmje_gng", {"epochs": 2}),
+@pytest.mark.parametrize(
+  "method,kwargs",
+  [
+    ("jepa", {"steps": 200}),
+    ("rbf", {}),
+    ("gmje_em_k3", {}),
+    ("gmje_gng", {"epochs": 2}),
     ("gmje_mdn", {"steps": 300}),
-])
+  ],
+)
 def test_every_predictive_conditional_integrates_to_one(method, kwargs):
   data = make_multimodal("C", 600, 0)
   if method == "gmje_em_k3":

@@ -50,8 +50,7 @@ def _one_step(config, devices):
   train_input = build_train_input(config)
   objective, hparams, model = build_method(config)
   tx, _ = make_optimizer(config, train_input.steps_per_epoch, 10)
-  state = create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape,
-                             gdata.replicated_sharding(mesh))
+  state = create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape, gdata.replicated_sharding(mesh))
   step = make_train_step(model, objective, hparams, tx, train_input.augment, jax.random.PRNGKey(1), mesh)
   batch = gdata.make_global_batch(next(train_input.batches(0)), mesh)
   state, metrics = step(state, batch)
@@ -86,8 +85,10 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, caplog):
     assert line.startswith(f"step {row['step']}/4 ({row['step'] / 4:.1%}) {shown}"), line
     assert " img/s | ETA " in line and len(line) <= progress.PROGRESS_WIDTH and "grad_norm" not in line
   assert messages[-1].startswith("finished step 4/4 in 0:00:")
-  assert messages[-1].endswith(f"| in {tmp_path / 'full'}: checkpoints/ (step 4), train.jsonl, tensorboard/, "
-                               "summary.json; eval.py writes eval_results.json")
+  assert messages[-1].endswith(
+    f"| in {tmp_path / 'full'}: checkpoints/ (step 4), train.jsonl, tensorboard/, "
+    "summary.json; eval.py writes eval_results.json"
+  )
   caplog.clear()
   with caplog.at_level(logging.INFO, logger="gjax.train"):
     first = train_and_evaluate(config, str(tmp_path / "resumed"), stop_after_steps=2)
@@ -103,8 +104,17 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, caplog):
   # Metric files: both runs' rows, finite losses, the logged fields present.
   rows = read_metrics(str(tmp_path / "resumed" / "train.jsonl"))
   assert [r["step"] for r in rows] == [2, 4]
-  for key in ("loss", "directional", "radial", "kl", "var_mean", "var_cv", "z_std_min",
-              "learning_rate", "images_per_second"):
+  for key in (
+    "loss",
+    "directional",
+    "radial",
+    "kl",
+    "var_mean",
+    "var_cv",
+    "z_std_min",
+    "learning_rate",
+    "images_per_second",
+  ):
     assert key in rows[-1], key
   assert all(np.isfinite(r["loss"]) for r in rows)
   assert os.listdir(tmp_path / "full" / "tensorboard" / "train")
@@ -112,7 +122,9 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, caplog):
   assert saved["method"] == "vje" and saved["dataset"]["name"] == "synthetic"
 
 
-@pytest.mark.parametrize("field,value,message", [
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
     ("dataset.name", "mnist", "config.dataset.name='mnist'"),
     ("method", "dino", "config.method='dino'"),
     ("batch_size", 12, "divisible by the number of devices"),
@@ -121,7 +133,8 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, caplog):
     ("model.encoder", "resnet101", "config.model.encoder"),
     ("optim.momentum", 1.0, "config.optim.momentum"),
     ("augment.blur", "maybe", "config.augment.blur"),
-])
+  ],
+)
 def test_bad_config_fails_before_training_naming_the_field(tmp_path, field, value, message):
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
     train_and_evaluate(tiny_config(**{field: value}), str(tmp_path))
@@ -141,11 +154,22 @@ def test_missing_fashion_mnist_fails_with_install_hint(tmp_path, monkeypatch):
 
 
 def test_train_py_command_line_with_overrides(tmp_path):
-  cmd = [sys.executable, "train.py", "--config", "configs/vje_fashion_mnist.py:smoke",
-         "--workdir", str(tmp_path), "--config.dataset.name=synthetic",
-         "--config.dataset.synthetic_image_size=16", "--config.model.width_multiplier=0.0625",
-         "--config.batch_size=16", "--config.num_train_steps=2", "--config.log_every_steps=1",
-         "--config.vje.nu=1.5", "--config.dataset.num_train_examples=-1"]
+  cmd = [
+    sys.executable,
+    "train.py",
+    "--config",
+    "configs/vje_fashion_mnist.py:smoke",
+    "--workdir",
+    str(tmp_path),
+    "--config.dataset.name=synthetic",
+    "--config.dataset.synthetic_image_size=16",
+    "--config.model.width_multiplier=0.0625",
+    "--config.batch_size=16",
+    "--config.num_train_steps=2",
+    "--config.log_every_steps=1",
+    "--config.vje.nu=1.5",
+    "--config.dataset.num_train_examples=-1",
+  ]
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "step 2/2" in out.stderr
@@ -156,11 +180,16 @@ def test_train_py_command_line_with_overrides(tmp_path):
   assert "gjax.train] finished step 2/2 in 0:" in lines[-2] and f"| in {tmp_path}: checkpoints/ (step 2)" in lines[-2]
   command = lines[-1].split("gjax.train] evaluate it: ", 1)[1]
   assert command == shlex.join(["python", "eval.py", *cmd[2:]])
-  evaluated = subprocess.run([sys.executable, *shlex.split(command)[1:], "--config.eval.run_only=('knn',)"], cwd=REPO,
-                             capture_output=True, text=True, timeout=600)
+  evaluated = subprocess.run(
+    [sys.executable, *shlex.split(command)[1:], "--config.eval.run_only=('knn',)"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert evaluated.returncode == 0, evaluated.stderr[-3000:]
   results = json.loads((tmp_path / "eval_results.json").read_text())
-  table = evaluated.stderr[evaluated.stderr.index("results at step 2 ("):].splitlines()
+  table = evaluated.stderr[evaluated.stderr.index("results at step 2 (") :].splitlines()
   assert table[1].split() == ["metric", "value"]
   accuracies = [name for name in results if name.startswith("knn")]
   assert accuracies, results

@@ -28,10 +28,14 @@ def test_the_flag_is_added_only_where_it_is_known():
   assert xla_cpu.cpu_flags({"JAX_PLATFORMS": "cpu"}, "0.10.2", True)[0] == [flag]
   # Unknown jaxlib (XLA would abort on a flag it lacks), an accelerator that
   # may be the default backend, the user's own setting, the opt-out.
-  for environ, version, accelerator in (({}, "0.11.0", False), ({}, "0.9.2", False), ({}, "0.10.2", True),
-                                        ({"JAX_PLATFORMS": "cuda,cpu"}, "0.10.2", True),
-                                        ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=x"}, "0.10.2", False),
-                                        ({xla_cpu.OPT_OUT_ENV: "0"}, "0.10.2", False)):
+  for environ, version, accelerator in (
+    ({}, "0.11.0", False),
+    ({}, "0.9.2", False),
+    ({}, "0.10.2", True),
+    ({"JAX_PLATFORMS": "cuda,cpu"}, "0.10.2", True),
+    ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=x"}, "0.10.2", False),
+    ({xla_cpu.OPT_OUT_ENV: "0"}, "0.10.2", False),
+  ):
     added, why = xla_cpu.cpu_flags(environ, version, accelerator)
     assert added == [] and why, (environ, version)
   with pytest.raises(ValueError, match=r"GJAX_XLA_CPU_DEFAULTS='yes' must be 0"):
@@ -81,8 +85,9 @@ print(json.dumps({"xla_flags": os.environ.get("XLA_FLAGS", ""), "ynn": any("ynn"
 def run_probe(**env):
   environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", xla_cpu.OPT_OUT_ENV)}
   environ["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
-  out = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=300,
-                       env={**environ, **env})
+  out = subprocess.run(
+    [sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=300, env={**environ, **env}
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -102,9 +107,13 @@ def test_the_flag_reaches_xla_and_leaves_the_numbers_unchanged():
 def test_the_cpu_platform_is_chosen_only_where_libtpu_has_no_tpu(tmp_path):
   choose = xla_cpu.cpu_only_platform
   assert choose({}, True, False, False)[0] == "cpu"
-  for environ, libtpu, gpu, tpu in (({}, False, False, False), ({}, True, True, False), ({}, True, False, True),
-                                    ({"JAX_PLATFORMS": "tpu"}, True, False, False),
-                                    ({xla_cpu.OPT_OUT_ENV: "0"}, True, False, False)):
+  for environ, libtpu, gpu, tpu in (
+    ({}, False, False, False),
+    ({}, True, True, False),
+    ({}, True, False, True),
+    ({"JAX_PLATFORMS": "tpu"}, True, False, False),
+    ({xla_cpu.OPT_OUT_ENV: "0"}, True, False, False),
+  ):
     platform, why = choose(environ, libtpu, gpu, tpu)
     assert platform == "" and why, (environ, libtpu, gpu, tpu)
   # A TPU chip on the PCI bus (Google's vendor id) or /dev/accel*; other vendors are not TPUs.
@@ -126,8 +135,7 @@ def test_importing_gjax_on_a_cpu_host_with_libtpu_starts_jax_on_the_cpu_quietly(
   the TPU backend first and libtpu would print its initialisation errors."""
   environ = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", xla_cpu.OPT_OUT_ENV)}
   code = "import gjax, jax, os; print(jax.devices()[0].platform, os.environ.get('JAX_PLATFORMS'))"
-  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                       env=environ)
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=environ)
   assert out.returncode == 0, out.stderr[-2000:]
   if xla_cpu.cpu_only_platform({})[0] != "cpu":
     pytest.skip(f"not a CPU host with libtpu: {xla_cpu.cpu_only_platform({})[1]}")

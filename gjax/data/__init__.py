@@ -10,40 +10,39 @@ TensorFlow.
 """
 
 from gjax.data.arrays import (
-    FASHION_MNIST_CLASSES,
-    ArrayDataset,
-    IDXFormatError,
-    load_digits,
-    load_fashion_mnist,
-    make_synthetic_images,
-    read_idx,
-)
-from gjax.data.datasets import (
-    DatasetSpec,
-    get_dataset,
-    register_dataset,
-    registered_datasets,
-    spec_from_config,
+  FASHION_MNIST_CLASSES,
+  ArrayDataset,
+  IDXFormatError,
+  load_digits,
+  load_fashion_mnist,
+  make_synthetic_images,
+  read_idx,
 )
 from gjax.data.augment import (
-    AugmentConfig,
-    augment_batch,
-    eval_preprocess,
-    normalize,
-    two_views,
+  AugmentConfig,
+  augment_batch,
+  eval_preprocess,
+  normalize,
+  two_views,
+)
+from gjax.data.datasets import (
+  DatasetSpec,
+  get_dataset,
+  register_dataset,
+  registered_datasets,
+  spec_from_config,
+)
+from gjax.data.sharding import (
+  DATA_AXIS,
+  batch_sharding,
+  data_mesh,
+  make_global_batch,
+  replicated_sharding,
+  to_host,
 )
 from gjax.data.validation import validate_data_config
-from gjax.data.sharding import (
-    DATA_AXIS,
-    batch_sharding,
-    data_mesh,
-    make_global_batch,
-    replicated_sharding,
-    to_host,
-)
 
-_TFDS_NAMES = ("make_tfds_dataset", "tfds_batches",
-               "pretrain_split", "eval_split")
+_TFDS_NAMES = ("make_tfds_dataset", "tfds_batches", "pretrain_split", "eval_split")
 
 
 def import_tfds():
@@ -55,9 +54,10 @@ def import_tfds():
     import tensorflow_datasets
   except ImportError as e:
     raise ImportError(
-        f"the TFDS data sets need tensorflow and tensorflow-datasets ({e}); install them with "
-        f"`pip install -r requirements.txt`, or train on an in-memory data set "
-        f"(--config.dataset.name=fashion_mnist, digits or synthetic), which needs neither") from e
+      f"the TFDS data sets need tensorflow and tensorflow-datasets ({e}); install them with "
+      f"`pip install -r requirements.txt`, or train on an in-memory data set "
+      f"(--config.dataset.name=fashion_mnist, digits or synthetic), which needs neither"
+    ) from e
   return tensorflow_datasets
 
 
@@ -71,11 +71,29 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ArrayDataset", "IDXFormatError", "load_digits", "load_fashion_mnist",
-    "make_synthetic_images", "read_idx",
-    "DatasetSpec", "get_dataset", "register_dataset", "registered_datasets", "spec_from_config",
-    "AugmentConfig", "augment_batch", "eval_preprocess", "normalize", "two_views",
-    "DATA_AXIS", "batch_sharding", "data_mesh", "make_global_batch",
-    "replicated_sharding", "to_host", "import_tfds", "validate_data_config",
-    *_TFDS_NAMES,
+  "ArrayDataset",
+  "IDXFormatError",
+  "load_digits",
+  "load_fashion_mnist",
+  "make_synthetic_images",
+  "read_idx",
+  "DatasetSpec",
+  "get_dataset",
+  "register_dataset",
+  "registered_datasets",
+  "spec_from_config",
+  "AugmentConfig",
+  "augment_batch",
+  "eval_preprocess",
+  "normalize",
+  "two_views",
+  "DATA_AXIS",
+  "batch_sharding",
+  "data_mesh",
+  "make_global_batch",
+  "replicated_sharding",
+  "to_host",
+  "import_tfds",
+  "validate_data_config",
+  *_TFDS_NAMES,
 ]

@@ -23,25 +23,35 @@ import numpy as np
 #: Where ``apt-get install dataset-fashion-mnist`` puts the files.
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 #: Fashion-MNIST's class names, by label.
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+  "T-shirt/top",
+  "Trouser",
+  "Pullover",
+  "Dress",
+  "Coat",
+  "Sandal",
+  "Shirt",
+  "Sneaker",
+  "Bag",
+  "Ankle boot",
+)
 #: Environment variable that overrides :data:`FASHION_MNIST_DIR`.
 FASHION_MNIST_ENV = "GJAX_FASHION_MNIST_DIR"
 
 _FASHION_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+  "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+  "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 _SPLITS = ("train", "test")
 
 # IDX element type codes (third byte of the magic number) -> big-endian dtype.
 _IDX_DTYPES = {
-    0x08: np.dtype(">u1"),
-    0x09: np.dtype(">i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
+  0x08: np.dtype(">u1"),
+  0x09: np.dtype(">i1"),
+  0x0B: np.dtype(">i2"),
+  0x0C: np.dtype(">i4"),
+  0x0D: np.dtype(">f4"),
+  0x0E: np.dtype(">f8"),
 }
 
 
@@ -80,8 +90,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
   zero0, zero1, type_code, ndim = raw[0], raw[1], raw[2], raw[3]
   if zero0 != 0 or zero1 != 0 or type_code not in _IDX_DTYPES or ndim == 0:
     raise IDXFormatError(
-        f"{path}: bad IDX magic number 0x{raw[:4].hex()} (expected 0x0000TTDD with a "
-        f"type code TT in {[hex(c) for c in _IDX_DTYPES]} and DD >= 1 dimensions)."
+      f"{path}: bad IDX magic number 0x{raw[:4].hex()} (expected 0x0000TTDD with a "
+      f"type code TT in {[hex(c) for c in _IDX_DTYPES]} and DD >= 1 dimensions)."
     )
   header_len = 4 + 4 * ndim
   if len(raw) < header_len:
@@ -92,8 +102,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
   actual = len(raw) - header_len
   if actual != expected:
     raise IDXFormatError(
-        f"{path}: header says shape {shape} of {dtype.name} ({expected} data bytes) "
-        f"but the file has {actual} data bytes (truncated or corrupt)."
+      f"{path}: header says shape {shape} of {dtype.name} ({expected} data bytes) "
+      f"but the file has {actual} data bytes (truncated or corrupt)."
     )
   data = np.frombuffer(raw, dtype, offset=header_len).reshape(shape)
   return data.astype(dtype.newbyteorder("="))
@@ -109,12 +119,16 @@ def check_readable_dir(directory: str | os.PathLike, what: str) -> None:
   except FileNotFoundError:
     return
   except PermissionError:
-    raise PermissionError(f"{what} {directory} cannot be reached: permission denied on a directory above it "
-                          f"(this user, uid {os.getuid()}, needs execute permission on each)") from None
+    raise PermissionError(
+      f"{what} {directory} cannot be reached: permission denied on a directory above it "
+      f"(this user, uid {os.getuid()}, needs execute permission on each)"
+    ) from None
   if os.path.isdir(directory) and not os.access(directory, os.R_OK | os.X_OK):
-    raise PermissionError(f"{what} {directory} cannot be read: permission denied (this user, uid {os.getuid()}, "
-                          f"may not list it or open its files); make it readable (chmod a+rx {directory}) or "
-                          "point config.dataset.data_dir at a readable copy")
+    raise PermissionError(
+      f"{what} {directory} cannot be read: permission denied (this user, uid {os.getuid()}, "
+      f"may not list it or open its files); make it readable (chmod a+rx {directory}) or "
+      "point config.dataset.data_dir at a readable copy"
+    )
 
 
 def fashion_mnist_dir(data_dir: str | os.PathLike | None = None) -> str:
@@ -125,9 +139,7 @@ def fashion_mnist_dir(data_dir: str | os.PathLike | None = None) -> str:
   return os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR
 
 
-def load_fashion_mnist(
-    split: str, data_dir: str | os.PathLike | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def load_fashion_mnist(split: str, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Loads Fashion-MNIST from its gzipped IDX files.
 
   Args:
@@ -144,25 +156,22 @@ def load_fashion_mnist(
   paths = [os.path.join(directory, name) for name in _FASHION_MNIST_FILES[split]]
   for path in paths:
     if os.path.isfile(path) and not os.access(path, os.R_OK):
-      raise PermissionError(f"Fashion-MNIST file {path} cannot be read: permission denied (this user, uid "
-                            f"{os.getuid()}); make it readable (chmod a+r {path})")
+      raise PermissionError(
+        f"Fashion-MNIST file {path} cannot be read: permission denied (this user, uid "
+        f"{os.getuid()}); make it readable (chmod a+r {path})"
+      )
     if not os.path.isfile(path):
       raise FileNotFoundError(
-          f"Fashion-MNIST file not found: {path}. Install the Debian package with "
-          f"`apt-get install -y dataset-fashion-mnist` (files go to "
-          f"{FASHION_MNIST_DIR}) or set {FASHION_MNIST_ENV} / data_dir to a "
-          f"directory holding {_FASHION_MNIST_FILES[split]}."
+        f"Fashion-MNIST file not found: {path}. Install the Debian package with "
+        f"`apt-get install -y dataset-fashion-mnist` (files go to "
+        f"{FASHION_MNIST_DIR}) or set {FASHION_MNIST_ENV} / data_dir to a "
+        f"directory holding {_FASHION_MNIST_FILES[split]}."
       )
   images, labels = (read_idx(p) for p in paths)
   if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-    raise IDXFormatError(
-        f"{paths[0]}: expected uint8 images of shape [N, 28, 28], got "
-        f"{images.dtype} {images.shape}."
-    )
+    raise IDXFormatError(f"{paths[0]}: expected uint8 images of shape [N, 28, 28], got {images.dtype} {images.shape}.")
   if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-    raise IDXFormatError(
-        f"{paths[1]}: expected {images.shape[0]} labels, got shape {labels.shape}."
-    )
+    raise IDXFormatError(f"{paths[1]}: expected {images.shape[0]} labels, got shape {labels.shape}.")
   if labels.size and (labels.min() < 0 or labels.max() > 9):
     raise IDXFormatError(f"{paths[1]}: labels outside 0..9.")
   return images[..., None], labels.astype(np.int32)
@@ -188,12 +197,12 @@ def load_digits(split: str, train_fraction: float = 0.8) -> tuple[np.ndarray, np
 
 
 def make_synthetic_images(
-    num: int,
-    size: int = 32,
-    channels: int = 3,
-    num_classes: int = 10,
-    seed: int = 0,
-    noise: float = 0.1,
+  num: int,
+  size: int = 32,
+  channels: int = 3,
+  num_classes: int = 10,
+  seed: int = 0,
+  noise: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray]:
   """A deterministic, learnable synthetic image set.
 
@@ -218,10 +227,8 @@ def make_synthetic_images(
   amp = rng.uniform(0.6, 1.0, size=num)
   coords = (np.arange(size) + 0.5) / size
   yy, xx = np.meshgrid(coords, coords, indexing="ij")
-  proj = (np.cos(angles)[labels, None, None] * xx
-          + np.sin(angles)[labels, None, None] * yy)
-  wave = 0.5 + 0.5 * amp[:, None, None] * np.sin(
-      2 * np.pi * freqs[labels, None, None] * proj + phase[:, None, None])
+  proj = np.cos(angles)[labels, None, None] * xx + np.sin(angles)[labels, None, None] * yy
+  wave = 0.5 + 0.5 * amp[:, None, None] * np.sin(2 * np.pi * freqs[labels, None, None] * proj + phase[:, None, None])
   images = wave[..., None] * colours[labels, None, None, :]
   images = images + noise * rng.standard_normal(images.shape)
   images = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
@@ -251,23 +258,22 @@ class ArrayDataset:
   """
 
   def __init__(
-      self,
-      images: np.ndarray,
-      labels: np.ndarray,
-      global_batch_size: int,
-      *,
-      seed: int = 0,
-      shuffle: bool = True,
-      process_index: int | None = None,
-      process_count: int | None = None,
+    self,
+    images: np.ndarray,
+    labels: np.ndarray,
+    global_batch_size: int,
+    *,
+    seed: int = 0,
+    shuffle: bool = True,
+    process_index: int | None = None,
+    process_count: int | None = None,
   ):
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.ndim != 4:
       raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}.")
     if labels.shape != images.shape[:1]:
-      raise ValueError(
-          f"labels shape {labels.shape} does not match {images.shape[0]} images.")
+      raise ValueError(f"labels shape {labels.shape} does not match {images.shape[0]} images.")
     if process_index is None or process_count is None:
       import jax  # deferred: keeps the numpy-only path free of jax start-up
 
@@ -277,11 +283,10 @@ class ArrayDataset:
       raise ValueError(f"process_index {process_index} not in [0, {process_count}).")
     if global_batch_size <= 0 or global_batch_size % process_count:
       raise ValueError(
-          f"global_batch_size {global_batch_size} must be a positive multiple of "
-          f"the process count {process_count}.")
+        f"global_batch_size {global_batch_size} must be a positive multiple of the process count {process_count}."
+      )
     if global_batch_size > len(labels):
-      raise ValueError(
-          f"global_batch_size {global_batch_size} exceeds the {len(labels)} examples.")
+      raise ValueError(f"global_batch_size {global_batch_size} exceeds the {len(labels)} examples.")
     self.images = images
     self.labels = labels.astype(np.int32)
     self.global_batch_size = global_batch_size
@@ -307,9 +312,8 @@ class ArrayDataset:
     return np.random.default_rng((self.seed, epoch)).permutation(self.num_examples)
 
   def _local_batch(self, order: np.ndarray, batch_in_epoch: int) -> dict[str, np.ndarray]:
-    start = (batch_in_epoch * self.global_batch_size
-             + self.process_index * self.per_process_batch_size)
-    idx = order[start:start + self.per_process_batch_size]
+    start = batch_in_epoch * self.global_batch_size + self.process_index * self.per_process_batch_size
+    idx = order[start : start + self.per_process_batch_size]
     return {"image": self.images[idx], "label": self.labels[idx]}
 
   def batch_at(self, step: int) -> dict[str, np.ndarray]:
@@ -317,9 +321,7 @@ class ArrayDataset:
     epoch, i = divmod(step, self.steps_per_epoch)
     return self._local_batch(self.permutation(epoch), i)
 
-  def iterate(
-      self, start_step: int = 0, num_steps: int | None = None
-  ) -> Iterator[dict[str, np.ndarray]]:
+  def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Yields this process's batches from global step ``start_step`` on.
 
     Runs forever (over as many epochs as needed) unless ``num_steps`` is given.

@@ -92,8 +92,7 @@ class AugmentConfig:
     if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
       raise ValueError(f"blur_sigma must satisfy 0 < lo <= hi, got {self.blur_sigma}.")
     if len(self.mean) != len(self.std) or min(self.std) <= 0:
-      raise ValueError(f"mean {self.mean} and std {self.std} must have equal "
-                       "lengths and std > 0.")
+      raise ValueError(f"mean {self.mean} and std {self.std} must have equal lengths and std > 0.")
     if not 0 < self.eval_crop_fraction <= 1:
       raise ValueError(f"eval_crop_fraction must be in (0, 1], got {self.eval_crop_fraction}.")
 
@@ -103,8 +102,13 @@ class AugmentConfig:
     :class:`gjax.data.datasets.DatasetSpec`): its output size, blur flag,
     mean / std and evaluation crop, then ``overrides``."""
     spec = get_dataset(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
-    fields = dict(output_size=spec.image_size, blur=spec.blur, mean=spec.mean, std=spec.std,
-                  eval_crop_fraction=spec.eval_crop_fraction)
+    fields = dict(
+      output_size=spec.image_size,
+      blur=spec.blur,
+      mean=spec.mean,
+      std=spec.std,
+      eval_crop_fraction=spec.eval_crop_fraction,
+    )
     fields.update(overrides)
     if not fields["output_size"]:
       raise ValueError(f"data set {spec.name!r} has no fixed image size: pass output_size")
@@ -131,11 +135,9 @@ def _crop_box(key: jax.Array, height: int, width: int, config: AugmentConfig):
   """Random-resized-crop box ``(y0, x0, h, w)`` in continuous pixel units."""
   k_area, k_ratio, k_pos = jax.random.split(key, 3)
   area = height * width
-  scale = jax.random.uniform(k_area, (_NUM_CROP_TRIES,), minval=config.crop_scale[0],
-                             maxval=config.crop_scale[1])
+  scale = jax.random.uniform(k_area, (_NUM_CROP_TRIES,), minval=config.crop_scale[0], maxval=config.crop_scale[1])
   log_lo, log_hi = math.log(config.crop_ratio[0]), math.log(config.crop_ratio[1])
-  ratio = jnp.exp(jax.random.uniform(k_ratio, (_NUM_CROP_TRIES,), minval=log_lo,
-                                     maxval=log_hi))
+  ratio = jnp.exp(jax.random.uniform(k_ratio, (_NUM_CROP_TRIES,), minval=log_lo, maxval=log_hi))
   w = jnp.sqrt(area * scale * ratio)
   h = jnp.sqrt(area * scale / ratio)
   fits = (w <= width) & (h <= height)
@@ -157,8 +159,7 @@ def _resample(image: jax.Array, y0, x0, h, w, size: int) -> jax.Array:
   scale = jnp.stack([size / h, size / w]).astype(jnp.float32)
   translation = -jnp.stack([y0, x0]).astype(jnp.float32) * scale
   out_shape = (size, size, image.shape[-1])
-  return jax.image.scale_and_translate(image, out_shape, (0, 1), scale, translation,
-                                       method="linear", antialias=True)
+  return jax.image.scale_and_translate(image, out_shape, (0, 1), scale, translation, method="linear", antialias=True)
 
 
 def _adjust_brightness(image, factor):
@@ -198,8 +199,7 @@ def _hsv_to_rgb(h, s, v):
   def pick(*values):  # value for sectors 0..5, without a gather
     return sum(jnp.where(sector == i, val, 0.0) for i, val in enumerate(values))
 
-  return jnp.stack([pick(v, q, p, p, t, v), pick(t, v, v, q, p, p),
-                    pick(p, p, t, v, v, q)], axis=-1)
+  return jnp.stack([pick(v, q, p, p, t, v), pick(t, v, v, q, p, p), pick(p, p, t, v, v, q)], axis=-1)
 
 
 def _adjust_hue(image, delta):
@@ -212,10 +212,10 @@ def _adjust_hue(image, delta):
 def _color_jitter(key: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
   """torchvision ``ColorJitter``: the four ops in a random order per example."""
   k_factors, k_order = jax.random.split(key)
-  lo = jnp.asarray([max(0.0, 1.0 - config.brightness), max(0.0, 1.0 - config.contrast),
-                    max(0.0, 1.0 - config.saturation), -config.hue])
-  hi = jnp.asarray([1.0 + config.brightness, 1.0 + config.contrast,
-                    1.0 + config.saturation, config.hue])
+  lo = jnp.asarray(
+    [max(0.0, 1.0 - config.brightness), max(0.0, 1.0 - config.contrast), max(0.0, 1.0 - config.saturation), -config.hue]
+  )
+  hi = jnp.asarray([1.0 + config.brightness, 1.0 + config.contrast, 1.0 + config.saturation, config.hue])
   factors = jax.random.uniform(k_factors, (4,), minval=lo, maxval=hi)
   ops = (_adjust_brightness, _adjust_contrast, _adjust_saturation, _adjust_hue)
   branches = [lambda img, i=i, op=op: op(img, factors[i]) for i, op in enumerate(ops)]
@@ -229,22 +229,20 @@ def _gaussian_blur(key: jax.Array, image: jax.Array, config: AugmentConfig) -> j
   """Separable Gaussian blur, random sigma, reflect padding, static kernel size."""
   size = blur_kernel_size(image.shape[0])
   radius = size // 2
-  sigma = jax.random.uniform(key, (), minval=config.blur_sigma[0],
-                             maxval=config.blur_sigma[1])
+  sigma = jax.random.uniform(key, (), minval=config.blur_sigma[0], maxval=config.blur_sigma[1])
   taps = jnp.arange(size, dtype=jnp.float32) - radius
   weights = jnp.exp(-0.5 * jnp.square(taps / sigma))
   weights = weights / jnp.sum(weights)
   height, width = image.shape[:2]
   padded = jnp.pad(image, ((radius, radius), (0, 0), (0, 0)), mode="reflect")
-  image = sum(weights[t] * padded[t:t + height] for t in range(size))
+  image = sum(weights[t] * padded[t : t + height] for t in range(size))
   padded = jnp.pad(image, ((0, 0), (radius, radius), (0, 0)), mode="reflect")
-  return sum(weights[t] * padded[:, t:t + width] for t in range(size))
+  return sum(weights[t] * padded[:, t : t + width] for t in range(size))
 
 
 def _augment_one(key: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
   """One MoCo v2 view of one float image in [0, 1]; returns [S, S, C] in [0, 1]."""
-  (k_crop, k_jitter_on, k_jitter, k_gray_on, k_blur_on, k_blur,
-   k_flip) = jax.random.split(key, 7)
+  (k_crop, k_jitter_on, k_jitter, k_gray_on, k_blur_on, k_blur, k_flip) = jax.random.split(key, 7)
   height, width, channels = image.shape
   box = _crop_box(k_crop, height, width, config)
   image = jnp.clip(_resample(image, *box, config.output_size), 0.0, 1.0)
@@ -279,15 +277,13 @@ def normalize(images: jax.Array, config: AugmentConfig) -> jax.Array:
   """``(images - mean) / std`` per channel, for float images in [0, 1]."""
   channels = images.shape[-1]
   if len(config.mean) not in (1, channels):
-    raise ValueError(f"config.mean has {len(config.mean)} entries for "
-                     f"{channels}-channel images.")
+    raise ValueError(f"config.mean has {len(config.mean)} entries for {channels}-channel images.")
   mean = jnp.asarray(config.mean, images.dtype)
   std = jnp.asarray(config.std, images.dtype)
   return (images - mean) / std
 
 
-def augment_batch(rng: jax.Array, images, config: AugmentConfig,
-                  normalize_output: bool = True) -> jax.Array:
+def augment_batch(rng: jax.Array, images, config: AugmentConfig, normalize_output: bool = True) -> jax.Array:
   """One random MoCo v2 view per example.
 
   Args:
@@ -306,19 +302,18 @@ def augment_batch(rng: jax.Array, images, config: AugmentConfig,
   return normalize(views, config) if normalize_output else views
 
 
-def two_views(rng: jax.Array, images, config: AugmentConfig | tuple[AugmentConfig, AugmentConfig],
-              normalize_output: bool = True) -> tuple[jax.Array, jax.Array]:
+def two_views(
+  rng: jax.Array, images, config: AugmentConfig | tuple[AugmentConfig, AugmentConfig], normalize_output: bool = True
+) -> tuple[jax.Array, jax.Array]:
   """Two independent views of each example (keys ``jax.random.split(rng)``);
   ``config`` is one augmentation for both or a pair, one per view (BYOL's
   asymmetric views)."""
   config_1, config_2 = (config, config) if isinstance(config, AugmentConfig) else config
   k1, k2 = jax.random.split(rng)
-  return (augment_batch(k1, images, config_1, normalize_output),
-          augment_batch(k2, images, config_2, normalize_output))
+  return (augment_batch(k1, images, config_1, normalize_output), augment_batch(k2, images, config_2, normalize_output))
 
 
-def eval_preprocess(images, config: AugmentConfig,
-                    normalize_output: bool = True) -> jax.Array:
+def eval_preprocess(images, config: AugmentConfig, normalize_output: bool = True) -> jax.Array:
   """Deterministic evaluation view: central square, resize, normalise.
 
   Keeps the central square of side ``eval_crop_fraction * min(H, W)`` and

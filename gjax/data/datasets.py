@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -84,8 +84,9 @@ class DatasetSpec:
     if self.image_size < 0 or self.host_square < 0:
       problems.append(f"image_size={self.image_size} and host_square={self.host_square} must be >= 0")
     if self.num_pretrain_examples < 0 or self.num_classes < 0:
-      problems.append(f"num_pretrain_examples={self.num_pretrain_examples} and num_classes={self.num_classes} "
-                      "must be >= 0")
+      problems.append(
+        f"num_pretrain_examples={self.num_pretrain_examples} and num_classes={self.num_classes} must be >= 0"
+      )
     if not 0 < self.eval_crop_fraction <= 1:
       problems.append(f"eval_crop_fraction={self.eval_crop_fraction} must be in (0, 1]")
     for field in ("pretrain_split", "train_split", "eval_split", "image_key", "label_key"):
@@ -103,36 +104,49 @@ def check_loaded(spec: DatasetSpec, split: str, images, labels) -> None:
   near-constant pixels: the augmentation reads the values as 0..255."""
   where = f"data set {spec.name!r} (split {split!r}): its loader returned"
   if not isinstance(images, np.ndarray) or not isinstance(labels, np.ndarray):
-    raise ValueError(f"{where} {type(images).__name__} images and {type(labels).__name__} labels; expected "
-                     "numpy arrays: uint8 images [N, H, W, C] and integer labels [N]")
+    raise ValueError(
+      f"{where} {type(images).__name__} images and {type(labels).__name__} labels; expected "
+      "numpy arrays: uint8 images [N, H, W, C] and integer labels [N]"
+    )
   if images.dtype != np.uint8 or images.ndim != 4:
     values = ""
     if images.size and np.issubdtype(images.dtype, np.number):
       values = f" with values in [{images.min():.4g}, {images.max():.4g}]"
-    hint = (" (floats in [0, 1]: (images * 255).round().astype(np.uint8))"
-            if np.issubdtype(images.dtype, np.floating) else "")
-    raise ValueError(f"{where} images of dtype {images.dtype} and shape {images.shape}{values}; gjax expects "
-                     f"uint8 images in 0..255 of shape [N, H, W, C] (NHWC){hint}")
+    hint = (
+      " (floats in [0, 1]: (images * 255).round().astype(np.uint8))" if np.issubdtype(images.dtype, np.floating) else ""
+    )
+    raise ValueError(
+      f"{where} images of dtype {images.dtype} and shape {images.shape}{values}; gjax expects "
+      f"uint8 images in 0..255 of shape [N, H, W, C] (NHWC){hint}"
+    )
   if images.size and images.max() <= 1:
-    raise ValueError(f"{where} uint8 images of shape {images.shape} whose values are all 0 or 1; gjax expects "
-                     "0..255 (values in [0, 1] cast to uint8? multiply by 255 before the cast)")
+    raise ValueError(
+      f"{where} uint8 images of shape {images.shape} whose values are all 0 or 1; gjax expects "
+      "0..255 (values in [0, 1] cast to uint8? multiply by 255 before the cast)"
+    )
   if len(spec.mean) not in (1, images.shape[-1]):
-    raise ValueError(f"{where} images of shape {images.shape} ({images.shape[-1]} channels, NHWC) but its "
-                     f"mean has {len(spec.mean)} values: one per channel (or one for all)")
+    raise ValueError(
+      f"{where} images of shape {images.shape} ({images.shape[-1]} channels, NHWC) but its "
+      f"mean has {len(spec.mean)} values: one per channel (or one for all)"
+    )
   if labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f"{where} labels of dtype {labels.dtype} and shape {labels.shape} for {len(images)} "
-                     "images; expected one integer label per image, shape [N]")
+    raise ValueError(
+      f"{where} labels of dtype {labels.dtype} and shape {labels.shape} for {len(images)} "
+      "images; expected one integer label per image, shape [N]"
+    )
 
 
 _DATASETS: Registry[DatasetSpec] = Registry(
-    "data set", f", or '{TFDS_PREFIX}NAME' for any prepared TFDS data set (config.dataset.tfds)")
+  "data set", f", or '{TFDS_PREFIX}NAME' for any prepared TFDS data set (config.dataset.tfds)"
+)
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
   """Adds ``spec`` under ``spec.name``; a name may be registered once."""
   if spec.name.startswith(TFDS_PREFIX):
-    raise ValueError(f"data set names starting with {TFDS_PREFIX!r} are reserved for config.dataset.tfds: "
-                     f"{spec.name!r}")
+    raise ValueError(
+      f"data set names starting with {TFDS_PREFIX!r} are reserved for config.dataset.tfds: {spec.name!r}"
+    )
   return _DATASETS.add(spec.name, spec)
 
 
@@ -158,23 +172,37 @@ def spec_from_config(dataset_config) -> DatasetSpec:
   if not d.name.startswith(TFDS_PREFIX):
     return get_dataset(d.name)
   t = d.tfds
-  tfds_name = d.name[len(TFDS_PREFIX):]
+  tfds_name = d.name[len(TFDS_PREFIX) :]
   if not tfds_name:
     raise ValueError(f"config.dataset.name={d.name!r}: the TFDS name after {TFDS_PREFIX!r} is empty")
   if not t.mean or not t.std:
-    raise ValueError(f"config.dataset.name={d.name!r} needs the per-channel normalisation of its images: "
-                     f"set config.dataset.tfds.mean and config.dataset.tfds.std (one value per channel, "
-                     f"on the [0, 1] scale), got mean={tuple(t.mean)} std={tuple(t.std)}")
+    raise ValueError(
+      f"config.dataset.name={d.name!r} needs the per-channel normalisation of its images: "
+      f"set config.dataset.tfds.mean and config.dataset.tfds.std (one value per channel, "
+      f"on the [0, 1] scale), got mean={tuple(t.mean)} std={tuple(t.std)}"
+    )
   try:
-    return DatasetSpec(name=d.name, source="tfds", tfds_name=tfds_name, mean=tuple(t.mean), std=tuple(t.std),
-                       image_size=t.image_size, host_square=t.image_size if t.resize else 0, blur=t.blur,
-                       pretrain_split=t.pretrain_split, train_split=t.train_split, eval_split=t.eval_split,
-                       image_key=t.image_key, label_key=t.label_key)
+    return DatasetSpec(
+      name=d.name,
+      source="tfds",
+      tfds_name=tfds_name,
+      mean=tuple(t.mean),
+      std=tuple(t.std),
+      image_size=t.image_size,
+      host_square=t.image_size if t.resize else 0,
+      blur=t.blur,
+      pretrain_split=t.pretrain_split,
+      train_split=t.train_split,
+      eval_split=t.eval_split,
+      image_key=t.image_key,
+      label_key=t.label_key,
+    )
   except ValueError as e:
     raise ValueError(f"config.dataset.tfds: {e}") from None
 
 
 # --- built-in data sets -----------------------------------------------------------------------------
+
 
 def _fashion_mnist(split, config):
   from gjax.data.arrays import load_fashion_mnist
@@ -192,25 +220,87 @@ def _synthetic(split, config):
   from gjax.data.arrays import make_synthetic_images
 
   d = config.dataset
-  return make_synthetic_images(2048 if split == "train" else 512, d.synthetic_image_size, d.synthetic_channels,
-                               seed=config.seed + (split != "train"))
+  return make_synthetic_images(
+    2048 if split == "train" else 512,
+    d.synthetic_image_size,
+    d.synthetic_channels,
+    seed=config.seed + (split != "train"),
+  )
 
 
-register_dataset(DatasetSpec("fashion_mnist", "memory", (0.2860,), (0.3530,), image_size=28, load=_fashion_mnist,
-                             num_pretrain_examples=60_000, num_classes=10))
-register_dataset(DatasetSpec("digits", "memory", (0.3055,), (0.3759,), image_size=8, load=_digits,
-                             num_pretrain_examples=1437, num_classes=10))  # int(1797 * 0.8)
+register_dataset(
+  DatasetSpec(
+    "fashion_mnist",
+    "memory",
+    (0.2860,),
+    (0.3530,),
+    image_size=28,
+    load=_fashion_mnist,
+    num_pretrain_examples=60_000,
+    num_classes=10,
+  )
+)
+register_dataset(
+  DatasetSpec(
+    "digits", "memory", (0.3055,), (0.3759,), image_size=8, load=_digits, num_pretrain_examples=1437, num_classes=10
+  )
+)  # int(1797 * 0.8)
 # Synthetic images have the size and channels the config asks for; mean / std are
 # those of their generator's pixel distribution.
-register_dataset(DatasetSpec("synthetic", "memory", (0.5,), (0.25,), load=_synthetic, num_pretrain_examples=2048,
-                             num_classes=10))
-register_dataset(DatasetSpec("cifar10", "tfds", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), image_size=32,
-                             tfds_name="cifar10", num_pretrain_examples=50_000, num_classes=10))
-register_dataset(DatasetSpec("cifar100", "tfds", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), image_size=32,
-                             tfds_name="cifar100", num_pretrain_examples=50_000, num_classes=100))
-register_dataset(DatasetSpec("stl10", "tfds", (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713), image_size=96,
-                             blur=True, tfds_name="stl10", pretrain_split="unlabelled+train",
-                             num_pretrain_examples=105_000, num_classes=10))
-register_dataset(DatasetSpec("imagenet2012", "tfds", IMAGENET_MEAN, IMAGENET_STD, image_size=224, blur=True,
-                             eval_crop_fraction=0.875, tfds_name="imagenet2012", eval_split="validation",
-                             host_square=256, num_pretrain_examples=1_281_167, num_classes=1000))
+register_dataset(
+  DatasetSpec("synthetic", "memory", (0.5,), (0.25,), load=_synthetic, num_pretrain_examples=2048, num_classes=10)
+)
+register_dataset(
+  DatasetSpec(
+    "cifar10",
+    "tfds",
+    (0.4914, 0.4822, 0.4465),
+    (0.2470, 0.2435, 0.2616),
+    image_size=32,
+    tfds_name="cifar10",
+    num_pretrain_examples=50_000,
+    num_classes=10,
+  )
+)
+register_dataset(
+  DatasetSpec(
+    "cifar100",
+    "tfds",
+    (0.5071, 0.4865, 0.4409),
+    (0.2673, 0.2564, 0.2762),
+    image_size=32,
+    tfds_name="cifar100",
+    num_pretrain_examples=50_000,
+    num_classes=100,
+  )
+)
+register_dataset(
+  DatasetSpec(
+    "stl10",
+    "tfds",
+    (0.4467, 0.4398, 0.4066),
+    (0.2603, 0.2566, 0.2713),
+    image_size=96,
+    blur=True,
+    tfds_name="stl10",
+    pretrain_split="unlabelled+train",
+    num_pretrain_examples=105_000,
+    num_classes=10,
+  )
+)
+register_dataset(
+  DatasetSpec(
+    "imagenet2012",
+    "tfds",
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    image_size=224,
+    blur=True,
+    eval_crop_fraction=0.875,
+    tfds_name="imagenet2012",
+    eval_split="validation",
+    host_square=256,
+    num_pretrain_examples=1_281_167,
+    num_classes=1000,
+  )
+)

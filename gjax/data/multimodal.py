@@ -18,7 +18,7 @@ metrics compare against.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,14 +27,9 @@ NOISE_STD = 0.05
 Branch = Callable[[np.ndarray], np.ndarray]
 
 BRANCHES: dict[str, tuple[Branch, ...]] = {
-    "A": (lambda x: 1.5 + 0.5 * np.sin(np.pi * x),
-          lambda x: x ** 2 - 0.3,
-          lambda x: -1.5 + 0.5 * np.cos(np.pi * x)),
-    "B": (lambda x: 1.2 * x,
-          lambda x: -1.2 * x,
-          lambda x: 0.8 * np.sin(np.pi * x)),
-    "C": (lambda x: np.sqrt(np.clip(1.0 - x ** 2, 0.0, None)),
-          lambda x: -np.sqrt(np.clip(1.0 - x ** 2, 0.0, None))),
+  "A": (lambda x: 1.5 + 0.5 * np.sin(np.pi * x), lambda x: x**2 - 0.3, lambda x: -1.5 + 0.5 * np.cos(np.pi * x)),
+  "B": (lambda x: 1.2 * x, lambda x: -1.2 * x, lambda x: 0.8 * np.sin(np.pi * x)),
+  "C": (lambda x: np.sqrt(np.clip(1.0 - x**2, 0.0, None)), lambda x: -np.sqrt(np.clip(1.0 - x**2, 0.0, None))),
 }
 NAMES = {"A": "separated branches", "B": "crossing branches", "C": "noisy ring"}
 
@@ -86,6 +81,6 @@ def true_conditional_log_prob(name: str, x, y) -> np.ndarray:
   """``log p(y | x)`` of the generating process, ``[N]``."""
   values = branch_values(name, x)
   z = (np.asarray(y)[:, None] - values) / NOISE_STD
-  log_comp = -0.5 * z ** 2 - np.log(NOISE_STD * np.sqrt(2 * np.pi)) - np.log(values.shape[1])
+  log_comp = -0.5 * z**2 - np.log(NOISE_STD * np.sqrt(2 * np.pi)) - np.log(values.shape[1])
   top = log_comp.max(axis=1, keepdims=True)
   return (top + np.log(np.exp(log_comp - top).sum(axis=1, keepdims=True)))[:, 0]

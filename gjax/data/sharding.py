@@ -13,7 +13,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 #: Name of the data-parallel mesh axis.
 DATA_AXIS = "data"
@@ -57,9 +58,10 @@ def make_global_batch(local_batch: Any, mesh: Mesh) -> Any:
       raise ValueError(f"{name}: cannot shard a scalar along the batch axis.")
     if leaf.shape[0] % num_local:
       raise ValueError(
-          f"{name}: per-process batch size {leaf.shape[0]} is not divisible by "
-          f"the {num_local} local devices of the mesh (use a per-process batch "
-          f"that is a multiple of {num_local}).")
+        f"{name}: per-process batch size {leaf.shape[0]} is not divisible by "
+        f"the {num_local} local devices of the mesh (use a per-process batch "
+        f"that is a multiple of {num_local})."
+      )
     return jax.make_array_from_process_local_data(sharding, leaf)
 
   return jax.tree_util.tree_map_with_path(to_global, local_batch)

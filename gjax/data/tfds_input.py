@@ -63,27 +63,27 @@ def _resize_and_square(image: tf.Tensor, size: int, seed: tf.Tensor | None) -> t
     top = tf.cast(u[0] * tf.cast(new_h - size + 1, tf.float32), tf.int32)
     left = tf.cast(u[1] * tf.cast(new_w - size + 1, tf.float32), tf.int32)
     top, left = tf.minimum(top, new_h - size), tf.minimum(left, new_w - size)
-  image = image[top:top + size, left:left + size]
+  image = image[top : top + size, left : left + size]
   image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
   return tf.ensure_shape(image, [size, size, image.shape[-1]])
 
 
 def make_tfds_dataset(
-    name: str,
-    split: str,
-    global_batch_size: int,
-    *,
-    train: bool,
-    seed: int = 0,
-    data_dir: str | os.PathLike | None = None,
-    shuffle_buffer: int = 10_000,
-    drop_remainder: bool = True,
-    image_key: str = "image",
-    label_key: str = "label",
-    host_square: int = 0,
-    download: bool = False,
-    process_index: int | None = None,
-    process_count: int | None = None,
+  name: str,
+  split: str,
+  global_batch_size: int,
+  *,
+  train: bool,
+  seed: int = 0,
+  data_dir: str | os.PathLike | None = None,
+  shuffle_buffer: int = 10_000,
+  drop_remainder: bool = True,
+  image_key: str = "image",
+  label_key: str = "label",
+  host_square: int = 0,
+  download: bool = False,
+  process_index: int | None = None,
+  process_count: int | None = None,
 ) -> tf.data.Dataset:
   """The batched ``tf.data`` pipeline for this process.
 
@@ -111,18 +111,20 @@ def make_tfds_dataset(
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   if global_batch_size <= 0 or global_batch_size % process_count:
-    raise ValueError(f"global_batch_size {global_batch_size} must be a positive multiple "
-                     f"of the process count {process_count}.")
+    raise ValueError(
+      f"global_batch_size {global_batch_size} must be a positive multiple of the process count {process_count}."
+    )
   batch_size = global_batch_size // process_count
 
   options = tf.data.Options()
   options.deterministic = True
   read_config = tfds.ReadConfig(shuffle_seed=seed, options=options)
   process_split = tfds.split_for_jax_process(
-      split, process_index=process_index, process_count=process_count,
-      drop_remainder=True)
-  ds = tfds.load(name, split=process_split, data_dir=data_dir, shuffle_files=train,
-                 read_config=read_config, download=download)
+    split, process_index=process_index, process_count=process_count, drop_remainder=True
+  )
+  ds = tfds.load(
+    name, split=process_split, data_dir=data_dir, shuffle_files=train, read_config=read_config, download=download
+  )
   if train:
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
 
@@ -140,7 +142,6 @@ def make_tfds_dataset(
   return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def tfds_batches(name: str, split: str, global_batch_size: int, **kwargs
-                 ) -> Iterator[dict[str, np.ndarray]]:
+def tfds_batches(name: str, split: str, global_batch_size: int, **kwargs) -> Iterator[dict[str, np.ndarray]]:
   """Iterates :func:`make_tfds_dataset` (same arguments) as numpy batch dicts."""
   return iter(tfds.as_numpy(make_tfds_dataset(name, split, global_batch_size, **kwargs)))

@@ -28,9 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from gjax.math import (EPS, kl_diag_gaussian_standard_normal, reparameterize_diag, student_t_directional_parts,
-                       student_t_radial_nll)
-from gjax.math import _checks
+from gjax.math import (
+  EPS,
+  _checks,
+  kl_diag_gaussian_standard_normal,
+  reparameterize_diag,
+  student_t_directional_parts,
+  student_t_radial_nll,
+)
 
 _LOG_2PI_E = math.log(2.0 * math.pi * math.e)
 
@@ -71,8 +76,7 @@ def auroc(scores, is_anomaly) -> float:
   num_anomalies = int(labels.sum())
   num_normals = labels.size - num_anomalies
   if num_anomalies == 0 or num_normals == 0:
-    raise ValueError(f"AUROC needs both classes; got {num_anomalies} anomalies and {num_normals} normal "
-                     "examples")
+    raise ValueError(f"AUROC needs both classes; got {num_anomalies} anomalies and {num_normals} normal examples")
   ranks = scipy.stats.rankdata(scores.astype(np.float64), method="average")
   u_statistic = ranks[labels].sum() - num_anomalies * (num_anomalies + 1) / 2.0
   return float(u_statistic / (num_anomalies * num_normals))
@@ -93,8 +97,11 @@ def _check_same_shape(**arrays) -> tuple[int, ...]:
 def _joint_nll_parts(obs, mu, var, rng, *, nu, num_samples, eps, radial_scale):
   def parts_at(s):
     kernel, log_det = student_t_directional_parts(obs, s, var, nu, eps)
-    return {"kernel": kernel, "log_det": jnp.broadcast_to(log_det, kernel.shape),
-            "radial": student_t_radial_nll(obs, s, nu, radial_scale)}
+    return {
+      "kernel": kernel,
+      "log_det": jnp.broadcast_to(log_det, kernel.shape),
+      "radial": student_t_radial_nll(obs, s, nu, radial_scale),
+    }
 
   if num_samples == 0:
     return parts_at(mu)
@@ -102,8 +109,9 @@ def _joint_nll_parts(obs, mu, var, rng, *, nu, num_samples, eps, radial_scale):
   return {k: jnp.mean(v, axis=0) for k, v in parts_at(reparameterize_diag(mu, var, noise)).items()}
 
 
-def joint_nll_parts(z, mu, var, nu: float, *, num_samples: int = 0, rng=None, z_obs=None,
-                    eps: float = EPS, radial_scale: float = 1.0) -> dict[str, jax.Array]:
+def joint_nll_parts(
+  z, mu, var, nu: float, *, num_samples: int = 0, rng=None, z_obs=None, eps: float = EPS, radial_scale: float = 1.0
+) -> dict[str, jax.Array]:
   """The three parts of the Eq. 39 score, each ``[...]``, higher = more anomalous:
   ``kernel`` (the directional fit ``(nu + D)/2 · log(1 + Q/nu)``), ``log_det``
   (``½ Σ_d log σ²_d``, the directional normaliser's scale term) and ``radial``
@@ -120,12 +128,21 @@ def joint_nll_parts(z, mu, var, nu: float, *, num_samples: int = 0, rng=None, z_
   _check_same_shape(**arrays)
   _checks.check_positive("var", var)
   obs = jnp.asarray(z if z_obs is None else z_obs)
-  return _joint_nll_parts(obs, jnp.asarray(mu), jnp.asarray(var), rng, nu=nu,
-                          num_samples=num_samples, eps=float(eps), radial_scale=float(radial_scale))
+  return _joint_nll_parts(
+    obs,
+    jnp.asarray(mu),
+    jnp.asarray(var),
+    rng,
+    nu=nu,
+    num_samples=num_samples,
+    eps=float(eps),
+    radial_scale=float(radial_scale),
+  )
 
 
-def joint_nll_score(z, mu, var, nu: float, *, num_samples: int = 0, rng=None, z_obs=None,
-                    eps: float = EPS, radial_scale: float = 1.0) -> jax.Array:
+def joint_nll_score(
+  z, mu, var, nu: float, *, num_samples: int = 0, rng=None, z_obs=None, eps: float = EPS, radial_scale: float = 1.0
+) -> jax.Array:
   """The VJE joint-likelihood anomaly score, Eq. 39 (Section 5.3); ``[...]``.
 
   ``S = ℓ_dir(ẑ, ŝ; σ²) + ℓ_rad(Δr)``, ``Δr = ||z|| - ||s||``, with
@@ -170,8 +187,9 @@ def joint_nll_score(z, mu, var, nu: float, *, num_samples: int = 0, rng=None, z_
       ``num_samples > 0`` without ``rng``, a concrete ``var`` entry is <= 0, or
       ``nu`` is not > 0.
   """
-  parts = joint_nll_parts(z, mu, var, nu, num_samples=num_samples, rng=rng, z_obs=z_obs, eps=eps,
-                          radial_scale=radial_scale)
+  parts = joint_nll_parts(
+    z, mu, var, nu, num_samples=num_samples, rng=rng, z_obs=z_obs, eps=eps, radial_scale=radial_scale
+  )
   return parts["kernel"] + parts["log_det"] + parts["radial"]
 
 
@@ -213,13 +231,13 @@ def vje_anomaly_scores(z, mu, var, nu: float, **joint_kwargs) -> dict[str, jax.A
   parts = joint_nll_parts(z, mu, var, nu, **joint_kwargs)
   joint = parts["kernel"] + parts["log_det"] + parts["radial"]
   return {
-      "joint": joint,
-      "joint_kernel": parts["kernel"],
-      "joint_log_det": parts["log_det"],
-      "joint_radial": parts["radial"],
-      "neg_elbo": joint + kl_diag_gaussian_standard_normal(jnp.asarray(mu), jnp.asarray(var)),
-      "variance_sum": variance_sum_score(var),
-      "entropy": entropy_score(var),
+    "joint": joint,
+    "joint_kernel": parts["kernel"],
+    "joint_log_det": parts["log_det"],
+    "joint_radial": parts["radial"],
+    "neg_elbo": joint + kl_diag_gaussian_standard_normal(jnp.asarray(mu), jnp.asarray(var)),
+    "variance_sum": variance_sum_score(var),
+    "entropy": entropy_score(var),
   }
 
 
@@ -246,5 +264,6 @@ def gaussian_density_score(train_features, test_features, ridge: float = 1e-3) -
   mean = train.mean(axis=0)
   cov = np.cov(train, rowvar=False, bias=True).reshape(train.shape[1], train.shape[1])
   cov += ridge * max(np.trace(cov) / len(cov), 1e-12) * np.eye(len(cov))
-  return -gaussian_log_prob_from_cov(jnp.asarray(test, jnp.float32), jnp.asarray(mean, jnp.float32),
-                                     jnp.asarray(cov, jnp.float32))
+  return -gaussian_log_prob_from_cov(
+    jnp.asarray(test, jnp.float32), jnp.asarray(mean, jnp.float32), jnp.asarray(cov, jnp.float32)
+  )

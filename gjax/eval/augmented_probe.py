@@ -32,9 +32,9 @@ import numpy as np
 import optax
 
 from gjax import data as gdata
+from gjax.eval.linear_probe import LinearProbe, make_probe_optimizer
 from gjax.eval.registry import Evaluator, register_evaluator
 from gjax.eval.sharded import SplitLayout, sharded_probe_topk
-from gjax.eval.linear_probe import LinearProbe, make_probe_optimizer
 from gjax.objectives import require
 
 #: SimCLR / BYOL's linear-evaluation augmentation: crop (scale 0.08-1) and flip only.
@@ -44,8 +44,9 @@ PROBE_CROP_SCALE = (0.08, 1.0)
 def probe_augment(augment: gdata.AugmentConfig) -> gdata.AugmentConfig:
   """The data set's view with the linear-evaluation augmentation: random
   resized crop and flip, no colour jitter, grayscale or blur."""
-  return dataclasses.replace(augment, crop_scale=PROBE_CROP_SCALE, jitter_prob=0.0, grayscale_prob=0.0,
-                             blur=False, blur_prob=0.0)
+  return dataclasses.replace(
+    augment, crop_scale=PROBE_CROP_SCALE, jitter_prob=0.0, grayscale_prob=0.0, blur=False, blur_prob=0.0
+  )
 
 
 def make_augmented_probe_step(model, augment: gdata.AugmentConfig, optimizer, mesh, feature: str = "h"):
@@ -54,9 +55,12 @@ def make_augmented_probe_step(model, augment: gdata.AugmentConfig, optimizer, me
   linear classifier (the mean cross-entropy over the batch's valid rows)."""
   replicated, sharded = gdata.replicated_sharding(mesh), gdata.batch_sharding(mesh)
 
-  @functools.partial(jax.jit, in_shardings=(replicated, replicated, replicated, sharded, sharded, sharded,
-                                            replicated), out_shardings=(replicated, replicated, replicated),
-                     donate_argnums=(0, 1))
+  @functools.partial(
+    jax.jit,
+    in_shardings=(replicated, replicated, replicated, sharded, sharded, sharded, replicated),
+    out_shardings=(replicated, replicated, replicated),
+    donate_argnums=(0, 1),
+  )
   def step(params, opt_state, variables, images, labels, valid, key):
     x = gdata.augment_batch(key, images, augment)
     feats = jax.lax.stop_gradient(model.apply(variables, x, train=False, method=type(model).embed)[feature])
@@ -110,29 +114,41 @@ def run_augmented_probe(context, settings) -> dict[str, float]:
     losses = []
     for i, local in enumerate(shuffled_reader(split, config.seed, epoch)(layout, jax.process_index())):
       global_batch = gdata.make_global_batch(local, mesh)
-      params, opt_state, loss = step(params, opt_state, context.variables, global_batch["image"],
-                                     global_batch["label"], global_batch["valid"],
-                                     jax.random.fold_in(jax.random.fold_in(key, epoch), i))
+      params, opt_state, loss = step(
+        params,
+        opt_state,
+        context.variables,
+        global_batch["image"],
+        global_batch["label"],
+        global_batch["valid"],
+        jax.random.fold_in(jax.random.fold_in(key, epoch), i),
+      )
       losses.append(loss)
-  probe = LinearProbe(weights=gdata.to_host(params["weights"]), bias=gdata.to_host(params["bias"]),
-                      mean=np.zeros(dim, np.float32), std=np.ones(dim, np.float32),
-                      final_loss=float(np.mean([gdata.to_host(l) for l in losses])))
+  probe = LinearProbe(
+    weights=gdata.to_host(params["weights"]),
+    bias=gdata.to_host(params["bias"]),
+    mean=np.zeros(dim, np.float32),
+    std=np.ones(dim, np.float32),
+    final_loss=float(np.mean([gdata.to_host(l) for l in losses])),
+  )
   top = sharded_probe_topk(probe, context.sharded("test"), "h", ks=(1, 5))
   return {"linear_aug_top1_h": top[1], "linear_aug_top5_h": top[5], "linear_aug_final_loss": probe.final_loss}
 
 
 def check_augmented_probe_settings(s, config) -> None:
   require(s.epochs >= 1, "eval.evaluators.linear_probe_augmented.epochs", s.epochs, "must be >= 1")
-  require(s.learning_rate > 0, "eval.evaluators.linear_probe_augmented.learning_rate", s.learning_rate,
-          "must be > 0")
+  require(s.learning_rate > 0, "eval.evaluators.linear_probe_augmented.learning_rate", s.learning_rate, "must be > 0")
   require(s.batch_size >= 1, "eval.evaluators.linear_probe_augmented.batch_size", s.batch_size, "must be >= 1")
-  require(s.weight_decay >= 0, "eval.evaluators.linear_probe_augmented.weight_decay", s.weight_decay,
-          "must be >= 0")
+  require(s.weight_decay >= 0, "eval.evaluators.linear_probe_augmented.weight_decay", s.weight_decay, "must be >= 0")
 
 
 #: Defaults: 90 epochs at batch 256, lr 0.1, no weight decay (the recipes' own settings: module docstring).
-LINEAR_PROBE_AUGMENTED = register_evaluator(Evaluator(
-    "linear_probe_augmented", run_augmented_probe,
+LINEAR_PROBE_AUGMENTED = register_evaluator(
+  Evaluator(
+    "linear_probe_augmented",
+    run_augmented_probe,
     defaults={"epochs": 90, "learning_rate": 0.1, "batch_size": 256, "weight_decay": 0.0},
     check=check_augmented_probe_settings,
-    description="linear probe on augmented images through the frozen encoder (ImageNet linear evaluation)"))
+    description="linear probe on augmented images through the frozen encoder (ImageNet linear evaluation)",
+  )
+)

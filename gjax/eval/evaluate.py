@@ -38,8 +38,9 @@ def online_evaluator(config):
   set loaded once; a TFDS one streamed at each evaluation)."""
   validate_evaluators(config)
   splits = eval_splits(config)
-  return lambda model, variables, mesh: representation_metrics(model, variables, splits, config, mesh,
-                                                               config.eval.online_evaluators)
+  return lambda model, variables, mesh: representation_metrics(
+    model, variables, splits, config, mesh, config.eval.online_evaluators
+  )
 
 
 def train_and_evaluate(config, workdir: str, **kwargs):
@@ -54,8 +55,10 @@ def evaluate(config, workdir: str) -> dict:
   config_lib.validate_config(config, jax.device_count(), jax.process_count())
   validate_evaluators(config)
   if not config.eval.evaluators.keys():
-    raise ValueError("config.eval.evaluators is empty: nothing to evaluate (e.g. "
-                     "config.eval.evaluators = gjax.eval.evaluator_settings('knn', 'linear_probe'))")
+    raise ValueError(
+      "config.eval.evaluators is empty: nothing to evaluate (e.g. "
+      "config.eval.evaluators = gjax.eval.evaluator_settings('knn', 'linear_probe'))"
+    )
   error = no_checkpoint_error(workdir)  # before minutes of computing, not after
   if error:
     raise error
@@ -76,8 +79,10 @@ def evaluate(config, workdir: str) -> dict:
     try:  # never a half-written file, nor a temporary one left behind
       write_text_atomically(results_path, json.dumps(results, indent=2), "the evaluation results")
     except WriteError as error:
-      raise WriteError(f"{error}; they are logged above (eval at step {results['step']}). Free space there, or "
-                       "pass --config.eval.results_path=<a writable file> to write them elsewhere") from error
+      raise WriteError(
+        f"{error}; they are logged above (eval at step {results['step']}). Free space there, or "
+        "pass --config.eval.results_path=<a writable file> to write them elsewhere"
+      ) from error
     log.info("written to %s", results_path)
   return results
 
@@ -92,5 +97,6 @@ def check_writable(path: str) -> None:
       pass
   except OSError as e:
     raise PermissionError(
-        f"cannot write the evaluation results to {path} ({type(e).__name__}: {e.strerror or e}); "
-        f"pass --config.eval.results_path=<a writable file> to write them elsewhere") from None
+      f"cannot write the evaluation results to {path} ({type(e).__name__}: {e.strerror or e}); "
+      f"pass --config.eval.results_path=<a writable file> to write them elsewhere"
+    ) from None

@@ -30,21 +30,29 @@ def make_embed_step(model, augment: gdata.AugmentConfig, mesh, *, train_mode: bo
   compiled ahead of time by ``gjax.scale``."""
   replicated = gdata.replicated_sharding(mesh)
 
-  @functools.partial(jax.jit, in_shardings=(replicated, gdata.batch_sharding(mesh), replicated),
-                     static_argnums=(3,))
+  @functools.partial(jax.jit, in_shardings=(replicated, gdata.batch_sharding(mesh), replicated), static_argnums=(3,))
   def embed(variables, batch, key, augmented):
     x = gdata.augment_batch(key, batch, augment) if augmented else gdata.eval_preprocess(batch, augment)
     if train_mode:
-      out, _ = model.apply(variables, x, train=True, method=type(model).embed,
-                           mutable=[k for k in variables if k != "params"])
+      out, _ = model.apply(
+        variables, x, train=True, method=type(model).embed, mutable=[k for k in variables if k != "params"]
+      )
       return out
     return model.apply(variables, x, train=False, method=type(model).embed)
 
   return embed
 
 
-def extract_features(model, variables, images: np.ndarray, augment: gdata.AugmentConfig, mesh,
-                     batch_size: int = 512, view_rng=None, train_mode: bool = False) -> dict[str, np.ndarray]:
+def extract_features(
+  model,
+  variables,
+  images: np.ndarray,
+  augment: gdata.AugmentConfig,
+  mesh,
+  batch_size: int = 512,
+  view_rng=None,
+  train_mode: bool = False,
+) -> dict[str, np.ndarray]:
   """Embeds ``images`` (uint8 NHWC); returns host arrays.
 
   With ``view_rng=None`` each image gets the deterministic evaluation view;
@@ -65,10 +73,10 @@ def extract_features(model, variables, images: np.ndarray, augment: gdata.Augmen
   if train_mode:  # padding rows would enter the batch statistics: whole batches only
     if len(images) < batch_size:
       raise ValueError(f"train_mode needs at least one whole batch of {batch_size} images, got {len(images)}")
-    images = images[:len(images) - len(images) % batch_size]
+    images = images[: len(images) - len(images) % batch_size]
   chunks: dict[str, list[np.ndarray]] = {}
   for start in range(0, len(images), batch_size):
-    batch = images[start:start + batch_size]
+    batch = images[start : start + batch_size]
     valid = len(batch)
     if valid < batch_size:
       batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)])

@@ -30,8 +30,18 @@ def _knn_votes(test, train, train_labels, *, k, num_classes, weighted, temperatu
   return jnp.einsum("nk,nkc->nc", weights, onehot)
 
 
-def knn_predict(train_features, train_labels, test_features, *, k: int = 30, num_classes: int | None = None,
-                weighted: bool = False, temperature: float = 0.1, chunk: int = 1024, mesh=None) -> np.ndarray:
+def knn_predict(
+  train_features,
+  train_labels,
+  test_features,
+  *,
+  k: int = 30,
+  num_classes: int | None = None,
+  weighted: bool = False,
+  temperature: float = 0.1,
+  chunk: int = 1024,
+  mesh=None,
+) -> np.ndarray:
   """Predicted labels ``[N_test]`` by a k-NN vote over cosine similarities.
 
   The training features are replicated on every device of ``mesh`` (default:
@@ -55,11 +65,18 @@ def knn_predict(train_features, train_labels, test_features, *, k: int = 30, num
   labels = jax.device_put(train_labels, replicated_sharding(mesh))
   preds = []
   for start in range(0, len(test_features), chunk):
-    block = test_features[start:start + chunk]
+    block = test_features[start : start + chunk]
     valid = len(block)
     padded = np.pad(block, ((0, (-valid) % num_devices), (0, 0)))
-    votes = _knn_votes(jax.device_put(padded, batch_sharding(mesh)), train, labels, k=k,
-                       num_classes=num_classes, weighted=weighted, temperature=temperature)
+    votes = _knn_votes(
+      jax.device_put(padded, batch_sharding(mesh)),
+      train,
+      labels,
+      k=k,
+      num_classes=num_classes,
+      weighted=weighted,
+      temperature=temperature,
+    )
     preds.append(to_host(jnp.argmax(votes, axis=-1))[:valid])
   return np.concatenate(preds)
 
@@ -82,10 +99,13 @@ def run_knn(context, settings) -> dict[str, float]:
   train, test = context.sharded("train"), context.sharded("test")
   results = {}
   for feature in context.representations():
-    for name, k, weighted in ((f"knn{settings.k}_{feature}", settings.k, False),
-                              (f"knn{settings.weighted_k}w_{feature}", settings.weighted_k, True)):
-      preds = sharded_knn_predict(train, test, feature, k=k, num_classes=context.num_classes, weighted=weighted,
-                                  temperature=settings.temperature)
+    for name, k, weighted in (
+      (f"knn{settings.k}_{feature}", settings.k, False),
+      (f"knn{settings.weighted_k}w_{feature}", settings.weighted_k, True),
+    ):
+      preds = sharded_knn_predict(
+        train, test, feature, k=k, num_classes=context.num_classes, weighted=weighted, temperature=settings.temperature
+      )
       results[name] = float(np.mean(preds == test_y))
   return results
 
@@ -96,5 +116,12 @@ def check_knn_settings(s, config) -> None:
   require(s.temperature > 0, "eval.evaluators.knn.temperature", s.temperature, "must be > 0")
 
 
-KNN = register_evaluator(Evaluator("knn", run_knn, defaults={"k": 30, "weighted_k": 200, "temperature": 0.1},
-                                   check=check_knn_settings, description="k-NN accuracy (plain and weighted)"))
+KNN = register_evaluator(
+  Evaluator(
+    "knn",
+    run_knn,
+    defaults={"k": 30, "weighted_k": 200, "temperature": 0.1},
+    check=check_knn_settings,
+    description="k-NN accuracy (plain and weighted)",
+  )
+)

@@ -54,8 +54,7 @@ from gjax.eval.registry import Evaluator, register_evaluator
 from gjax.objectives import require
 
 
-def _check_labels(name: str, y: np.ndarray, num_rows: int, feature_name: str,
-                  num_classes: int | None) -> np.ndarray:
+def _check_labels(name: str, y: np.ndarray, num_rows: int, feature_name: str, num_classes: int | None) -> np.ndarray:
   if y.ndim != 1:
     raise ValueError(f"{name} must be [N]; got shape {y.shape}")
   if len(y) != num_rows:
@@ -108,15 +107,24 @@ def _logits_and_topk(x, weights, bias, mean, std, *, k):
 def _topk_predictions(probe: LinearProbe, x: np.ndarray, k: int, chunk: int = 4096) -> np.ndarray:
   """``[N, k]`` class indices sorted by decreasing logit."""
   consts = tuple(jnp.asarray(a) for a in (probe.weights, probe.bias, probe.mean, probe.std))
-  out = [np.asarray(_logits_and_topk(jnp.asarray(x[i:i + chunk]), *consts, k=k))
-         for i in range(0, len(x), chunk)]
+  out = [np.asarray(_logits_and_topk(jnp.asarray(x[i : i + chunk]), *consts, k=k)) for i in range(0, len(x), chunk)]
   return np.concatenate(out)
 
 
-def fit_linear_probe(train_x, train_y, *, num_classes: int | None = None, epochs: int = 100,
-                     batch_size: int = 256, learning_rate: float = 0.05, weight_decay: float = 0.0,
-                     momentum: float = 0.9, standardize: bool = True, seed: int = 0,
-                     mesh: jax.sharding.Mesh | None = None) -> LinearProbe:
+def fit_linear_probe(
+  train_x,
+  train_y,
+  *,
+  num_classes: int | None = None,
+  epochs: int = 100,
+  batch_size: int = 256,
+  learning_rate: float = 0.05,
+  weight_decay: float = 0.0,
+  momentum: float = 0.9,
+  standardize: bool = True,
+  seed: int = 0,
+  mesh: jax.sharding.Mesh | None = None,
+) -> LinearProbe:
   """Trains the linear probe (see the module docstring) and returns it.
 
   Args:
@@ -152,11 +160,12 @@ def fit_linear_probe(train_x, train_y, *, num_classes: int | None = None, epochs
   if epochs < 1:
     raise ValueError(f"epochs must be >= 1, got {epochs}")
   if batch_size < 1 or batch_size % num_devices:
-    raise ValueError(f"batch_size={batch_size} is not a positive multiple of the {num_devices} devices "
-                     f"of the mesh (use a multiple of {num_devices})")
+    raise ValueError(
+      f"batch_size={batch_size} is not a positive multiple of the {num_devices} devices "
+      f"of the mesh (use a multiple of {num_devices})"
+    )
   if batch_size > num_train:
-    raise ValueError(f"batch_size={batch_size} exceeds the {num_train} training examples "
-                     "(batches are drop-remainder)")
+    raise ValueError(f"batch_size={batch_size} exceeds the {num_train} training examples (batches are drop-remainder)")
   if not learning_rate > 0:
     raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
   if not weight_decay >= 0:
@@ -175,8 +184,8 @@ def fit_linear_probe(train_x, train_y, *, num_classes: int | None = None, epochs
   replicated = replicated_sharding(mesh)
   key = jax.random.key(seed)
   params = {
-      "weights": 0.01 * jax.random.normal(key, (dim, num_classes), jnp.float32),
-      "bias": jnp.zeros((num_classes,), jnp.float32),
+    "weights": 0.01 * jax.random.normal(key, (dim, num_classes), jnp.float32),
+    "bias": jnp.zeros((num_classes,), jnp.float32),
   }
   params = jax.device_put(params, replicated)
   opt_state = jax.device_put(optimizer.init(params), replicated)
@@ -189,13 +198,14 @@ def fit_linear_probe(train_x, train_y, *, num_classes: int | None = None, epochs
     order = np.random.default_rng((seed, epoch)).permutation(num_train)
     epoch_losses = []
     for step in range(steps_per_epoch):
-      idx = order[step * batch_size + local_start:step * batch_size + local_start + local_size]
+      idx = order[step * batch_size + local_start : step * batch_size + local_start + local_size]
       x, y = make_global_batch((features[idx], train_y[idx]), mesh)
       params, opt_state, loss = train_step(params, opt_state, x, y)
       epoch_losses.append(loss)
   final_loss = float(np.mean([to_host(l) for l in epoch_losses]))
-  return LinearProbe(weights=to_host(params["weights"]), bias=to_host(params["bias"]),
-                     mean=mean, std=std, final_loss=final_loss)
+  return LinearProbe(
+    weights=to_host(params["weights"]), bias=to_host(params["bias"]), mean=mean, std=std, final_loss=final_loss
+  )
 
 
 def linear_probe_topk(probe: LinearProbe, x, y, ks: tuple[int, ...] = (1, 5)) -> dict[int, float]:
@@ -212,13 +222,25 @@ def linear_probe_topk(probe: LinearProbe, x, y, ks: tuple[int, ...] = (1, 5)) ->
   k_max = min(max(ks), num_classes)
   top = _topk_predictions(probe, x.astype(np.float32), k_max)
   hits = top == y[:, None]
-  return {k: float(np.mean(hits[:, :min(k, num_classes)].any(axis=1))) for k in ks}
+  return {k: float(np.mean(hits[:, : min(k, num_classes)].any(axis=1))) for k in ks}
 
 
-def train_linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int | None = None,
-                       epochs: int = 100, batch_size: int = 256, learning_rate: float = 0.05,
-                       weight_decay: float = 0.0, momentum: float = 0.9, standardize: bool = True,
-                       seed: int = 0, mesh: jax.sharding.Mesh | None = None) -> dict[str, float]:
+def train_linear_probe(
+  train_x,
+  train_y,
+  test_x,
+  test_y,
+  *,
+  num_classes: int | None = None,
+  epochs: int = 100,
+  batch_size: int = 256,
+  learning_rate: float = 0.05,
+  weight_decay: float = 0.0,
+  momentum: float = 0.9,
+  standardize: bool = True,
+  seed: int = 0,
+  mesh: jax.sharding.Mesh | None = None,
+) -> dict[str, float]:
   """VJE linear evaluation (Section 5.2): fit on train features, score on test.
 
   Arguments as in :func:`fit_linear_probe`; ``num_classes`` defaults to
@@ -240,14 +262,22 @@ def train_linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int | N
     train_y_arr = np.asarray(train_y)
     if train_y_arr.ndim == 1 and len(train_y_arr):
       num_classes = int(max(np.max(train_y_arr), test_y.max())) + 1
-  probe = fit_linear_probe(train_x, train_y, num_classes=num_classes, epochs=epochs,
-                           batch_size=batch_size, learning_rate=learning_rate,
-                           weight_decay=weight_decay, momentum=momentum, standardize=standardize,
-                           seed=seed, mesh=mesh)
+  probe = fit_linear_probe(
+    train_x,
+    train_y,
+    num_classes=num_classes,
+    epochs=epochs,
+    batch_size=batch_size,
+    learning_rate=learning_rate,
+    weight_decay=weight_decay,
+    momentum=momentum,
+    standardize=standardize,
+    seed=seed,
+    mesh=mesh,
+  )
   test_acc = linear_probe_topk(probe, test_x, test_y, ks=(1, 5))
   train_acc = linear_probe_topk(probe, train_x, train_y, ks=(1,))
-  return {"top1": test_acc[1], "top5": test_acc[5], "train_top1": train_acc[1],
-          "final_loss": probe.final_loss}
+  return {"top1": test_acc[1], "top5": test_acc[5], "train_top1": train_acc[1], "final_loss": probe.final_loss}
 
 
 def run_linear_probe(context, settings) -> dict[str, float]:
@@ -263,9 +293,14 @@ def run_linear_probe(context, settings) -> dict[str, float]:
   results = {}
   for feature in context.representations():
     probe = fit_sharded_linear_probe(
-        train, feature, num_classes=context.num_classes, epochs=settings.epochs,
-        learning_rate=settings.learning_rate,
-        batch_size=min(256, num_train - num_train % context.mesh.devices.size), seed=context.config.seed)
+      train,
+      feature,
+      num_classes=context.num_classes,
+      epochs=settings.epochs,
+      learning_rate=settings.learning_rate,
+      batch_size=min(256, num_train - num_train % context.mesh.devices.size),
+      seed=context.config.seed,
+    )
     top = sharded_probe_topk(probe, test, feature, ks=(1, 5))
     results[f"linear_top1_{feature}"] = top[1]
     results[f"linear_top5_{feature}"] = top[5]
@@ -277,7 +312,12 @@ def check_linear_probe_settings(s, config) -> None:
   require(s.learning_rate > 0, "eval.evaluators.linear_probe.learning_rate", s.learning_rate, "must be > 0")
 
 
-LINEAR_PROBE = register_evaluator(Evaluator("linear_probe", run_linear_probe,
-                                            defaults={"epochs": 100, "learning_rate": 0.05},
-                                            check=check_linear_probe_settings,
-                                            description="linear probe top-1 / top-5"))
+LINEAR_PROBE = register_evaluator(
+  Evaluator(
+    "linear_probe",
+    run_linear_probe,
+    defaults={"epochs": 100, "learning_rate": 0.05},
+    check=check_linear_probe_settings,
+    description="linear probe top-1 / top-5",
+  )
+)

@@ -24,5 +24,6 @@ def run_posterior(context, settings) -> dict[str, float]:
   return results
 
 
-POSTERIOR = register_evaluator(Evaluator("posterior", run_posterior,
-                                         description="effective rank of z; a diagonal posterior's statistics"))
+POSTERIOR = register_evaluator(
+  Evaluator("posterior", run_posterior, description="effective rank of z; a diagonal posterior's statistics")
+)

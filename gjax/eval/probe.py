@@ -27,8 +27,9 @@ class LinearProbe(NamedTuple):
   final_loss: float  # mean training loss over the steps of the last epoch
 
 
-def make_probe_optimizer(learning_rate: float, momentum: float, weight_decay: float,
-                         total_steps: int) -> optax.GradientTransformation:
+def make_probe_optimizer(
+  learning_rate: float, momentum: float, weight_decay: float, total_steps: int
+) -> optax.GradientTransformation:
   """SGD with momentum on a cosine schedule from ``learning_rate`` to 0 over
   ``total_steps``; decoupled weight decay on the weights only (not the bias)."""
   schedule = optax.cosine_decay_schedule(learning_rate, decay_steps=total_steps)

@@ -14,7 +14,8 @@ as the rest of the config). gjax's own are k-NN (``knn``), the linear probe
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -60,8 +61,9 @@ class EvalContext:
       batch = max(devices, self.config.eval.batch_size - self.config.eval.batch_size % devices)
       layout = SplitLayout(source.num_examples, batch, jax.process_count())
       embed = make_embed_step(self.model, augment_config(self.config, source.image_shape), self.mesh)
-      self._sharded[split] = extract_sharded_features(embed, self.variables,
-                                                      source.read(layout, jax.process_index()), layout, self.mesh)
+      self._sharded[split] = extract_sharded_features(
+        embed, self.variables, source.read(layout, jax.process_index()), layout, self.mesh
+      )
     return self._sharded[split]
 
   def features(self, split: str) -> dict[str, np.ndarray]:
@@ -150,25 +152,41 @@ def validate_evaluators(config) -> None:
   from gjax.train.config import check_fields_against
 
   chosen = config.eval.evaluators
-  require(hasattr(chosen, "keys"), "eval.evaluators", chosen,
-          "must be a dict {name: settings} (e.g. gjax.eval.evaluator_settings('knn', 'linear_probe'))")
+  require(
+    hasattr(chosen, "keys"),
+    "eval.evaluators",
+    chosen,
+    "must be a dict {name: settings} (e.g. gjax.eval.evaluator_settings('knn', 'linear_probe'))",
+  )
   for name in chosen.keys():
-    require(name in _EVALUATORS, f"eval.evaluators.{name}", dict(chosen[name]) if hasattr(chosen[name], "keys") else
-            chosen[name], f"unknown evaluator {name!r}; registered: {registered_evaluators()}")
+    require(
+      name in _EVALUATORS,
+      f"eval.evaluators.{name}",
+      dict(chosen[name]) if hasattr(chosen[name], "keys") else chosen[name],
+      f"unknown evaluator {name!r}; registered: {registered_evaluators()}",
+    )
     check_fields_against(chosen[name], get_evaluator(name).defaults, f"eval.evaluators.{name}.")
     if get_evaluator(name).check is not None:
       get_evaluator(name).check(chosen[name], config)
   for field in ("run_only", "online_evaluators"):
     names = tuple(config.eval[field])
     missing = [n for n in names if n not in chosen.keys()]
-    require(not missing, f"eval.{field}", names,
-            f"{missing} are not among config.eval.evaluators ({sorted(chosen.keys())}), whose settings they run with")
+    require(
+      not missing,
+      f"eval.{field}",
+      names,
+      f"{missing} are not among config.eval.evaluators ({sorted(chosen.keys())}), whose settings they run with",
+    )
 
 
 #: Flat eval fields of the runs gjax wrote before evaluators owned their settings.
-_FLAT_EVAL_FIELDS = {"knn_k": ("knn", "k"), "knn_weighted_k": ("knn", "weighted_k"),
-                     "knn_temperature": ("knn", "temperature"), "linear_probe_epochs": ("linear_probe", "epochs"),
-                     "linear_probe_learning_rate": ("linear_probe", "learning_rate")}
+_FLAT_EVAL_FIELDS = {
+  "knn_k": ("knn", "k"),
+  "knn_weighted_k": ("knn", "weighted_k"),
+  "knn_temperature": ("knn", "temperature"),
+  "linear_probe_epochs": ("linear_probe", "epochs"),
+  "linear_probe_learning_rate": ("linear_probe", "learning_rate"),
+}
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:

@@ -48,11 +48,12 @@ def mmd_rbf(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
     raise ValueError(f"samples of dimension {x.shape[1]} and {y.shape[1]} cannot be compared")
   if bandwidth <= 0:
     raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
-  k = lambda a, b: np.exp(-_sq_dists(a, b) / (2 * bandwidth ** 2))
+  k = lambda a, b: np.exp(-_sq_dists(a, b) / (2 * bandwidth**2))
   n, m = len(x), len(y)
   kxx, kyy = k(x, x), k(y, y)
-  return float((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-               - 2 * k(x, y).mean())
+  return float(
+    (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * k(x, y).mean()
+  )
 
 
 def median_distance(x: np.ndarray) -> float:
@@ -64,11 +65,14 @@ def median_distance(x: np.ndarray) -> float:
 def knn_precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[float, float]:
   """Precision: the fraction of ``fake`` inside the union of the real samples'
   k-NN balls; recall: the fraction of ``real`` inside the fake samples' balls."""
+
   def radii(a):
     d = _sq_dists(a, a)
     return np.sqrt(np.partition(d, k, axis=1)[:, k])  # column 0 is the point itself
+
   def covered(ref, query):
     return float(np.mean(np.any(np.sqrt(_sq_dists(query, ref)) <= radii(ref)[None, :], axis=1)))
+
   return covered(real, fake), covered(fake, real)
 
 
@@ -83,9 +87,13 @@ def fitted_gaussian_nll(train: np.ndarray, ridge: float = 1e-4):
   """``x -> -log N(x; mean, cov + ridge I)`` per row, for the Gaussian of :func:`fitted_gaussian_sampler`."""
   mean = train.mean(0)
   cov = np.cov(train.T) + ridge * np.eye(train.shape[1])
-  return lambda x: -np.asarray(gm.gaussian_log_prob_from_cov(jnp.asarray(x, jnp.float32),
-                                                             jnp.asarray(mean, jnp.float32),
-                                                             jnp.asarray(cov, jnp.float32)))
+  return lambda x: (
+    -np.asarray(
+      gm.gaussian_log_prob_from_cov(
+        jnp.asarray(x, jnp.float32), jnp.asarray(mean, jnp.float32), jnp.asarray(cov, jnp.float32)
+      )
+    )
+  )
 
 
 def fitted_mixture(train: np.ndarray, components: int, seed: int, ridge: float = 1e-4):
@@ -111,8 +119,7 @@ def sample_quality(real: np.ndarray, fake: np.ndarray, bandwidth: float, k: int 
   # real embeddings: a per-dimension mean would be dominated by collapsed
   # dimensions, whose real variance is ~0.
   dispersion = float(np.sum(np.var(fake, axis=0)) / max(float(np.sum(np.var(real, axis=0))), 1e-12))
-  return {"mmd2": mmd_rbf(real, fake, bandwidth), "precision": precision, "recall": recall,
-          "dispersion": dispersion}
+  return {"mmd2": mmd_rbf(real, fake, bandwidth), "precision": precision, "recall": recall, "dispersion": dispersion}
 
 
 def embed_views(model, variables, config, mesh, train_x, test_x, num_examples: int, seed: int):
@@ -133,10 +140,19 @@ def embed_views(model, variables, config, mesh, train_x, test_x, num_examples: i
       if train_mode and split == "train":
         continue
       batch_size = min(config.batch_size, len(images)) if train_mode else config.eval.batch_size
-      views = [extract_features(model, variables, images, augment, mesh, batch_size,
-                                view_rng=jax.random.PRNGKey(seed + 10 * i + (split == "test")),
-                                train_mode=train_mode)["z"]
-               for i in (1, 2)]
+      views = [
+        extract_features(
+          model,
+          variables,
+          images,
+          augment,
+          mesh,
+          batch_size,
+          view_rng=jax.random.PRNGKey(seed + 10 * i + (split == "test")),
+          train_mode=train_mode,
+        )["z"]
+        for i in (1, 2)
+      ]
       joint[name] = np.concatenate(views, axis=1)
   density = model.apply(variables, method=lambda m: m.density(None)) if model.density is not None else None
   if density is not None and "density_means" not in density:  # a memory bank is not a joint density
@@ -153,16 +169,19 @@ def sampler_rows(name: str, config, joint, density, gmm_components: int, seed: i
   method_k = config[config.method].get("num_components", 1)
   k = max(gmm_components, method_k)
   mixture_sampler, mixture_nll = fitted_mixture(joint["train"], k, seed)
-  samplers = {"Gaussian fitted afterwards": (fitted_gaussian_sampler(joint["train"]),
-                                             fitted_gaussian_nll(joint["train"])),
-              f"{k}-component GMM fitted afterwards": (mixture_sampler, mixture_nll)}
+  samplers = {
+    "Gaussian fitted afterwards": (fitted_gaussian_sampler(joint["train"]), fitted_gaussian_nll(joint["train"])),
+    f"{k}-component GMM fitted afterwards": (mixture_sampler, mixture_nll),
+  }
   if density is not None:
     cov_type = config[config.method].covariance_type
     args_density = (density["density_logits"], density["density_means"], density["density_cov"], cov_type)
     samplers["learned density"] = (
-        lambda rng, n: np.asarray(gm.mixture_sample(jax.random.PRNGKey(int(rng.integers(1 << 30))),
-                                                    *args_density[:3], cov_type, (n,))),
-        lambda x: -np.asarray(gm.mixture_log_prob(jnp.asarray(x, jnp.float32), *args_density)))
+      lambda rng, n: np.asarray(
+        gm.mixture_sample(jax.random.PRNGKey(int(rng.integers(1 << 30))), *args_density[:3], cov_type, (n,))
+      ),
+      lambda x: -np.asarray(gm.mixture_log_prob(jnp.asarray(x, jnp.float32), *args_density)),
+    )
   dim = real.shape[1]
   references = [("", real)]
   if density is not None:
@@ -173,12 +192,25 @@ def sampler_rows(name: str, config, joint, density, gmm_components: int, seed: i
     for sampler_name, (sampler, nll) in samplers.items():
       if suffix and sampler_name != "learned density":
         continue
-      rows.append({"run": name, "method": config.method, "sampler": sampler_name + suffix,
-                   **sample_quality(reference, sampler(rng, len(reference)), ref_bandwidth),
-                   "heldout_nll_per_dim": float(np.mean(nll(reference))) / dim})
+      rows.append(
+        {
+          "run": name,
+          "method": config.method,
+          "sampler": sampler_name + suffix,
+          **sample_quality(reference, sampler(rng, len(reference)), ref_bandwidth),
+          "heldout_nll_per_dim": float(np.mean(nll(reference))) / dim,
+        }
+      )
   # The floor: held-out real train embeddings against the real test ones.
-  rows.append({"run": name, "method": config.method, "sampler": "real train embeddings (floor)",
-               **sample_quality(real, joint["train"], bandwidth), "heldout_nll_per_dim": float("nan")})
+  rows.append(
+    {
+      "run": name,
+      "method": config.method,
+      "sampler": "real train embeddings (floor)",
+      **sample_quality(real, joint["train"], bandwidth),
+      "heldout_nll_per_dim": float("nan"),
+    }
+  )
   return rows, samplers
 
 
@@ -196,11 +228,15 @@ def run_sampling(context, settings) -> dict[str, float]:
   # compare densities on a few thousand embeddings, not the whole split.
   train_x, _ = context.split("train").head(settings.num_examples)
   test_x, _ = context.split("test").head(settings.num_examples)
-  joint, density, _ = embed_views(context.model, context.variables, config, context.mesh, train_x, test_x,
-                                  settings.num_examples, settings.seed)
+  joint, density, _ = embed_views(
+    context.model, context.variables, config, context.mesh, train_x, test_x, settings.num_examples, settings.seed
+  )
   rows, _ = sampler_rows(config.method, config, joint, density, settings.gmm_components, settings.seed)
-  return {f"sampling_{_slug(r['sampler'])}_{metric}": float(r[metric]) for r in rows
-          for metric in ("mmd2", "precision", "recall", "dispersion", "heldout_nll_per_dim")}
+  return {
+    f"sampling_{_slug(r['sampler'])}_{metric}": float(r[metric])
+    for r in rows
+    for metric in ("mmd2", "precision", "recall", "dispersion", "heldout_nll_per_dim")
+  }
 
 
 def check_sampling_settings(s, config) -> None:
@@ -209,7 +245,12 @@ def check_sampling_settings(s, config) -> None:
   require(s.seed >= 0, "eval.evaluators.sampling.seed", s.seed, "must be >= 0")
 
 
-SAMPLING = register_evaluator(Evaluator("sampling", run_sampling,
-                                        defaults={"num_examples": 2000, "gmm_components": 8, "seed": 0},
-                                        check=check_sampling_settings,
-                                        description="unconditional samples of latent densities vs post-hoc fits"))
+SAMPLING = register_evaluator(
+  Evaluator(
+    "sampling",
+    run_sampling,
+    defaults={"num_examples": 2000, "gmm_components": 8, "seed": 0},
+    check=check_sampling_settings,
+    description="unconditional samples of latent densities vs post-hoc fits",
+  )
+)

@@ -31,15 +31,15 @@ indices to positions; padding rows are marked invalid.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from gjax import data as gdata
 from gjax.data.sharding import DATA_AXIS
@@ -71,8 +71,9 @@ class SplitLayout:
 
   def __post_init__(self):
     if self.global_batch < 1 or self.global_batch % self.process_count:
-      raise ValueError(f"global_batch={self.global_batch} must be a positive multiple of the "
-                       f"{self.process_count} processes")
+      raise ValueError(
+        f"global_batch={self.global_batch} must be a positive multiple of the {self.process_count} processes"
+      )
 
   @property
   def local_batch(self) -> int:
@@ -95,8 +96,9 @@ class SplitLayout:
     return offset // self.local_batch, process * self.local_batch + offset % self.local_batch
 
 
-def local_eval_batches(images: np.ndarray, labels: np.ndarray, layout: SplitLayout,
-                       process_index: int) -> Iterator[dict[str, np.ndarray]]:
+def local_eval_batches(
+  images: np.ndarray, labels: np.ndarray, layout: SplitLayout, process_index: int
+) -> Iterator[dict[str, np.ndarray]]:
   """This process's batches of an in-memory split in ``layout``: ``image``,
   ``label`` and ``valid`` (False on the padding that evens the chunk count)."""
   start, count = layout.blocks[process_index]
@@ -113,9 +115,11 @@ def pad_batch(images: np.ndarray, labels: np.ndarray, size: int) -> dict[str, np
     raise ValueError(f"a batch of {n} rows does not fit in {size}")
   pad = size - n
   image_shape = images.shape[1:]
-  return {"image": np.concatenate([images, np.zeros((pad,) + image_shape, images.dtype)]) if pad else images,
-          "label": np.concatenate([labels, np.zeros(pad, np.int32)]).astype(np.int32),
-          "valid": np.arange(size) < n}
+  return {
+    "image": np.concatenate([images, np.zeros((pad,) + image_shape, images.dtype)]) if pad else images,
+    "label": np.concatenate([labels, np.zeros(pad, np.int32)]).astype(np.int32),
+    "valid": np.arange(size) < n,
+  }
 
 
 @dataclasses.dataclass
@@ -158,8 +162,13 @@ def from_host(values: dict[str, np.ndarray], labels: np.ndarray, global_batch: i
     full[chunk, column] = host
     return jax.make_array_from_callback(full.shape, sharding, lambda index: full[index])
 
-  return ShardedFeatures({name: place(np.asarray(v, np.float32)) for name, v in values.items()}, place(labels),
-                         place(np.ones(len(labels), bool)), layout, mesh)
+  return ShardedFeatures(
+    {name: place(np.asarray(v, np.float32)) for name, v in values.items()},
+    place(labels),
+    place(np.ones(len(labels), bool)),
+    layout,
+    mesh,
+  )
 
 
 def chunk_sharding(mesh) -> NamedSharding:
@@ -185,8 +194,9 @@ def extract_sharded_features(embed, variables, local_batches, layout: SplitLayou
       chunks.setdefault(name, []).append(value)
     count += 1
   if count != layout.num_chunks:
-    raise ValueError(f"this process read {count} batches, the layout has {layout.num_chunks} "
-                     "(every process must read the same number)")
+    raise ValueError(
+      f"this process read {count} batches, the layout has {layout.num_chunks} (every process must read the same number)"
+    )
   stack = jax.jit(lambda parts: jnp.stack(parts), out_shardings=chunk_sharding(mesh))
   stacked = {name: stack(parts) for name, parts in chunks.items()}
   labels, valid = stacked.pop("label"), stacked.pop("valid")
@@ -215,13 +225,27 @@ def _knn_chunk_votes(mesh, k: int, num_classes: int, weighted: bool):
     onehot = jax.nn.one_hot(best_labels, num_classes, dtype=weights.dtype)
     return jnp.einsum("nk,nkc->nc", weights, onehot)
 
-  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(DATA_AXIS), P(None, DATA_AXIS), P(None, DATA_AXIS),
-                                                             P(None, DATA_AXIS), P()),
-                               out_specs=P(), check_vma=False))
+  return jax.jit(
+    jax.shard_map(
+      local,
+      mesh=mesh,
+      in_specs=(P(DATA_AXIS), P(None, DATA_AXIS), P(None, DATA_AXIS), P(None, DATA_AXIS), P()),
+      out_specs=P(),
+      check_vma=False,
+    )
+  )
 
 
-def sharded_knn_predict(train: ShardedFeatures, test: ShardedFeatures, name: str, *, k: int = 30,
-                        num_classes: int, weighted: bool = False, temperature: float = 0.1) -> np.ndarray:
+def sharded_knn_predict(
+  train: ShardedFeatures,
+  test: ShardedFeatures,
+  name: str,
+  *,
+  k: int = 30,
+  num_classes: int,
+  weighted: bool = False,
+  temperature: float = 0.1,
+) -> np.ndarray:
   """Predicted labels ``[N_test]`` (split order) of the cosine k-NN vote of
   ``test.values[name]`` against ``train.values[name]``, neither leaving its devices
   but one test chunk at a time."""
@@ -265,13 +289,24 @@ def _gather_rows(mesh):
     row_labels = jnp.where(mine, labels[chunk, col], 0)
     return jax.lax.psum(rows, DATA_AXIS), jax.lax.psum(row_labels, DATA_AXIS)
 
-  return jax.shard_map(local, mesh=mesh, in_specs=(P(None, DATA_AXIS), P(None, DATA_AXIS), P(), P()),
-                       out_specs=(P(), P()), check_vma=False)
+  return jax.shard_map(
+    local, mesh=mesh, in_specs=(P(None, DATA_AXIS), P(None, DATA_AXIS), P(), P()), out_specs=(P(), P()), check_vma=False
+  )
 
 
-def fit_sharded_linear_probe(train: ShardedFeatures, name: str, *, num_classes: int, epochs: int = 100,
-                             batch_size: int = 256, learning_rate: float = 0.05, weight_decay: float = 0.0,
-                             momentum: float = 0.9, standardize: bool = True, seed: int = 0):
+def fit_sharded_linear_probe(
+  train: ShardedFeatures,
+  name: str,
+  *,
+  num_classes: int,
+  epochs: int = 100,
+  batch_size: int = 256,
+  learning_rate: float = 0.05,
+  weight_decay: float = 0.0,
+  momentum: float = 0.9,
+  standardize: bool = True,
+  seed: int = 0,
+):
   """:func:`gjax.eval.linear_probe.fit_linear_probe` on sharded features: the
   same initialisation, optimiser, schedule and per-epoch permutations
   (``np.random.default_rng((seed, epoch))``), each batch assembled on the
@@ -281,9 +316,13 @@ def fit_sharded_linear_probe(train: ShardedFeatures, name: str, *, num_classes: 
 
   values, num_train = train.values[name], train.num_examples
   dim = values.shape[-1]
-  for label, value, ok in (("epochs", epochs, epochs >= 1), ("learning_rate", learning_rate, learning_rate > 0),
-                           ("batch_size", batch_size, 1 <= batch_size <= num_train),
-                           ("momentum", momentum, 0 <= momentum < 1), ("weight_decay", weight_decay, weight_decay >= 0)):
+  for label, value, ok in (
+    ("epochs", epochs, epochs >= 1),
+    ("learning_rate", learning_rate, learning_rate > 0),
+    ("batch_size", batch_size, 1 <= batch_size <= num_train),
+    ("momentum", momentum, 0 <= momentum < 1),
+    ("weight_decay", weight_decay, weight_decay >= 0),
+  ):
     if not ok:
       raise ValueError(f"{label}={value} is out of range (batch_size: 1..{num_train} training examples)")
   if standardize:
@@ -294,8 +333,10 @@ def fit_sharded_linear_probe(train: ShardedFeatures, name: str, *, num_classes: 
   steps_per_epoch = num_train // batch_size
   optimizer = make_probe_optimizer(learning_rate, momentum, weight_decay, epochs * steps_per_epoch)
   key = jax.random.key(seed)
-  params = {"weights": 0.01 * jax.random.normal(key, (dim, num_classes), jnp.float32),
-            "bias": jnp.zeros((num_classes,), jnp.float32)}
+  params = {
+    "weights": 0.01 * jax.random.normal(key, (dim, num_classes), jnp.float32),
+    "bias": jnp.zeros((num_classes,), jnp.float32),
+  }
   opt_state = optimizer.init(params)
   gather = _gather_rows(train.mesh)
 
@@ -317,13 +358,18 @@ def fit_sharded_linear_probe(train: ShardedFeatures, name: str, *, num_classes: 
     order = np.random.default_rng((seed, epoch)).permutation(num_train)
     losses = []
     for s in range(steps_per_epoch):
-      chunk, column = train.layout.positions(order[s * batch_size:(s + 1) * batch_size])
-      params, opt_state, loss = step(params, opt_state, values, train.labels, jnp.asarray(chunk, jnp.int32),
-                                     jnp.asarray(column, jnp.int32))
+      chunk, column = train.layout.positions(order[s * batch_size : (s + 1) * batch_size])
+      params, opt_state, loss = step(
+        params, opt_state, values, train.labels, jnp.asarray(chunk, jnp.int32), jnp.asarray(column, jnp.int32)
+      )
       losses.append(loss)
-  return LinearProbe(weights=np.asarray(params["weights"]), bias=np.asarray(params["bias"]),
-                     mean=np.asarray(mean, np.float32), std=np.asarray(std, np.float32),
-                     final_loss=float(np.mean([np.asarray(l) for l in losses])))
+  return LinearProbe(
+    weights=np.asarray(params["weights"]),
+    bias=np.asarray(params["bias"]),
+    mean=np.asarray(mean, np.float32),
+    std=np.asarray(std, np.float32),
+    final_loss=float(np.mean([np.asarray(l) for l in losses])),
+  )
 
 
 def sharded_probe_topk(probe, features: ShardedFeatures, name: str, ks: tuple[int, ...] = (1, 5)) -> dict[int, float]:
@@ -338,7 +384,7 @@ def sharded_probe_topk(probe, features: ShardedFeatures, name: str, ks: tuple[in
     logits = ((values - mean) / std) @ weights + bias
     top = jax.lax.top_k(logits, k_max)[1]
     match = top == labels[..., None]
-    return jnp.stack([jnp.sum(jnp.any(match[..., :min(k, num_classes)], axis=-1) & valid) for k in ks])
+    return jnp.stack([jnp.sum(jnp.any(match[..., : min(k, num_classes)], axis=-1) & valid) for k in ks])
 
   counts = np.asarray(hits(features.values[name], features.labels, features.valid))
   return {k: float(c) / features.num_examples for k, c in zip(ks, counts)}

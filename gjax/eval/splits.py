@@ -10,7 +10,7 @@ features are then kept on the devices (:mod:`gjax.eval.sharded`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -45,8 +45,14 @@ class EvalSplit:
 
 def memory_split(name: str, images: np.ndarray, labels: np.ndarray) -> EvalSplit:
   labels = np.asarray(labels, np.int32)
-  return EvalSplit(name, len(labels), tuple(images.shape[1:]),
-                   lambda layout, p: local_eval_batches(images, labels, layout, p), images, labels)
+  return EvalSplit(
+    name,
+    len(labels),
+    tuple(images.shape[1:]),
+    lambda layout, p: local_eval_batches(images, labels, layout, p),
+    images,
+    labels,
+  )
 
 
 def block_split(segments: list[tuple[str, int, int]], start: int, count: int) -> str:
@@ -84,9 +90,19 @@ def tfds_split(config, spec, split: str, limit: int = -1) -> EvalSplit:
     raise ValueError(f"TFDS data set {spec.tfds_name!r}: split {split!r} is empty")
 
   def batches(sub_split: str, batch: int) -> Iterator[dict[str, np.ndarray]]:
-    return gdata.tfds_batches(spec.tfds_name, sub_split, batch, train=False, drop_remainder=False,
-                              data_dir=data_dir, image_key=spec.image_key, label_key=spec.label_key,
-                              host_square=spec.host_square, process_index=0, process_count=1)
+    return gdata.tfds_batches(
+      spec.tfds_name,
+      sub_split,
+      batch,
+      train=False,
+      drop_remainder=False,
+      data_dir=data_dir,
+      image_key=spec.image_key,
+      label_key=spec.label_key,
+      host_square=spec.host_square,
+      process_index=0,
+      process_count=1,
+    )
 
   def read(layout: SplitLayout, process_index: int) -> Iterator[dict[str, np.ndarray]]:
     start, count = layout.blocks[process_index]
@@ -102,8 +118,7 @@ def tfds_split(config, spec, split: str, limit: int = -1) -> EvalSplit:
 
   def read_head(n: int) -> tuple[np.ndarray, np.ndarray]:
     parts = list(batches(block_split(segments, 0, n), 1024))
-    return (np.concatenate([b["image"] for b in parts]),
-            np.concatenate([b["label"] for b in parts]).astype(np.int32))
+    return (np.concatenate([b["image"] for b in parts]), np.concatenate([b["label"] for b in parts]).astype(np.int32))
 
   return EvalSplit(split, num_examples, tfds_image_shape(spec, data_dir), read, read_head=read_head)
 

@@ -10,7 +10,7 @@ the densities keep those paths finite).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
@@ -29,8 +29,8 @@ def check_nu(nu) -> float:
   """
   if isinstance(nu, jax.core.Tracer):
     raise TypeError(
-        "nu must be a static Python number (it selects the Gaussian limit at "
-        f"nu=inf at trace time), got a traced value {nu!r}"
+      "nu must be a static Python number (it selects the Gaussian limit at "
+      f"nu=inf at trace time), got a traced value {nu!r}"
     )
   try:
     value = float(nu)
@@ -56,8 +56,8 @@ def check_positive(name: str, x) -> None:
     bad = ~(arr > 0)
     if bad.any():
       raise ValueError(
-          f"{name} must be > 0 everywhere; got {arr[bad].ravel()[0]!r} "
-          f"({int(bad.sum())} of {arr.size} entries not positive)"
+        f"{name} must be > 0 everywhere; got {arr[bad].ravel()[0]!r} "
+        f"({int(bad.sum())} of {arr.size} entries not positive)"
       )
 
 
@@ -94,16 +94,11 @@ def dimension_indices(dims, dim: int, *, proper: bool) -> np.ndarray:
   limit = dim - 1 if proper else dim
   if isinstance(dims, (int, np.integer)):
     if not 0 < int(dims) <= limit:
-      raise ValueError(
-          f"split must satisfy 0 < split {'<' if proper else '<='} dim={dim}; got {int(dims)}"
-      )
+      raise ValueError(f"split must satisfy 0 < split {'<' if proper else '<='} dim={dim}; got {int(dims)}")
     return np.arange(int(dims))
   idx = np.asarray(dims, dtype=int).ravel()
   if not 0 < idx.size <= limit:
-    raise ValueError(
-        f"index set must be non-empty and {'fewer than' if proper else 'at most'} dim={dim}; "
-        f"got {dims!r}"
-    )
+    raise ValueError(f"index set must be non-empty and {'fewer than' if proper else 'at most'} dim={dim}; got {dims!r}")
   if len(set(idx.tolist())) != idx.size:
     raise ValueError(f"indices must be distinct; got {dims!r}")
   if idx.min() < 0 or idx.max() >= dim:

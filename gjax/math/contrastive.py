@@ -40,11 +40,11 @@ def gmje_degenerate_info_nce(z_c: jax.Array, z_t: jax.Array, temperature: float)
   temperature = _check_pairs(z_c, z_t, temperature)
   n = z_c.shape[0]
   comp = mixture_component_log_probs(
-      normalize(z_c),
-      jnp.zeros((n,), z_c.dtype),
-      normalize(z_t),
-      jnp.full((n,), temperature, z_c.dtype),
-      covariance_type="isotropic",
+    normalize(z_c),
+    jnp.zeros((n,), z_c.dtype),
+    normalize(z_t),
+    jnp.full((n,), temperature, z_c.dtype),
+    covariance_type="isotropic",
   )
   log_resp = jax.nn.log_softmax(comp, axis=-1)
   return -jnp.mean(jnp.diagonal(log_resp))

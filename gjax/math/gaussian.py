@@ -33,8 +33,7 @@ def tri_solve(scale_tril: jax.Array, residual: jax.Array) -> jax.Array:
   d = _checks.check_square("scale_tril", scale_tril)
   if residual.shape[-1] != d:
     raise ValueError(
-        f"residual last dimension {residual.shape[-1]} does not match "
-        f"scale_tril of shape {scale_tril.shape}"
+      f"residual last dimension {residual.shape[-1]} does not match scale_tril of shape {scale_tril.shape}"
     )
   if scale_tril.ndim == 2:
     flat = residual.reshape(-1, d)
@@ -64,10 +63,7 @@ def gaussian_log_prob(x: jax.Array, mean: jax.Array, scale_tril: jax.Array) -> j
   d = _checks.check_last_dims(x=x, mean=mean)
   if _checks.check_square("scale_tril", scale_tril) != d:
     raise ValueError(f"scale_tril {scale_tril.shape} does not match dimension {d}")
-  return (
-      -0.5 * (d * LOG_2PI + mahalanobis_sq(x, mean, scale_tril))
-      - half_log_det_from_tril(scale_tril)
-  )
+  return -0.5 * (d * LOG_2PI + mahalanobis_sq(x, mean, scale_tril)) - half_log_det_from_tril(scale_tril)
 
 
 def gaussian_log_prob_from_cov(x: jax.Array, mean: jax.Array, cov: jax.Array) -> jax.Array:
@@ -108,7 +104,7 @@ class GaussianConditional(NamedTuple):
 
 
 def gaussian_conditional_from_tril(
-    z_c: jax.Array, mean: jax.Array, scale_tril: jax.Array, num_context: int
+  z_c: jax.Array, mean: jax.Array, scale_tril: jax.Array, num_context: int
 ) -> GaussianConditional:
   """Schur-complement conditional from the joint Cholesky factor.
 
@@ -134,9 +130,7 @@ def _permutation(split, d: int):
   return np.concatenate([context, target]), len(context)
 
 
-def gaussian_conditional(
-    z_c: jax.Array, mean: jax.Array, cov: jax.Array, split
-) -> GaussianConditional:
+def gaussian_conditional(z_c: jax.Array, mean: jax.Array, cov: jax.Array, split) -> GaussianConditional:
   """``p(z_t | z_c)`` of a joint Gaussian over any split of its dimensions.
 
   ``split`` is the number of leading context dimensions or a sequence of
@@ -146,14 +140,10 @@ def gaussian_conditional(
   perm, num_context = _permutation(split, d)
   mean, cov = jnp.asarray(mean), jnp.asarray(cov)
   cov_p = cov[..., perm, :][..., :, perm]
-  return gaussian_conditional_from_tril(
-      z_c, mean[..., perm], jnp.linalg.cholesky(cov_p), num_context
-  )
+  return gaussian_conditional_from_tril(z_c, mean[..., perm], jnp.linalg.cholesky(cov_p), num_context)
 
 
-def gaussian_sample(
-    key: jax.Array, mean: jax.Array, scale_tril: jax.Array, sample_shape=()
-) -> jax.Array:
+def gaussian_sample(key: jax.Array, mean: jax.Array, scale_tril: jax.Array, sample_shape=()) -> jax.Array:
   """Reparameterised sample ``μ + L ε``, ``ε ~ N(0, I)``; shape ``sample_shape + batch + [d]``."""
   d = _checks.check_square("scale_tril", scale_tril)
   mean = jnp.asarray(mean)
@@ -212,8 +202,7 @@ def _centred_qr(u: jax.Array, ridge: float, name: str = "u", weights: jax.Array 
     raise ValueError(f"ridge must be >= 0, got {ridge!r}")
   if ridge == 0 and n <= dim:
     raise ValueError(
-        f"the empirical covariance of {n} samples in {dim} dimensions is singular "
-        "(need N > dim, or ridge > 0)"
+      f"the empirical covariance of {n} samples in {dim} dimensions is singular (need N > dim, or ridge > 0)"
     )
   if weights is None:
     centred = u - jnp.mean(u, axis=0)

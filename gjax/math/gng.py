@@ -50,6 +50,10 @@ class GNGParams(NamedTuple):
   error_decay: float = 0.995  # d
 
 
+#: Fritzke's defaults, the default of every function here that takes params.
+DEFAULT_GNG_PARAMS = GNGParams()
+
+
 class GNGState(NamedTuple):
   """``nodes [C, D]``, ``active [C]``, ``error [C]``, ``wins [C]``,
   ``edges [C, C]`` (symmetric, no self loops), ``ages [C, C]`` (0 off the
@@ -85,13 +89,13 @@ def gng_init(start_nodes, capacity: int) -> GNGState:
     raise ValueError(f"GNG capacity {capacity} is below its start size {start}")
   nodes = jnp.zeros((capacity, dim), start_nodes.dtype).at[:start].set(start_nodes)
   return GNGState(
-      nodes=nodes,
-      active=jnp.arange(capacity) < start,
-      error=jnp.zeros((capacity,), start_nodes.dtype),
-      wins=jnp.zeros((capacity,), start_nodes.dtype),
-      edges=jnp.zeros((capacity, capacity), jnp.bool_),
-      ages=jnp.zeros((capacity, capacity), jnp.int32),
-      signals=jnp.zeros((), jnp.int32),
+    nodes=nodes,
+    active=jnp.arange(capacity) < start,
+    error=jnp.zeros((capacity,), start_nodes.dtype),
+    wins=jnp.zeros((capacity,), start_nodes.dtype),
+    edges=jnp.zeros((capacity, capacity), jnp.bool_),
+    ages=jnp.zeros((capacity, capacity), jnp.int32),
+    signals=jnp.zeros((), jnp.int32),
   )
 
 
@@ -116,7 +120,7 @@ def _insert_node(state: GNGState, params: GNGParams) -> GNGState:
   return GNGState(nodes, active.at[r].set(True), error, wins, edges, ages, signals)
 
 
-def gng_step(state: GNGState, x: jax.Array, params: GNGParams = GNGParams()) -> GNGState:
+def gng_step(state: GNGState, x: jax.Array, params: GNGParams = DEFAULT_GNG_PARAMS) -> GNGState:
   """Adapts the graph to one signal ``x [D]`` (steps 1-8 above)."""
   nodes, active, error, wins, edges, ages, signals = state
   dist2 = jnp.where(active, jnp.sum(jnp.square(nodes - x), axis=-1), jnp.inf)
@@ -141,7 +145,7 @@ def gng_step(state: GNGState, x: jax.Array, params: GNGParams = GNGParams()) -> 
   return state._replace(error=state.error * decay, wins=state.wins * decay)
 
 
-def gng_update(state: GNGState, signals: jax.Array, params: GNGParams = GNGParams()) -> GNGState:
+def gng_update(state: GNGState, signals: jax.Array, params: GNGParams = DEFAULT_GNG_PARAMS) -> GNGState:
   """Feeds the rows of ``signals [N, D]`` to the graph in order (a ``lax.scan``)."""
   _check_params(params)
   _checks.check_ndim("signals", signals, 2)

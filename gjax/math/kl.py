@@ -48,6 +48,6 @@ def kl_diag_gaussians(mean_q, var_q, mean_p, var_p) -> jax.Array:
   _checks.check_positive("var_q", var_q)
   _checks.check_positive("var_p", var_p)
   return 0.5 * jnp.sum(
-      var_q / var_p + jnp.square(mean_p - mean_q) / var_p - 1.0 + jnp.log(var_p) - jnp.log(var_q),
-      axis=-1,
+    var_q / var_p + jnp.square(mean_p - mean_q) / var_p - 1.0 + jnp.log(var_p) - jnp.log(var_q),
+    axis=-1,
   )

@@ -55,8 +55,12 @@ FIFO_QUEUE = SMCParams(reweight_strength=0.0, resample_threshold=0.0, move_std=0
 def bank_init(size: int, dim: int, dtype=jnp.float32) -> ParticleBank:
   if size < 1 or dim < 1:
     raise ValueError(f"memory bank size and dim must be >= 1, got size={size}, dim={dim}")
-  return ParticleBank(particles=jnp.zeros((size, dim), dtype), log_weights=jnp.full((size,), -jnp.inf, dtype),
-                      filled=jnp.zeros((size,), jnp.bool_), cursor=jnp.zeros((), jnp.int32))
+  return ParticleBank(
+    particles=jnp.zeros((size, dim), dtype),
+    log_weights=jnp.full((size,), -jnp.inf, dtype),
+    filled=jnp.zeros((size,), jnp.bool_),
+    cursor=jnp.zeros((), jnp.int32),
+  )
 
 
 def _normalise(log_weights, filled):
@@ -87,9 +91,12 @@ def bank_insert(bank: ParticleBank, new: jax.Array) -> ParticleBank:
   old = bank.filled.at[index].set(False)
   old_log = _normalise(bank.log_weights, old) + jnp.log(jnp.sum(old) / n_filled)
   log_weights = jnp.where(old, old_log, -jnp.inf).at[index].set(-jnp.log(n_filled.astype(new.dtype)))
-  return ParticleBank(particles=bank.particles.at[index].set(new.astype(bank.particles.dtype)),
-                      log_weights=_normalise(log_weights, filled), filled=filled,
-                      cursor=(bank.cursor + new.shape[0]) % size)
+  return ParticleBank(
+    particles=bank.particles.at[index].set(new.astype(bank.particles.dtype)),
+    log_weights=_normalise(log_weights, filled),
+    filled=filled,
+    cursor=(bank.cursor + new.shape[0]) % size,
+  )
 
 
 def bank_reweight(bank: ParticleBank, log_likelihood: jax.Array, strength: float) -> ParticleBank:
@@ -104,8 +111,9 @@ def systematic_resample(key: jax.Array, bank: ParticleBank) -> ParticleBank:
   positions = (jax.random.uniform(key, (), bank.particles.dtype) + jnp.arange(size)) / size
   cdf = jnp.cumsum(jnp.exp(bank.log_weights))
   index = jnp.minimum(jnp.searchsorted(cdf, positions * cdf[-1]), size - 1)
-  return bank._replace(particles=bank.particles[index],
-                       log_weights=jnp.full((size,), -jnp.log(float(size)), bank.log_weights.dtype))
+  return bank._replace(
+    particles=bank.particles[index], log_weights=jnp.full((size,), -jnp.log(float(size)), bank.log_weights.dtype)
+  )
 
 
 def bank_move(key: jax.Array, bank: ParticleBank, std: float) -> ParticleBank:
@@ -120,8 +128,9 @@ def kernel_log_likelihood(queries: jax.Array, bank: ParticleBank, temperature: f
   return jax.nn.logsumexp(scores, axis=0) - jnp.log(queries.shape[0])
 
 
-def smc_bank_step(key: jax.Array, bank: ParticleBank, queries: jax.Array, new: jax.Array,
-                  params: SMCParams = FIFO_QUEUE) -> tuple[ParticleBank, dict[str, jax.Array]]:
+def smc_bank_step(
+  key: jax.Array, bank: ParticleBank, queries: jax.Array, new: jax.Array, params: SMCParams = FIFO_QUEUE
+) -> tuple[ParticleBank, dict[str, jax.Array]]:
   """One step (reweight, resample if needed, move, insert); returns the bank
   and ``{"ess", "resampled"}`` (the ESS before resampling)."""
   if params.temperature <= 0:

@@ -74,8 +74,7 @@ def _check_mixture(logits, means, cov, covariance_type: str) -> tuple[int, int]:
   expected = {"full": (k, d, d), "diag": (k, d), "isotropic": (k,)}[covariance_type]
   if cov.shape != expected:
     raise ValueError(
-        f"covariance_type={covariance_type!r} needs cov of shape {expected} for "
-        f"K={k}, d={d}; got {cov.shape}"
+      f"covariance_type={covariance_type!r} needs cov of shape {expected} for K={k}, d={d}; got {cov.shape}"
     )
   if covariance_type != "full":
     _checks.check_positive("cov (variances)", cov)
@@ -136,9 +135,7 @@ def _split_cov(cov, num_context: int, covariance_type: str):
   return cov, cov
 
 
-def mixture_conditional(
-    z_c, logits, means, cov, num_context: int, covariance_type: str = "full"
-) -> ConditionalMixture:
+def mixture_conditional(z_c, logits, means, cov, num_context: int, covariance_type: str = "full") -> ConditionalMixture:
   """The conditional mixture ``p(z_t | z_c)`` (design doc, "Primitives" 3).
 
   ``w_k(z_c) ∝ π_k N(z_c; μ_k,c, Σ_k,cc)`` and, per component, the
@@ -153,13 +150,9 @@ def mixture_conditional(
     raise ValueError(f"the joint mixture needs means of shape [K, d]; got {means.shape}")
   _checks.split_indices(num_context, d)
   cov_c, cov_t = _split_cov(cov, num_context, covariance_type)
-  log_w, white_c = _component_log_probs_and_white(
-      z_c, logits, means[:, :num_context], cov_c, covariance_type
-  )
+  log_w, white_c = _component_log_probs_and_white(z_c, logits, means[:, :num_context], cov_c, covariance_type)
   context_log_prob = jax.nn.logsumexp(log_w, axis=-1)
-  cond_means = jnp.broadcast_to(
-      means[:, num_context:], z_c.shape[:-1] + means[:, num_context:].shape
-  )
+  cond_means = jnp.broadcast_to(means[:, num_context:], z_c.shape[:-1] + means[:, num_context:].shape)
   if covariance_type == "full":
     cond_means = cond_means + jnp.einsum("kij,...kj->...ki", cov[:, num_context:, :num_context], white_c)
   return ConditionalMixture(log_w - context_log_prob[..., None], cond_means, cov_t, context_log_prob)
@@ -183,9 +176,11 @@ def mixture_sample(key, logits, means, cov, covariance_type: str = "full", sampl
   shape = _checks.as_tuple(sample_shape) + logits.shape[:-1]
   component = jax.random.categorical(key_component, logits, shape=shape)
   eps = jax.random.normal(key_noise, shape + (d,), means.dtype)
-  pick = lambda table: jnp.take_along_axis(  # noqa: E731  table: [..., K, d]
+  pick = (
+    lambda table: jnp.take_along_axis(  # noqa: E731  table: [..., K, d]
       jnp.broadcast_to(table, shape + table.shape[-2:]), component[..., None, None], axis=-2
-  )[..., 0, :]
+    )[..., 0, :]
+  )
   mean = pick(means)
   if covariance_type == "full":
     scaled = jnp.einsum("kij,...j->...ki", cov, eps)  # every factor, then select
@@ -223,8 +218,13 @@ def mixture_statistics(x, logits, means, cov, covariance_type: str = "full"):
   return MixtureStatistics(jnp.mean(resp, axis=0), resp.T @ x / n, second), log_likelihood
 
 
-def mixture_m_step(stats: MixtureStatistics, previous: MixtureParams, covariance_type: str = "full",
-                   cov_floor: float = 1e-4, min_weight: float = 1e-8) -> MixtureParams:
+def mixture_m_step(
+  stats: MixtureStatistics,
+  previous: MixtureParams,
+  covariance_type: str = "full",
+  cov_floor: float = 1e-4,
+  min_weight: float = 1e-8,
+) -> MixtureParams:
   """M-step from sufficient statistics (design doc, "Remedies": GMJE-EM).
 
   ``π_k ∝ weight_k``, ``μ_k = first_k / weight_k``, ``Σ_k = second_k /
@@ -247,14 +247,20 @@ def mixture_m_step(stats: MixtureStatistics, previous: MixtureParams, covariance
     cov = (var if covariance_type == "diag" else jnp.mean(var, axis=-1)) + cov_floor
     keep_cov = alive[:, None] if covariance_type == "diag" else alive
   return MixtureParams(
-      logits=jnp.where(alive, jnp.log(safe / jnp.sum(stats.weight)), previous.logits),
-      means=jnp.where(alive[:, None], means, previous.means),
-      cov=jnp.where(keep_cov, cov, previous.cov),
+    logits=jnp.where(alive, jnp.log(safe / jnp.sum(stats.weight)), previous.logits),
+    means=jnp.where(alive[:, None], means, previous.means),
+    cov=jnp.where(keep_cov, cov, previous.cov),
   )
 
 
-def online_em_step(x, stats: MixtureStatistics, params: MixtureParams, covariance_type: str = "full",
-                   step_size: float = 0.05, cov_floor: float = 1e-4):
+def online_em_step(
+  x,
+  stats: MixtureStatistics,
+  params: MixtureParams,
+  covariance_type: str = "full",
+  step_size: float = 0.05,
+  cov_floor: float = 1e-4,
+):
   """One stepwise-EM update on a mini-batch (GMJE-EM on stop-gradient embeddings).
 
   ``stats ← (1 - ρ) stats + ρ · E-step(x)``, then the M-step of the running

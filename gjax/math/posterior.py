@@ -93,9 +93,9 @@ def posterior_diagnostics(mu: jax.Array, var: jax.Array, z: jax.Array) -> dict[s
   ``active_units``, ``mu_spread_ratio``, ``mu_cosine``, ``z_cosine``, ``z_dead_channels``."""
   _checks.check_last_dims(mu=mu, var=var, z=z)
   return {
-      "active_units": active_units(mu),
-      "mu_spread_ratio": mu_spread_to_posterior_std(mu, var),
-      "mu_cosine": mean_pairwise_cosine(mu),
-      "z_cosine": mean_pairwise_cosine(z),
-      "z_dead_channels": dead_channels(z),
+    "active_units": active_units(mu),
+    "mu_spread_ratio": mu_spread_to_posterior_std(mu, var),
+    "mu_cosine": mean_pairwise_cosine(mu),
+    "z_cosine": mean_pairwise_cosine(z),
+    "z_dead_channels": dead_channels(z),
   }

@@ -37,7 +37,7 @@ def random_unit_directions(key: jax.Array, dim: int, num_slices: int, dtype=jnp.
 
 
 def sliced_epps_pulley(
-    key: jax.Array, z: jax.Array, num_slices: int = 256, t_max: float = 5.0, num_knots: int = 17
+  key: jax.Array, z: jax.Array, num_slices: int = 256, t_max: float = 5.0, num_knots: int = 17
 ) -> jax.Array:
   """Mean Epps-Pulley statistic of ``z [N, D]`` over random 1-D projections.
 

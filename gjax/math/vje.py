@@ -18,24 +18,24 @@ KL_CONVENTIONS = ("mean", "sum")
 
 
 def vje_symmetric_loss(
-    z_1: jax.Array,
-    z_2: jax.Array,
-    mu_1: jax.Array,
-    var_1: jax.Array,
-    mu_2: jax.Array,
-    var_2: jax.Array,
-    noise_1: jax.Array,
-    noise_2: jax.Array,
-    *,
-    nu: float,
-    beta: float = 1.0,
-    use_directional: bool = True,
-    use_radial: bool = True,
-    use_kl: bool = True,
-    eps: float = EPS,
-    radial_scale: float = 1.0,
-    kl_convention: str = "mean",
-    free_bits: float = 0.0,
+  z_1: jax.Array,
+  z_2: jax.Array,
+  mu_1: jax.Array,
+  var_1: jax.Array,
+  mu_2: jax.Array,
+  var_2: jax.Array,
+  noise_1: jax.Array,
+  noise_2: jax.Array,
+  *,
+  nu: float,
+  beta: float = 1.0,
+  use_directional: bool = True,
+  use_radial: bool = True,
+  use_kl: bool = True,
+  eps: float = EPS,
+  radial_scale: float = 1.0,
+  kl_convention: str = "mean",
+  free_bits: float = 0.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Negative symmetric conditional ELBO, Eq. 38 (Algorithm 4), batch-averaged.
 
@@ -65,10 +65,18 @@ def vje_symmetric_loss(
   averages), ``kl_loss`` (what the loss adds: ``beta`` times the convention's
   weighting of the floored KL) and ``nll``.
   """
-  _checks.check_last_dims(z_1=z_1, z_2=z_2, mu_1=mu_1, var_1=var_1, mu_2=mu_2, var_2=var_2,
-                          noise_1=noise_1, noise_2=noise_2)
-  for name, a in (("z_2", z_2), ("mu_1", mu_1), ("var_1", var_1), ("mu_2", mu_2), ("var_2", var_2),
-                  ("noise_1", noise_1), ("noise_2", noise_2)):
+  _checks.check_last_dims(
+    z_1=z_1, z_2=z_2, mu_1=mu_1, var_1=var_1, mu_2=mu_2, var_2=var_2, noise_1=noise_1, noise_2=noise_2
+  )
+  for name, a in (
+    ("z_2", z_2),
+    ("mu_1", mu_1),
+    ("var_1", var_1),
+    ("mu_2", mu_2),
+    ("var_2", var_2),
+    ("noise_1", noise_1),
+    ("noise_2", noise_2),
+  ):
     if a.shape != z_1.shape:
       raise ValueError(f"{name} has shape {a.shape}, expected z_1's shape {z_1.shape}")
   _checks.check_nu(nu)
@@ -90,19 +98,21 @@ def vje_symmetric_loss(
   kernel_2, log_det_2 = student_t_directional_parts(obs_1, s_2, var_2, nu, eps)
   kernel, log_det = 0.5 * (kernel_1 + kernel_2), 0.5 * (log_det_1 + log_det_2)
   radial = 0.5 * (
-      student_t_radial_nll(obs_2, s_1, nu, radial_scale)
-      + student_t_radial_nll(obs_1, s_2, nu, radial_scale)
+    student_t_radial_nll(obs_2, s_1, nu, radial_scale) + student_t_radial_nll(obs_1, s_2, nu, radial_scale)
   )
   kl = 0.5 * (kl_diag_gaussian_standard_normal(mu_1, var_1) + kl_diag_gaussian_standard_normal(mu_2, var_2))
-  kl_floored = (jnp.mean(kl) if free_bits == 0
-                else 0.5 * (free_bits_kl(mu_1, var_1, free_bits) + free_bits_kl(mu_2, var_2, free_bits)))
+  kl_floored = (
+    jnp.mean(kl)
+    if free_bits == 0
+    else 0.5 * (free_bits_kl(mu_1, var_1, free_bits) + free_bits_kl(mu_2, var_2, free_bits))
+  )
   parts = {
-      "directional": jnp.mean(kernel + log_det),
-      "directional_kernel": jnp.mean(kernel),
-      "directional_log_det": jnp.mean(log_det),
-      "radial": jnp.mean(radial),
-      "kl": jnp.mean(kl),
-      "kl_loss": beta * (2.0 if kl_convention == "sum" else 1.0) * kl_floored,
+    "directional": jnp.mean(kernel + log_det),
+    "directional_kernel": jnp.mean(kernel),
+    "directional_log_det": jnp.mean(log_det),
+    "radial": jnp.mean(radial),
+    "kl": jnp.mean(kl),
+    "kl_loss": beta * (2.0 if kl_convention == "sum" else 1.0) * kl_floored,
   }
   enabled = [parts[name] for name, on in (("directional", use_directional), ("radial", use_radial)) if on]
   parts["nll"] = sum(enabled) if enabled else jnp.zeros((), z_1.dtype)

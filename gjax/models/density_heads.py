@@ -10,7 +10,8 @@ Mahalanobis Trace Trap (design doc, "Remedies": prototype GMJE; K = 1 is GJE).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -46,13 +47,14 @@ class MixtureDensity(nn.Module):
     logits = self.param("logits", nn.initializers.zeros, (k,))
     means = self.param("means", nn.initializers.normal(0.1), (k, d))
     if self.covariance_type == "full":
-      raw = self.param("scale_raw", lambda _, shape: jnp.broadcast_to(
-          softplus_inverse_one * jnp.eye(d), shape), (k, d, d))
+      raw = self.param(
+        "scale_raw", lambda _, shape: jnp.broadcast_to(softplus_inverse_one * jnp.eye(d), shape), (k, d, d)
+      )
       cov = scale_tril_from_params(raw, self.min_scale)
     else:
       shape = (k, d) if self.covariance_type == "diag" else (k,)
       raw = self.param("var_raw", nn.initializers.constant(softplus_inverse_one), shape)
-      cov = jax.nn.softplus(raw) + max(self.min_scale ** 2, EPS)
+      cov = jax.nn.softplus(raw) + max(self.min_scale**2, EPS)
     return _as_output(gm.MixtureParams(logits, means, cov))
 
 
@@ -91,7 +93,7 @@ class OnlineEMMixtureDensity(nn.Module):
     cov_shape = {"full": (k, d, d), "diag": (k, d), "isotropic": (k,)}[self.covariance_type]
     second_shape = (k, d, d) if self.covariance_type == "full" else (k, d)
     initial_cov = jnp.broadcast_to(jnp.eye(d), cov_shape) if self.covariance_type == "full" else jnp.ones(cov_shape)
-    zeros = lambda shape: (lambda: jnp.zeros(shape, jnp.float32))
+    zeros = lambda shape: lambda: jnp.zeros(shape, jnp.float32)
     initialized = self.variable("density_em", "initialized", lambda: jnp.zeros((), jnp.bool_))
     logits = self.variable("density_em", "logits", zeros((k,)))
     means = self.variable("density_em", "means", zeros((k, d)))
@@ -119,8 +121,14 @@ class OnlineEMMixtureDensity(nn.Module):
       # On the first batch a step of size 1 makes the statistics that batch's own.
       step_size = jnp.where(initialized.value, self.step_size, 1.0)
       stats, params, _ = gm.online_em_step(u, stats, start, self.covariance_type, step_size, self.cov_floor)
-      for variable, value in ((logits, params.logits), (means, params.means), (cov, params.cov),
-                              (weight, stats.weight), (first, stats.first), (second, stats.second)):
+      for variable, value in (
+        (logits, params.logits),
+        (means, params.means),
+        (cov, params.cov),
+        (weight, stats.weight),
+        (first, stats.first),
+        (second, stats.second),
+      ):
         variable.value = value
       initialized.value = jnp.ones((), jnp.bool_)
     return _as_output(jax.tree_util.tree_map(jax.lax.stop_gradient, params))
@@ -165,7 +173,8 @@ class GNGDensity(nn.Module):
       variance.value = gm.gng_quantization_error(state, u) / self.dim + self.min_variance
     mixture = gm.MixtureParams(*gm.gng_mixture(state, variance.value))
     return _as_output(jax.tree_util.tree_map(jax.lax.stop_gradient, mixture)) | {
-        "gng_active": jnp.sum(state.active).astype(jnp.float32)}
+      "gng_active": jnp.sum(state.active).astype(jnp.float32)
+    }
 
 
 class MemoryBank(nn.Module):
@@ -189,15 +198,16 @@ class MemoryBank(nn.Module):
   @nn.compact
   def __call__(self, outputs: Mapping[str, Any] | None = None, *, train: bool = False) -> dict[str, jax.Array]:
     empty = gm.bank_init(self.size, self.dim)
-    bank_vars = {name: self.variable("memory_bank", name, lambda v=value: v)
-                 for name, value in empty._asdict().items()}
+    bank_vars = {name: self.variable("memory_bank", name, lambda v=value: v) for name, value in empty._asdict().items()}
     steps = self.variable("memory_bank", "steps", lambda: jnp.zeros((), jnp.int32))
     bank = gm.ParticleBank(**{name: v.value for name, v in bank_vars.items()})
     result = {"bank_particles": bank.particles, "bank_log_weights": bank.log_weights, "bank_filled": bank.filled}
     if train and outputs is not None and not self.is_initializing():
       # The targets are the momentum target network's keys when the method has one.
-      queries, targets = (jax.lax.stop_gradient(gm.normalize(outputs.get(name, outputs[f"z_{i}"]).astype(jnp.float32)))
-                          for i, name in ((1, "z_1"), (2, "target_z_2")))
+      queries, targets = (
+        jax.lax.stop_gradient(gm.normalize(outputs.get(name, outputs[f"z_{i}"]).astype(jnp.float32)))
+        for i, name in ((1, "z_1"), (2, "target_z_2"))
+      )
       key = jax.random.fold_in(jax.random.PRNGKey(self.seed), steps.value)
       bank, diagnostics = gm.smc_bank_step(key, bank, queries, targets, self.params)
       for name, value in bank._asdict().items():

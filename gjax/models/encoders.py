@@ -26,8 +26,10 @@ def _check_name(name: str) -> None:
 
 def _check_vit_width(name: str, width_multiplier: float) -> None:
   if width_multiplier != 1.0:
-    raise ValueError(f"width_multiplier={width_multiplier!r} is a ResNet setting; the ViT {name!r} takes 1.0 "
-                     f"(pick another size among {', '.join(vit.VIT_ENCODERS)})")
+    raise ValueError(
+      f"width_multiplier={width_multiplier!r} is a ResNet setting; the ViT {name!r} takes 1.0 "
+      f"(pick another size among {', '.join(vit.VIT_ENCODERS)})"
+    )
 
 
 def is_vit(name: str) -> bool:

@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -21,14 +22,16 @@ Dtype = Any
 Activation = str | Callable[..., Any]
 
 ACTIVATIONS: dict[str, Callable[..., Any]] = {
-    "relu": nn.relu,
-    "gelu": nn.gelu,
-    "silu": nn.silu,
-    "tanh": nn.tanh,
-    "elu": nn.elu,
-    "leaky_relu": nn.leaky_relu,
+  "relu": nn.relu,
+  "gelu": nn.gelu,
+  "silu": nn.silu,
+  "tanh": nn.tanh,
+  "elu": nn.elu,
+  "leaky_relu": nn.leaky_relu,
 }
 NORMS = ("batch", "layer", "none")
+
+_LECUN_NORMAL = nn.initializers.lecun_normal()
 
 
 def get_activation(activation: Activation) -> Callable[..., Any]:
@@ -36,8 +39,7 @@ def get_activation(activation: Activation) -> Callable[..., Any]:
   if callable(activation):
     return activation
   if activation not in ACTIVATIONS:
-    raise ValueError(f"unknown activation {activation!r}; allowed: "
-                     f"{', '.join(ACTIVATIONS)}")
+    raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
   return ACTIVATIONS[activation]
 
 
@@ -71,11 +73,19 @@ class MLP(nn.Module):
 
   def _norm(self, train: bool, affine: bool, name: str):
     if self.norm == "batch":
-      return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                          epsilon=1e-5, use_bias=affine, use_scale=affine,
-                          dtype=self.dtype, param_dtype=jnp.float32, name=name)
-    return nn.LayerNorm(epsilon=1e-5, use_bias=affine, use_scale=affine,
-                        dtype=self.dtype, param_dtype=jnp.float32, name=name)
+      return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        use_bias=affine,
+        use_scale=affine,
+        dtype=self.dtype,
+        param_dtype=jnp.float32,
+        name=name,
+      )
+    return nn.LayerNorm(
+      epsilon=1e-5, use_bias=affine, use_scale=affine, dtype=self.dtype, param_dtype=jnp.float32, name=name
+    )
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -87,9 +97,13 @@ class MLP(nn.Module):
     last = len(self.features) - 1
     for i, width in enumerate(self.features):
       use_norm = self.norm != "none" and (i < last or self.norm_last)
-      x = nn.Dense(width, use_bias=not (use_norm and self.norm == "batch"),
-                   dtype=self.dtype, param_dtype=jnp.float32,
-                   name=f"dense{i}")(x)
+      x = nn.Dense(
+        width,
+        use_bias=not (use_norm and self.norm == "batch"),
+        dtype=self.dtype,
+        param_dtype=jnp.float32,
+        name=f"dense{i}",
+      )(x)
       if use_norm:
         affine = i < last or self.last_norm_affine
         x = self._norm(train, affine, name=f"norm{i}")(x)
@@ -119,11 +133,16 @@ class GaussianPosteriorNetwork(nn.Module):
 
   @nn.compact
   def __call__(self, z, train: bool = False):
-    h = MLP((self.bottleneck, self.bottleneck, self.latent_dim), norm="layer",
-            activation=self.activation, norm_last=True, activate_last=True,
-            dtype=self.dtype, name="trunk")(z, train=train)
-    dense = lambda name: nn.Dense(self.latent_dim, dtype=self.dtype,
-                                  param_dtype=jnp.float32, name=name)
+    h = MLP(
+      (self.bottleneck, self.bottleneck, self.latent_dim),
+      norm="layer",
+      activation=self.activation,
+      norm_last=True,
+      activate_last=True,
+      dtype=self.dtype,
+      name="trunk",
+    )(z, train=train)
+    dense = lambda name: nn.Dense(self.latent_dim, dtype=self.dtype, param_dtype=jnp.float32, name=name)
     mu = dense("mu_head")(h).astype(jnp.float32)
     raw = dense("var_head")(h).astype(jnp.float32)
     return {"mu": mu, "var": softplus_variance(raw), "var_raw": raw}
@@ -154,8 +173,15 @@ class Projector(nn.Module):
     if self.layers < 1:
       raise ValueError(f"projector layers must be >= 1, got {self.layers}")
     widths = (self.hidden_dim,) * (self.layers - 1) + (self.out_dim,)
-    return MLP(widths, norm=self.norm, activation=self.activation, norm_last=self.norm_last,
-               last_norm_affine=False, dtype=self.dtype, name="mlp")(x, train=train)
+    return MLP(
+      widths,
+      norm=self.norm,
+      activation=self.activation,
+      norm_last=self.norm_last,
+      last_norm_affine=False,
+      dtype=self.dtype,
+      name="mlp",
+    )(x, train=train)
 
 
 class Predictor(nn.Module):
@@ -170,8 +196,9 @@ class Predictor(nn.Module):
 
   @nn.compact
   def __call__(self, z, train: bool = False):
-    p = MLP((self.hidden, self.dim), norm="batch", activation=self.activation, dtype=self.dtype,
-            name="mlp")(z, train=train)
+    p = MLP((self.hidden, self.dim), norm="batch", activation=self.activation, dtype=self.dtype, name="mlp")(
+      z, train=train
+    )
     return {"p": p.astype(jnp.float32)}
 
 
@@ -197,10 +224,18 @@ class MixtureDensityNetwork(nn.Module):
     if self.num_components < 1:
       raise ValueError(f"num_components must be >= 1, got {self.num_components}")
     k, d = self.num_components, self.latent_dim
-    h = MLP((self.hidden, self.hidden), norm="layer", activation=self.activation, norm_last=True,
-            activate_last=True, dtype=self.dtype, name="trunk")(z, train=train)
-    dense = lambda width, name, init=nn.initializers.lecun_normal(): nn.Dense(
-        width, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=init, name=name)
+    h = MLP(
+      (self.hidden, self.hidden),
+      norm="layer",
+      activation=self.activation,
+      norm_last=True,
+      activate_last=True,
+      dtype=self.dtype,
+      name="trunk",
+    )(z, train=train)
+    dense = lambda width, name, init=_LECUN_NORMAL: nn.Dense(
+      width, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=init, name=name
+    )
     logits = dense(k, "logits_head", nn.initializers.zeros)(h).astype(jnp.float32)
     offsets = dense(k * d, "means_head")(h).astype(jnp.float32).reshape(z.shape[:-1] + (k, d))
     raw = dense(k * d, "var_head")(h).astype(jnp.float32).reshape(z.shape[:-1] + (k, d))

@@ -12,17 +12,18 @@ of head registers it in its own module.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from gjax import math as gm
-from gjax.registry import Registry
 from gjax.models.density_heads import GNGDensity, MemoryBank, MixtureDensity, OnlineEMMixtureDensity
-from gjax.models.heads import GaussianPosteriorNetwork, MixtureDensityNetwork, Predictor, Projector
 from gjax.models.encoders import build_encoder, embedding_dim  # ResNets and ViTs
+from gjax.models.heads import GaussianPosteriorNetwork, MixtureDensityNetwork, Predictor, Projector
+from gjax.registry import Registry
 
 
 class Head(NamedTuple):
@@ -30,7 +31,7 @@ class Head(NamedTuple):
   joint: nn.Module | None = None
   # Builds the whole network in place of TwoViewModel, with the same fields and
   # interface (a TwoViewModel subclass): a masked-prediction method (I-JEPA).
-  network: Callable[..., "TwoViewModel"] | None = None
+  network: Callable[..., TwoViewModel] | None = None
 
 
 HeadBuilder = Callable[..., Head]
@@ -88,8 +89,9 @@ class TwoViewModel(nn.Module):
       outputs[f"target_z_{i}"] = self.projector(h, train=train) if self.projector is not None else h
     return float32_outputs(outputs)
 
-  def __call__(self, view_1: jax.Array, view_2: jax.Array, *, train: bool,
-               targets: dict[str, jax.Array] | None = None) -> dict[str, Any]:
+  def __call__(
+    self, view_1: jax.Array, view_2: jax.Array, *, train: bool, targets: dict[str, jax.Array] | None = None
+  ) -> dict[str, Any]:
     outputs = {}
     for i, view in ((1, view_1), (2, view_2)):
       for key, value in self.embed(view, train=train).items():
@@ -111,10 +113,15 @@ def build_two_view_model(model_config, head: str, head_settings: dict[str, Any] 
   latent_dim = embedding_dim(model_config.encoder, model_config.width_multiplier)
   projector = None
   if model_config.projector:
-    projector = Projector(model_config.projector_hidden, model_config.projector_dim,
-                          activation=model_config.activation, layers=model_config.projector_layers,
-                          norm=model_config.projector_norm, norm_last=model_config.projector_norm_last,
-                          dtype=dtype)
+    projector = Projector(
+      model_config.projector_hidden,
+      model_config.projector_dim,
+      activation=model_config.activation,
+      layers=model_config.projector_layers,
+      norm=model_config.projector_norm,
+      norm_last=model_config.projector_norm_last,
+      dtype=dtype,
+    )
     latent_dim = model_config.projector_dim
   built = builder(latent_dim, model_config, dtype, **(head_settings or {}))
   network = built.network if built.network is not None else TwoViewModel
@@ -126,30 +133,56 @@ def _no_head(latent_dim, model_config, dtype) -> Head:
 
 
 def _diagonal_posterior(latent_dim, model_config, dtype) -> Head:
-  return Head(per_view=GaussianPosteriorNetwork(latent_dim=latent_dim, bottleneck=model_config.bottleneck,
-                                                activation=model_config.activation, dtype=dtype))
+  return Head(
+    per_view=GaussianPosteriorNetwork(
+      latent_dim=latent_dim, bottleneck=model_config.bottleneck, activation=model_config.activation, dtype=dtype
+    )
+  )
 
 
 def _mdn(latent_dim, model_config, dtype, *, num_components: int, hidden: int) -> Head:
-  return Head(per_view=MixtureDensityNetwork(latent_dim=latent_dim, num_components=num_components, hidden=hidden,
-                                             activation=model_config.activation, dtype=dtype))
+  return Head(
+    per_view=MixtureDensityNetwork(
+      latent_dim=latent_dim,
+      num_components=num_components,
+      hidden=hidden,
+      activation=model_config.activation,
+      dtype=dtype,
+    )
+  )
 
 
 def _predictor(latent_dim, model_config, dtype, *, hidden: int) -> Head:
   return Head(per_view=Predictor(dim=latent_dim, hidden=hidden, activation=model_config.activation, dtype=dtype))
 
 
-def _joint_density(latent_dim, model_config, dtype, *, num_components: int, covariance_type: str, fit: str,
-                   symmetric: bool, em_step_size: float, em_cov_floor: float) -> Head:
+def _joint_density(
+  latent_dim,
+  model_config,
+  dtype,
+  *,
+  num_components: int,
+  covariance_type: str,
+  fit: str,
+  symmetric: bool,
+  em_step_size: float,
+  em_cov_floor: float,
+) -> Head:
   del model_config, dtype  # the density is float32 parameters, not a network
   if fit not in gm.MIXTURE_FITS:
     raise ValueError(f"density fit {fit!r} is not one of {gm.MIXTURE_FITS}")
   if fit == "em":
-    return Head(joint=OnlineEMMixtureDensity(dim=2 * latent_dim, num_components=num_components,
-                                             covariance_type=covariance_type, symmetric=symmetric,
-                                             step_size=em_step_size, cov_floor=em_cov_floor))
-  return Head(joint=MixtureDensity(dim=2 * latent_dim, num_components=num_components,
-                                   covariance_type=covariance_type))
+    return Head(
+      joint=OnlineEMMixtureDensity(
+        dim=2 * latent_dim,
+        num_components=num_components,
+        covariance_type=covariance_type,
+        symmetric=symmetric,
+        step_size=em_step_size,
+        cov_floor=em_cov_floor,
+      )
+    )
+  return Head(joint=MixtureDensity(dim=2 * latent_dim, num_components=num_components, covariance_type=covariance_type))
 
 
 def _gng_density(latent_dim, model_config, dtype, *, capacity: int, symmetric: bool, rule: gm.GNGParams) -> Head:
@@ -162,7 +195,13 @@ def _memory_bank(latent_dim, model_config, dtype, *, bank_size: int, rule: gm.SM
   return Head(joint=MemoryBank(size=bank_size, dim=latent_dim, params=rule))
 
 
-for _kind, _builder in (("none", _no_head), ("diagonal_posterior", _diagonal_posterior), ("mdn", _mdn),
-                        ("predictor", _predictor), ("joint_density", _joint_density),
-                        ("gng_density", _gng_density), ("memory_bank", _memory_bank)):
+for _kind, _builder in (
+  ("none", _no_head),
+  ("diagonal_posterior", _diagonal_posterior),
+  ("mdn", _mdn),
+  ("predictor", _predictor),
+  ("joint_density", _joint_density),
+  ("gng_density", _gng_density),
+  ("memory_bank", _memory_bank),
+):
   register_head(_kind, _builder)

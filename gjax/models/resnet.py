@@ -17,7 +17,8 @@ the batch sharded, so the batch statistics are already global.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -28,10 +29,10 @@ Dtype = Any
 BASE_WIDTHS = (64, 128, 256, 512)
 #: name -> (blocks per stage, block kind).
 ARCHS = {
-    "resnet10": ((1, 1, 1, 1), "basic"),  # one block per stage: fast-compiling smoke and test runs
-    "resnet18": ((2, 2, 2, 2), "basic"),
-    "resnet34": ((3, 4, 6, 3), "basic"),
-    "resnet50": ((3, 4, 6, 3), "bottleneck"),
+  "resnet10": ((1, 1, 1, 1), "basic"),  # one block per stage: fast-compiling smoke and test runs
+  "resnet18": ((2, 2, 2, 2), "basic"),
+  "resnet34": ((3, 4, 6, 3), "basic"),
+  "resnet50": ((3, 4, 6, 3), "bottleneck"),
 }
 STEMS = ("imagenet", "cifar")
 _EXPANSION = {"basic": 1, "bottleneck": 4}
@@ -64,16 +65,28 @@ class _ConvBN(nn.Module):
 
   def conv(self, features, kernel, strides=1, name=None):
     pad = kernel // 2  # torch-style symmetric padding
-    return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
-                   padding=((pad, pad), (pad, pad)), use_bias=False,
-                   kernel_init=conv_kernel_init, dtype=self.dtype,
-                   param_dtype=jnp.float32, name=name)
+    return nn.Conv(
+      features,
+      (kernel, kernel),
+      strides=(strides, strides),
+      padding=((pad, pad), (pad, pad)),
+      use_bias=False,
+      kernel_init=conv_kernel_init,
+      dtype=self.dtype,
+      param_dtype=jnp.float32,
+      name=name,
+    )
 
   def norm(self, train: bool, zero_scale: bool = False, name=None):
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                        epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32,
-                        scale_init=(nn.initializers.zeros if zero_scale
-                                    else nn.initializers.ones), name=name)
+    return nn.BatchNorm(
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      dtype=self.dtype,
+      param_dtype=jnp.float32,
+      scale_init=(nn.initializers.zeros if zero_scale else nn.initializers.ones),
+      name=name,
+    )
 
   def shortcut(self, x, out_features, strides, train):
     """Identity, or 1x1 conv + BN when the shape changes (torchvision)."""
@@ -154,14 +167,13 @@ class ResNet(_ConvBN):
     for stage, (num_blocks, width) in enumerate(zip(self.stage_sizes, widths)):
       for i in range(num_blocks):
         strides = 2 if stage > 0 and i == 0 else 1
-        x = block_cls(features=width, strides=strides, dtype=self.dtype,
-                      name=f"layer{stage + 1}_{i}")(x, train)
+        x = block_cls(features=width, strides=strides, dtype=self.dtype, name=f"layer{stage + 1}_{i}")(x, train)
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
 
-def build_encoder(name: str, stem: str = "imagenet",
-                  width_multiplier: float = 1.0,
-                  dtype: Dtype = jnp.float32) -> ResNet:
+def build_encoder(
+  name: str, stem: str = "imagenet", width_multiplier: float = 1.0, dtype: Dtype = jnp.float32
+) -> ResNet:
   """``ResNet`` for ``name`` in {"resnet10", "resnet18", "resnet34", "resnet50"}.
 
   Raises ``ValueError`` naming the bad ``name`` or ``stem`` and the allowed ones.
@@ -171,5 +183,4 @@ def build_encoder(name: str, stem: str = "imagenet",
   if not width_multiplier > 0:
     raise ValueError(f"width_multiplier must be > 0, got {width_multiplier!r}")
   stage_sizes, block = ARCHS[name]
-  return ResNet(stage_sizes=stage_sizes, block=block, stem=stem,
-                width_multiplier=float(width_multiplier), dtype=dtype)
+  return ResNet(stage_sizes=stage_sizes, block=block, stem=stem, width_multiplier=float(width_multiplier), dtype=dtype)

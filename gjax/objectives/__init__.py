@@ -4,5 +4,12 @@
 DEFAULT_METHOD = "vje"
 
 from gjax.objectives import byol, gmje, gmje_mdn, ijepa, jepa, moco, sigreg, simclr, simsiam, vicreg, vje  # noqa: F401  (register their methods)
-from gjax.objectives.registry import (TARGET_SCHEDULES, Objective, get_objective, register, registered_methods, require,
-                                      target_momentum_at)
+from gjax.objectives.registry import (
+  TARGET_SCHEDULES,
+  Objective,
+  get_objective,
+  register,
+  registered_methods,
+  require,
+  target_momentum_at,
+)

@@ -12,7 +12,8 @@ settings and the predictor head; the target network is the trainer's.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,12 +39,23 @@ def byol_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
 
 def check_byol_settings(b, config) -> None:
   check_predictor_settings(b, config)
-  require(b.target_momentum > 0, "byol.target_momentum", b.target_momentum,
-          "must be > 0: BYOL's targets come from its momentum network")
+  require(
+    b.target_momentum > 0,
+    "byol.target_momentum",
+    b.target_momentum,
+    "must be > 0: BYOL's targets come from its momentum network",
+  )
 
 
-BYOL = register(Objective("byol", byol_loss, head="predictor",
-                          description="BYOL: predict the momentum target network's projection of the other view.",
-                          defaults={"predictor_hidden": 512, "target_momentum": 0.99,
-                                    "target_momentum_schedule": "cosine"},
-                          check=check_byol_settings, head_settings=predictor_head_settings, target_network=True))
+BYOL = register(
+  Objective(
+    "byol",
+    byol_loss,
+    head="predictor",
+    description="BYOL: predict the momentum target network's projection of the other view.",
+    defaults={"predictor_hidden": 512, "target_momentum": 0.99, "target_momentum_schedule": "cosine"},
+    check=check_byol_settings,
+    head_settings=predictor_head_settings,
+    target_network=True,
+  )
+)

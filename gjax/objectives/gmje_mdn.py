@@ -16,15 +16,20 @@ the target is a constant (as VJE treats its observed view).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gjax import math as gm
 from gjax.objectives.registry import Objective, register, require
-from gjax.objectives.shared_terms import (ANTI_COLLAPSE_DEFAULTS, anti_collapse_loss, check_anti_collapse_settings,
-                                          collapse_metrics)
+from gjax.objectives.shared_terms import (
+  ANTI_COLLAPSE_DEFAULTS,
+  anti_collapse_loss,
+  check_anti_collapse_settings,
+  collapse_metrics,
+)
 
 
 def mdn_conditional_log_prob(z_t: jax.Array, logits: jax.Array, means: jax.Array, var: jax.Array) -> jax.Array:
@@ -42,15 +47,22 @@ def mdn_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
     target = outputs[f"z_{t}"]
     if hparams.stop_gradient_target:
       target = jax.lax.stop_gradient(target)
-    nlls.append(-jnp.mean(mdn_conditional_log_prob(
-        target, outputs[f"mdn_logits_{c}"], outputs[f"mdn_means_{c}"], outputs[f"mdn_var_{c}"])))
+    nlls.append(
+      -jnp.mean(
+        mdn_conditional_log_prob(target, outputs[f"mdn_logits_{c}"], outputs[f"mdn_means_{c}"], outputs[f"mdn_var_{c}"])
+      )
+    )
   nll = sum(nlls) / len(nlls)
   penalty, penalty_metrics = anti_collapse_loss(outputs, rng, hparams)
   loss = nll + penalty
   weights = jax.nn.softmax(outputs["mdn_logits_1"], axis=-1)
-  metrics = {"loss": loss, "nll": nll, **penalty_metrics,
-             "mdn_max_weight": jnp.mean(jnp.max(weights, axis=-1)),
-             "mdn_std_mean": jnp.mean(jnp.sqrt(outputs["mdn_var_1"]))}
+  metrics = {
+    "loss": loss,
+    "nll": nll,
+    **penalty_metrics,
+    "mdn_max_weight": jnp.mean(jnp.max(weights, axis=-1)),
+    "mdn_std_mean": jnp.mean(jnp.sqrt(outputs["mdn_var_1"])),
+  }
   return loss, {**metrics, **collapse_metrics(outputs)}
 
 
@@ -60,9 +72,20 @@ def check_mdn_settings(m, config) -> None:
   require(m.hidden >= 1, "gmje_mdn.hidden", m.hidden, "must be >= 1")
 
 
-GMJE_MDN = register(Objective("gmje_mdn", mdn_loss, head="mdn",
-                              description="GMJE-MDN: a context-only network predicts the conditional mixture.",
-                              defaults={"num_components": 8, "hidden": 512, **ANTI_COLLAPSE_DEFAULTS,
-                                        "symmetric": True, "stop_gradient_target": True},
-                              check=check_mdn_settings,
-                              head_settings=lambda m: {"num_components": m.num_components, "hidden": m.hidden}))
+GMJE_MDN = register(
+  Objective(
+    "gmje_mdn",
+    mdn_loss,
+    head="mdn",
+    description="GMJE-MDN: a context-only network predicts the conditional mixture.",
+    defaults={
+      "num_components": 8,
+      "hidden": 512,
+      **ANTI_COLLAPSE_DEFAULTS,
+      "symmetric": True,
+      "stop_gradient_target": True,
+    },
+    check=check_mdn_settings,
+    head_settings=lambda m: {"num_components": m.num_components, "hidden": m.hidden},
+  )
+)

@@ -16,8 +16,21 @@ other view's online embeddings, with the gradient through both.
 from gjax.objectives.registry import Objective, register
 from gjax.objectives.shared_terms import bank_head_settings, check_bank_settings, memory_bank_loss
 
-MOCO = register(Objective("moco", memory_bank_loss, head="memory_bank",
-                          description="MoCo: InfoNCE against a momentum encoder's keys and a queue of past keys.",
-                          defaults={"bank_size": 4096, "temperature": 0.2, "symmetric": True,
-                                    "target_momentum": 0.99, "target_momentum_schedule": "constant"},
-                          check=check_bank_settings, head_settings=bank_head_settings, target_network=True))
+MOCO = register(
+  Objective(
+    "moco",
+    memory_bank_loss,
+    head="memory_bank",
+    description="MoCo: InfoNCE against a momentum encoder's keys and a queue of past keys.",
+    defaults={
+      "bank_size": 4096,
+      "temperature": 0.2,
+      "symmetric": True,
+      "target_momentum": 0.99,
+      "target_momentum_schedule": "constant",
+    },
+    check=check_bank_settings,
+    head_settings=bank_head_settings,
+    target_network=True,
+  )
+)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -58,10 +59,13 @@ class Objective:
   def validate(self, hparams, config) -> None:
     if self.target_network:
       tau = hparams.target_momentum
-      require(0 <= tau < 1, f"{self.name}.target_momentum", tau,
-              "must be in [0, 1) (0 = no target network)")
-      require(hparams.target_momentum_schedule in TARGET_SCHEDULES, f"{self.name}.target_momentum_schedule",
-              hparams.target_momentum_schedule, f"must be one of {TARGET_SCHEDULES}")
+      require(0 <= tau < 1, f"{self.name}.target_momentum", tau, "must be in [0, 1) (0 = no target network)")
+      require(
+        hparams.target_momentum_schedule in TARGET_SCHEDULES,
+        f"{self.name}.target_momentum_schedule",
+        hparams.target_momentum_schedule,
+        f"must be one of {TARGET_SCHEDULES}",
+      )
     if self.check is not None:
       self.check(hparams, config)
 
@@ -89,8 +93,10 @@ def register(objective: Objective) -> Objective:
   if objective.name in _METHODS:
     raise ValueError(f"method {objective.name!r} is already registered")
   if objective.target_network and not {"target_momentum", "target_momentum_schedule"} <= set(objective.defaults):
-    raise ValueError(f"objective {objective.name!r} has target_network=True: its defaults need "
-                     "target_momentum and target_momentum_schedule")
+    raise ValueError(
+      f"objective {objective.name!r} has target_network=True: its defaults need "
+      "target_momentum and target_momentum_schedule"
+    )
   return _METHODS.add(objective.name, objective)
 
 

@@ -17,7 +17,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -83,23 +84,29 @@ def component_log_det_barrier(u: jax.Array, responsibilities: jax.Array) -> jax.
   # One QR per component and view, not a vmapped (batched) one: jaxlib runs a batched LAPACK call through
   # its thread pool (ParallelBatchMap), which deadlocked in the 2-core CPU train step (docs/gje-design-notes.md,
   # "Full covariances on CPU: a jaxlib hang").
-  half_log_dets = jnp.stack([
-      sum(gm.empirical_half_log_det(part, ridge=gm.EPS, weights=responsibilities[:, k]) for part in (u[:, :d], u[:, d:]))
-      for k in range(responsibilities.shape[1])])
+  half_log_dets = jnp.stack(
+    [
+      sum(
+        gm.empirical_half_log_det(part, ridge=gm.EPS, weights=responsibilities[:, k]) for part in (u[:, :d], u[:, d:])
+      )
+      for k in range(responsibilities.shape[1])
+    ]
+  )
   return -jnp.sum(jnp.mean(responsibilities, axis=0) * half_log_dets)
 
 
 BARRIER_FORMS = ("batch", "component")
 
 ANTI_COLLAPSE_DEFAULTS = {
-    "marginal_weight": 1.0,  # λ of the sliced Epps-Pulley statistic toward N(0, I)
-    "num_slices": 256,
-    "log_det_weight": 0.0,  # γ of the log-det barrier (0: off; 1 cancels the density's reward for shrinking)
+  "marginal_weight": 1.0,  # λ of the sliced Epps-Pulley statistic toward N(0, I)
+  "num_slices": 256,
+  "log_det_weight": 0.0,  # γ of the log-det barrier (0: off; 1 cancels the density's reward for shrinking)
 }
 
 
-def anti_collapse_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any,
-                       barrier: Callable[[], jax.Array] | None = None):
+def anti_collapse_loss(
+  outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any, barrier: Callable[[], jax.Array] | None = None
+):
   """``λ · EppsPulley(z) + γ · log_det_barrier`` and its metrics (``marginal``,
   and ``log_det_barrier`` when ``γ > 0``; γ = 0 adds nothing to the graph).
   ``barrier``: computes another barrier in place of :func:`log_det_barrier`
@@ -128,12 +135,16 @@ def memory_bank_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: 
   (``target_z_i``; constants), else the other view's online embeddings, through
   which the gradient flows as through the queries."""
   del rng
-  bank = gm.ParticleBank(outputs["bank_particles"], outputs["bank_log_weights"], outputs["bank_filled"],
-                         jnp.zeros((), jnp.int32))
+  bank = gm.ParticleBank(
+    outputs["bank_particles"], outputs["bank_log_weights"], outputs["bank_filled"], jnp.zeros((), jnp.int32)
+  )
   q_1, q_2 = gm.normalize(outputs["z_1"]), gm.normalize(outputs["z_2"])
   # Without a target network the keys are the other view's queries themselves (one graph, as before targets).
-  k_1, k_2 = ((gm.normalize(outputs["target_z_1"]), gm.normalize(outputs["target_z_2"]))
-              if "target_z_1" in outputs else (q_1, q_2))
+  k_1, k_2 = (
+    (gm.normalize(outputs["target_z_1"]), gm.normalize(outputs["target_z_2"]))
+    if "target_z_1" in outputs
+    else (q_1, q_2)
+  )
   pairs = ((q_1, k_2), (q_2, k_1)) if hparams.symmetric else ((q_1, k_2),)
   losses = [jnp.mean(gm.bank_info_nce(q, k, bank, hparams.temperature)) for q, k in pairs]
   loss = sum(losses) / len(losses)
@@ -153,17 +164,26 @@ def predictor_head_settings(p) -> dict[str, Any]:
 def check_bank_settings(b, config) -> None:
   """Checks of a memory bank's settings (GMJE-SMC and MoCo); fields it lacks are MoCo's degenerate ones."""
   m = config.method
-  require(b.bank_size >= config.batch_size, f"{m}.bank_size", b.bank_size,
-          f"the memory bank must hold at least one batch ({config.batch_size})")
+  require(
+    b.bank_size >= config.batch_size,
+    f"{m}.bank_size",
+    b.bank_size,
+    f"the memory bank must hold at least one batch ({config.batch_size})",
+  )
   require(b.temperature > 0, f"{m}.temperature", b.temperature, "must be > 0")
   require(b.get("reweight_strength", 0.0) >= 0, f"{m}.reweight_strength", b.get("reweight_strength"), "must be >= 0")
-  require(0 <= b.get("resample_threshold", 0.0) <= 1, f"{m}.resample_threshold", b.get("resample_threshold"),
-          "must be in [0, 1]")
+  require(
+    0 <= b.get("resample_threshold", 0.0) <= 1,
+    f"{m}.resample_threshold",
+    b.get("resample_threshold"),
+    "must be in [0, 1]",
+  )
   require(b.get("move_std", 0.0) >= 0, f"{m}.move_std", b.get("move_std"), "must be >= 0")
 
 
 def bank_head_settings(b) -> dict[str, Any]:
   """The bank's size and SMC rule; a section without SMC fields (MoCo) gets the queue's."""
-  smc = {name: b.get(name, getattr(gm.FIFO_QUEUE, name))
-         for name in ("reweight_strength", "resample_threshold", "move_std")}
+  smc = {
+    name: b.get(name, getattr(gm.FIFO_QUEUE, name)) for name in ("reweight_strength", "resample_threshold", "move_std")
+  }
   return {"bank_size": b.bank_size, "rule": gm.SMCParams(temperature=b.temperature, **smc)}

@@ -6,7 +6,8 @@ marginal loss the GMJE family uses."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,13 @@ def check_sigreg_settings(s, config) -> None:
   require(s.num_slices >= 1, "sigreg.num_slices", s.num_slices, "must be >= 1")
 
 
-SIGREG = register(Objective("sigreg", sigreg_loss, head="none",
-                            description="Gaussian embeddings: alignment + λ · sliced Epps-Pulley (SIGReg).",
-                            defaults={"marginal_weight": 1.0, "num_slices": 256}, check=check_sigreg_settings))
+SIGREG = register(
+  Objective(
+    "sigreg",
+    sigreg_loss,
+    head="none",
+    description="Gaussian embeddings: alignment + λ · sliced Epps-Pulley (SIGReg).",
+    defaults={"marginal_weight": 1.0, "num_slices": 256},
+    check=check_sigreg_settings,
+  )
+)

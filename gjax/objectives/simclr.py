@@ -3,7 +3,8 @@ of the batch with temperature τ (:func:`gjax.math.nt_xent`)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 
@@ -23,6 +24,13 @@ def check_simclr_settings(s, config) -> None:
   require(s.temperature > 0, "simclr.temperature", s.temperature, "must be > 0")
 
 
-SIMCLR = register(Objective("simclr", simclr_loss, head="none",
-                            description="SimCLR: NT-Xent over both views of the batch.",
-                            defaults={"temperature": 0.2}, check=check_simclr_settings))
+SIMCLR = register(
+  Objective(
+    "simclr",
+    simclr_loss,
+    head="none",
+    description="SimCLR: NT-Xent over both views of the batch.",
+    defaults={"temperature": 0.2},
+    check=check_simclr_settings,
+  )
+)

@@ -7,7 +7,8 @@ when collapsed."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +30,14 @@ def simsiam_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any)
   return loss, {"loss": loss, "output_std": output_std, **collapse_metrics(outputs)}
 
 
-SIMSIAM = register(Objective("simsiam", simsiam_loss, head="predictor",
-                             description="SimSiam: negative cosine with a predictor and stop-gradient.",
-                             defaults={"predictor_hidden": 512}, check=check_predictor_settings,
-                             head_settings=predictor_head_settings))
+SIMSIAM = register(
+  Objective(
+    "simsiam",
+    simsiam_loss,
+    head="predictor",
+    description="SimSiam: negative cosine with a predictor and stop-gradient.",
+    defaults={"predictor_hidden": 512},
+    check=check_predictor_settings,
+    head_settings=predictor_head_settings,
+  )
+)

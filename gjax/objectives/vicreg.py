@@ -7,7 +7,8 @@ covariance), summed over the two views."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,10 +34,16 @@ def vicreg_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
   invariance = jnp.mean(jnp.square(z_1 - z_2))
   variance = variance_term(z_1, hparams.std_target) + variance_term(z_2, hparams.std_target)
   covariance = covariance_term(z_1) + covariance_term(z_2)
-  loss = (hparams.invariance_weight * invariance + hparams.variance_weight * variance
-          + hparams.covariance_weight * covariance)
-  return loss, {"loss": loss, "invariance": invariance, "variance": variance, "covariance": covariance,
-                **collapse_metrics(outputs)}
+  loss = (
+    hparams.invariance_weight * invariance + hparams.variance_weight * variance + hparams.covariance_weight * covariance
+  )
+  return loss, {
+    "loss": loss,
+    "invariance": invariance,
+    "variance": variance,
+    "covariance": covariance,
+    **collapse_metrics(outputs),
+  }
 
 
 def check_vicreg_settings(v, config) -> None:
@@ -46,8 +53,13 @@ def check_vicreg_settings(v, config) -> None:
   require(v.std_target > 0, "vicreg.std_target", v.std_target, "must be > 0")
 
 
-VICREG = register(Objective("vicreg", vicreg_loss, head="none",
-                            description="VICReg: invariance + variance + covariance regularisation.",
-                            defaults={"invariance_weight": 25.0, "variance_weight": 25.0, "covariance_weight": 1.0,
-                                      "std_target": 1.0},
-                            check=check_vicreg_settings))
+VICREG = register(
+  Objective(
+    "vicreg",
+    vicreg_loss,
+    head="none",
+    description="VICReg: invariance + variance + covariance regularisation.",
+    defaults={"invariance_weight": 25.0, "variance_weight": 25.0, "covariance_weight": 1.0, "std_target": 1.0},
+    check=check_vicreg_settings,
+  )
+)

@@ -36,11 +36,11 @@ import dataclasses
 import json
 import math
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gjax import data as gdata
 from gjax.data.datasets import spec_from_config
@@ -98,8 +98,13 @@ class StepReport:
     return self.flops / (self.estimate_seconds * self.peak_flops) if self.estimate_seconds > 0 else math.nan
 
   def as_dict(self) -> dict[str, Any]:
-    return dict(dataclasses.asdict(self), total_bytes=self.total_bytes, fits=self.fits,
-                images_per_second_per_chip=self.images_per_second_per_chip, mfu=self.mfu)
+    return dict(
+      dataclasses.asdict(self),
+      total_bytes=self.total_bytes,
+      fits=self.fits,
+      images_per_second_per_chip=self.images_per_second_per_chip,
+      mfu=self.mfu,
+    )
 
 
 def step_time_estimate(flops: float, bytes_accessed: float, compiler_seconds: float, chip) -> tuple[float, str]:
@@ -141,9 +146,17 @@ def _no_persistent_cache_writes():
 def compile_step(name: str, jitted, args: tuple, tpu: Slice, per_chip_batch: int) -> StepReport:
   """Lowers and compiles ``jitted(*args)`` (``ShapeDtypeStruct`` args sharded on
   ``tpu``'s devices); a compiler error (e.g. out of HBM) is reported, not raised."""
-  report = StepReport(step=name, slice=tpu.label, chips=tpu.num_chips, hosts=tpu.num_hosts,
-                      per_chip_batch=per_chip_batch, global_batch=per_chip_batch * tpu.num_chips, compiled=False,
-                      hbm_bytes=tpu.chip.hbm_bytes, peak_flops=tpu.chip.peak_bf16_flops)
+  report = StepReport(
+    step=name,
+    slice=tpu.label,
+    chips=tpu.num_chips,
+    hosts=tpu.num_hosts,
+    per_chip_batch=per_chip_batch,
+    global_batch=per_chip_batch * tpu.num_chips,
+    compiled=False,
+    hbm_bytes=tpu.chip.hbm_bytes,
+    peak_flops=tpu.chip.peak_bf16_flops,
+  )
   start = time.perf_counter()
   try:
     with _no_persistent_cache_writes():
@@ -165,7 +178,8 @@ def compile_step(name: str, jitted, args: tuple, tpu: Slice, per_chip_batch: int
   report.bytes_accessed = float(cost.get("bytes accessed", math.nan))
   report.compiler_seconds = float(cost.get("optimal_seconds", math.nan))
   report.estimate_seconds, report.estimate_source = step_time_estimate(
-      report.flops, report.bytes_accessed, report.compiler_seconds, tpu.chip)
+    report.flops, report.bytes_accessed, report.compiler_seconds, tpu.chip
+  )
   return report
 
 
@@ -188,12 +202,16 @@ def dataset_geometry(config) -> tuple[tuple[int, int, int], int, int]:
   elif spec.source == "tfds":
     shape = tfds_image_shape(spec, d.data_dir or None)
   else:
-    raise ValueError(f"config.dataset.name={d.name!r}: its image shape is not known without loading it "
-                     "(give the DatasetSpec an image_size)")
+    raise ValueError(
+      f"config.dataset.name={d.name!r}: its image shape is not known without loading it "
+      "(give the DatasetSpec an image_size)"
+    )
   examples = d.num_train_examples if d.num_train_examples > 0 else spec.num_pretrain_examples
   if examples <= 0:
-    raise ValueError(f"config.dataset.name={d.name!r}: the number of pretraining examples is not known ahead of "
-                     "time; set config.dataset.num_train_examples")
+    raise ValueError(
+      f"config.dataset.name={d.name!r}: the number of pretraining examples is not known ahead of "
+      "time; set config.dataset.num_train_examples"
+    )
   return tuple(int(x) for x in shape), int(examples), int(spec.num_classes)
 
 
@@ -205,16 +223,21 @@ def plan_on_devices(config, devices) -> RunPlan:
   image_shape, examples, _ = dataset_geometry(config)
   steps_per_epoch = examples // config.batch_size
   if steps_per_epoch < 1:
-    raise ValueError(f"config.batch_size={config.batch_size} exceeds the {examples} examples of "
-                     f"{config.dataset.name}")
-  return plan_run(config, steps_per_epoch=steps_per_epoch, image_shape=image_shape,
-                  augment=view_augments(config, image_shape), mesh=gdata.data_mesh(devices))
+    raise ValueError(f"config.batch_size={config.batch_size} exceeds the {examples} examples of {config.dataset.name}")
+  return plan_run(
+    config,
+    steps_per_epoch=steps_per_epoch,
+    image_shape=image_shape,
+    augment=view_augments(config, image_shape),
+    mesh=gdata.data_mesh(devices),
+  )
 
 
 def abstract_train_inputs(plan: RunPlan, global_batch: int):
   """``(state, batch)`` of ``plan``'s train step as sharded ``ShapeDtypeStruct`` trees."""
-  state = abstract_train_state(plan.model, plan.tx, plan.image_shape, gdata.replicated_sharding(plan.mesh),
-                               with_target=plan.with_target)
+  state = abstract_train_state(
+    plan.model, plan.tx, plan.image_shape, gdata.replicated_sharding(plan.mesh), with_target=plan.with_target
+  )
   return state, abstract_batch(plan.mesh, global_batch, plan.image_shape)
 
 
@@ -230,13 +253,16 @@ def with_per_chip_batch(config, per_chip_batch: int | None, num_chips: int):
 
 def _per_chip(global_batch: int, chips: int, what: str) -> int:
   if global_batch % chips:
-    raise ValueError(f"{what}={global_batch} is not divisible by the {chips} chips of the slice "
-                     f"(give a batch that is, or --per_chip_batch)")
+    raise ValueError(
+      f"{what}={global_batch} is not divisible by the {chips} chips of the slice "
+      f"(give a batch that is, or --per_chip_batch)"
+    )
   return global_batch // chips
 
 
-def compile_run(config, topology: str, *, per_chip_batch: int | None = None,
-                steps: Iterable[str] = STEPS) -> list[StepReport]:
+def compile_run(
+  config, topology: str, *, per_chip_batch: int | None = None, steps: Iterable[str] = STEPS
+) -> list[StepReport]:
   """Compiles ``steps`` (of :data:`STEPS`) of ``config``'s run for the TPU slice ``topology``."""
   steps = tuple(steps)
   unknown = sorted(set(steps) - set(STEPS))
@@ -270,26 +296,35 @@ def compile_run(config, topology: str, *, per_chip_batch: int | None = None,
       dim = features["h"].shape[-1]
       _, _, num_classes = dataset_geometry(config)
       if num_classes < 1:
-        raise ValueError(f"config.dataset.name={config.dataset.name!r}: its number of classes is not known ahead "
-                         "of time, which the linear-probe step needs: give its DatasetSpec num_classes, or leave "
-                         "'probe' out of the steps")
+        raise ValueError(
+          f"config.dataset.name={config.dataset.name!r}: its number of classes is not known ahead "
+          "of time, which the linear-probe step needs: give its DatasetSpec num_classes, or leave "
+          "'probe' out of the steps"
+        )
       optimizer = make_probe_optimizer(0.05, 0.9, 5e-6, 100)
-      params = {"weights": jax.ShapeDtypeStruct((dim, num_classes), jnp.float32, sharding=replicated),
-                "bias": jax.ShapeDtypeStruct((num_classes,), jnp.float32, sharding=replicated)}
-      opt_state = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
-                                         jax.eval_shape(optimizer.init, params))
+      params = {
+        "weights": jax.ShapeDtypeStruct((dim, num_classes), jnp.float32, sharding=replicated),
+        "bias": jax.ShapeDtypeStruct((num_classes,), jnp.float32, sharding=replicated),
+      }
+      opt_state = jax.tree_util.tree_map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), jax.eval_shape(optimizer.init, params)
+      )
       # the probe's global batch (256 in run_linear_probe) rounded up to a multiple of the chips
       probe_batch = -(-256 // tpu.num_chips) * tpu.num_chips
       batch_sharding = gdata.batch_sharding(mesh)
       x = jax.ShapeDtypeStruct((probe_batch, dim), jnp.float32, sharding=batch_sharding)
       y = jax.ShapeDtypeStruct((probe_batch,), jnp.int32, sharding=batch_sharding)
-      reports.append(compile_step("probe", make_probe_step(optimizer, mesh), (params, opt_state, x, y), tpu,
-                                  probe_batch // tpu.num_chips))
+      reports.append(
+        compile_step(
+          "probe", make_probe_step(optimizer, mesh), (params, opt_state, x, y), tpu, probe_batch // tpu.num_chips
+        )
+      )
   return reports
 
 
-def largest_per_chip_batch(config, topology: str, *, start: int = 8, limit: int = 4096,
-                           log=None) -> tuple[int, list[StepReport]]:
+def largest_per_chip_batch(
+  config, topology: str, *, start: int = 8, limit: int = 4096, log=None
+) -> tuple[int, list[StepReport]]:
   """The largest power-of-two per-chip batch whose train step compiles and fits
   in the chip's HBM (0 if even ``start`` does not), by doubling from ``start``
   up to ``limit``; returns it with every compile's report."""
@@ -307,8 +342,11 @@ def largest_per_chip_batch(config, topology: str, *, start: int = 8, limit: int 
 
 def recipe_chip_hours(report: StepReport, config, examples: int) -> float:
   """Chip-hours of the whole recipe at this step time: steps x estimate x chips / 3600."""
-  steps = config.num_train_steps if config.num_train_steps > 0 else math.ceil(
-      config.num_epochs * (examples // report.global_batch))
+  steps = (
+    config.num_train_steps
+    if config.num_train_steps > 0
+    else math.ceil(config.num_epochs * (examples // report.global_batch))
+  )
   return steps * report.estimate_seconds * report.chips / 3600
 
 
@@ -316,20 +354,25 @@ def format_bytes(n: float) -> str:
   return f"{n / GIB:.2f}"
 
 
-TABLE_HEADER = ("| step | slice | chips / hosts | batch per chip | compiled | GiB per chip (args / temp / total) "
-                "of HBM | TFLOP per chip per step | estimate s (source) | img/s per chip | MFU |\n"
-                "|---|---|---|---|---|---|---|---|---|---|")
+TABLE_HEADER = (
+  "| step | slice | chips / hosts | batch per chip | compiled | GiB per chip (args / temp / total) "
+  "of HBM | TFLOP per chip per step | estimate s (source) | img/s per chip | MFU |\n"
+  "|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def table_row(r: StepReport) -> str:
   if not r.compiled:
-    return (f"| {r.step} | {r.slice} | {r.chips} / {r.hosts} | {r.per_chip_batch} | **no**: {r.error} "
-            "| | | | | |")
-  memory = (f"{format_bytes(r.argument_bytes)} / {format_bytes(r.temp_bytes)} / "
-            f"{format_bytes(r.total_bytes)} of {format_bytes(r.hbm_bytes)}{'' if r.fits else ' **does not fit**'}")
-  return (f"| {r.step} | {r.slice} | {r.chips} / {r.hosts} | {r.per_chip_batch} | yes ({r.compile_seconds:.0f} s) | "
-          f"{memory} | {r.flops / 1e12:.3g} | {r.estimate_seconds:.3g} ({r.estimate_source}) | "
-          f"{r.images_per_second_per_chip:.4g} | {100 * r.mfu:.0f} % |")
+    return f"| {r.step} | {r.slice} | {r.chips} / {r.hosts} | {r.per_chip_batch} | **no**: {r.error} | | | | | |"
+  memory = (
+    f"{format_bytes(r.argument_bytes)} / {format_bytes(r.temp_bytes)} / "
+    f"{format_bytes(r.total_bytes)} of {format_bytes(r.hbm_bytes)}{'' if r.fits else ' **does not fit**'}"
+  )
+  return (
+    f"| {r.step} | {r.slice} | {r.chips} / {r.hosts} | {r.per_chip_batch} | yes ({r.compile_seconds:.0f} s) | "
+    f"{memory} | {r.flops / 1e12:.3g} | {r.estimate_seconds:.3g} ({r.estimate_source}) | "
+    f"{r.images_per_second_per_chip:.4g} | {100 * r.mfu:.0f} % |"
+  )
 
 
 def main(argv) -> None:
@@ -354,8 +397,9 @@ def main(argv) -> None:
     for report in compile_run(config, topology, per_chip_batch=f.per_chip_batch, steps=steps):
       emit(report)
     if f.search_batch:
-      best, _ = largest_per_chip_batch(config, topology, start=f.search_start, limit=f.search_limit,
-                                       log=lambda r: emit(r, search=True))
+      best, _ = largest_per_chip_batch(
+        config, topology, start=f.search_start, limit=f.search_limit, log=lambda r: emit(r, search=True)
+      )
       print(f"largest power-of-two batch per chip that fits on {topology}: {best or 'none'}", flush=True)
   if out:
     out.close()
@@ -365,8 +409,9 @@ def _define_flags():
   from absl import flags
   from ml_collections import config_flags
 
-  config_flags.DEFINE_config_file("config", None, "Config file, path.py[:variant]; fields as --config.x=y.",
-                                  lock_config=True)
+  config_flags.DEFINE_config_file(
+    "config", None, "Config file, path.py[:variant]; fields as --config.x=y.", lock_config=True
+  )
   flags.DEFINE_string("config_label", "", "A label for the JSON rows (default: none).")
   flags.DEFINE_string("topology", "v5e:2x2", "TPU topologies or slice names, comma-separated (v5e:16x16, v4-32).")
   flags.DEFINE_integer("per_chip_batch", None, "Global batch = this x chips (default: the config's batch_size).")

@@ -34,7 +34,9 @@ def export_train_step(config, platforms=("cuda",), devices=None) -> jax.export.E
 def custom_call_targets(exported: jax.export.Exported) -> set[str]:
   """The custom calls (library kernels: cuSOLVER, LAPACK, ...) the exported module needs."""
   text = exported.mlir_module()
-  return set(re.findall(r"stablehlo\.custom_call @([\w.]+)", text)) | set(re.findall(r'call_target_name = "([^"]+)"', text))
+  return set(re.findall(r"stablehlo\.custom_call @([\w.]+)", text)) | set(
+    re.findall(r'call_target_name = "([^"]+)"', text)
+  )
 
 
 def main(argv) -> None:
@@ -44,9 +46,11 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
   exported = export_train_step(f.config, tuple(p for p in f.platforms.split(",") if p))
-  print(f"jax {jax.__version__}: lowered the train step for {exported.platforms} on {exported.nr_devices} "
-        f"device(s): {len(exported.mlir_module_serialized):,} bytes of StableHLO; custom calls: "
-        f"{sorted(custom_call_targets(exported)) or 'none'}")
+  print(
+    f"jax {jax.__version__}: lowered the train step for {exported.platforms} on {exported.nr_devices} "
+    f"device(s): {len(exported.mlir_module_serialized):,} bytes of StableHLO; custom calls: "
+    f"{sorted(custom_call_targets(exported)) or 'none'}"
+  )
   if f.out:
     with open(f.out, "wb") as out:
       out.write(exported.serialize())
@@ -57,8 +61,9 @@ if __name__ == "__main__":
   from absl import app, flags
   from ml_collections import config_flags
 
-  config_flags.DEFINE_config_file("config", None, "Config file, path.py[:variant]; fields as --config.x=y.",
-                                  lock_config=True)
+  config_flags.DEFINE_config_file(
+    "config", None, "Config file, path.py[:variant]; fields as --config.x=y.", lock_config=True
+  )
   flags.DEFINE_string("platforms", "cuda", "Platforms to lower for, comma-separated (cuda, rocm, tpu, cpu).")
   flags.DEFINE_string("out", "", "Write the serialized export here.")
   flags.mark_flags_as_required(["config"])

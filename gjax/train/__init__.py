@@ -15,15 +15,27 @@ is passed in (``gjax.eval.train_and_evaluate``).
 
 from gjax.train.config import base_config, learning_rate, validate_config, with_method
 from gjax.train.state import (
-    TrainState,
-    abstract_train_state,
-    build_method,
-    create_train_state,
-    make_optimizer,
-    restore_run,
+  TrainState,
+  abstract_train_state,
+  build_method,
+  create_train_state,
+  make_optimizer,
+  restore_run,
 )
 from gjax.train.step import make_train_step
 from gjax.train.trainer import train_and_evaluate
 
-__all__ = ["TrainState", "abstract_train_state", "base_config", "build_method", "create_train_state", "learning_rate",
-           "make_optimizer", "make_train_step", "restore_run", "train_and_evaluate", "validate_config", "with_method"]
+__all__ = [
+  "TrainState",
+  "abstract_train_state",
+  "base_config",
+  "build_method",
+  "create_train_state",
+  "learning_rate",
+  "make_optimizer",
+  "make_train_step",
+  "restore_run",
+  "train_and_evaluate",
+  "validate_config",
+  "with_method",
+]

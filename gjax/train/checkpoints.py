@@ -49,16 +49,20 @@ def saved_tree(state: TrainStateLike) -> dict[str, Any]:
   """What a checkpoint holds: the state's fields, without ``target_params``
   when there is no target network (so such checkpoints keep the layout gjax
   wrote before it had target networks, and restore either way)."""
-  tree = {"step": state.step, "params": state.params, "model_state": state.model_state,
-          "opt_state": state.opt_state}
+  tree = {"step": state.step, "params": state.params, "model_state": state.model_state, "opt_state": state.opt_state}
   if jax.tree_util.tree_leaves(state.target_params):
     tree["target_params"] = state.target_params
   return tree
 
 
 def _state_from_tree(tree: dict[str, Any], template: TrainStateLike) -> TrainStateLike:
-  return template.replace(step=tree["step"], params=tree["params"], model_state=tree["model_state"],
-                          opt_state=tree["opt_state"], target_params=tree.get("target_params", template.target_params))
+  return template.replace(
+    step=tree["step"],
+    params=tree["params"],
+    model_state=tree["model_state"],
+    opt_state=tree["opt_state"],
+    target_params=tree.get("target_params", template.target_params),
+  )
 
 
 def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
@@ -81,16 +85,24 @@ def _restore_step(manager: ocp.CheckpointManager, step: int, state: TrainStateLi
   except ValueError as error:
     if set(state.model_state) - {"batch_stats"}:
       raise
-    legacy = {"step": abstract.step, "params": abstract.params, "opt_state": abstract.opt_state,
-              "batch_stats": abstract.model_state.get("batch_stats", {})}
+    legacy = {
+      "step": abstract.step,
+      "params": abstract.params,
+      "opt_state": abstract.opt_state,
+      "batch_stats": abstract.model_state.get("batch_stats", {}),
+    }
     try:
       restored = manager.restore(step, args=ocp.args.StandardRestore(legacy))
     except ValueError:
       raise error from None
   log.info("restored a checkpoint written with the older batch_stats-only TrainState")
-  return state.replace(step=restored["step"], params=restored["params"], opt_state=restored["opt_state"],
-                       model_state={"batch_stats": restored["batch_stats"]} if state.model_state else {},
-                       target_params={})
+  return state.replace(
+    step=restored["step"],
+    params=restored["params"],
+    opt_state=restored["opt_state"],
+    model_state={"batch_stats": restored["batch_stats"]} if state.model_state else {},
+    target_params={},
+  )
 
 
 class CheckpointShapeError(RuntimeError):
@@ -118,8 +130,10 @@ def _check_shapes(manager: ocp.CheckpointManager, step: int, state) -> None:
   wrong = [(k, saved[k], mine[k]) for k in sorted(set(saved) & set(mine)) if saved[k] != mine[k]]
   if wrong:
     name, theirs, ours = wrong[0]
-    raise CheckpointShapeError(f"checkpoint at step {step} does not fit this config: {name} has shape {theirs} "
-                               f"in the checkpoint and {ours} here ({len(wrong)} array(s) differ)")
+    raise CheckpointShapeError(
+      f"checkpoint at step {step} does not fit this config: {name} has shape {theirs} "
+      f"in the checkpoint and {ours} here ({len(wrong)} array(s) differ)"
+    )
 
 
 class CheckpointsUnreadableError(ValueError):
@@ -130,8 +144,10 @@ def _unreadable_message(manager: ocp.CheckpointManager, failures, config) -> str
   step, error = failures[0]
   directory = os.fspath(manager.directory)
   first = str(error).splitlines()[0].split(" Truncating/padding is disabled")[0][:300]
-  message = (f"no checkpoint in {directory} can be read with this config (steps {[s for s, _ in failures]}); "
-             f"the newest, step {step}: {type(error).__name__}: {first}.")
+  message = (
+    f"no checkpoint in {directory} can be read with this config (steps {[s for s, _ in failures]}); "
+    f"the newest, step {step}: {type(error).__name__}: {first}."
+  )
   config_path = os.path.join(os.path.dirname(directory), "config.json")
   if config is not None and os.path.exists(config_path):
     try:
@@ -142,12 +158,15 @@ def _unreadable_message(manager: ocp.CheckpointManager, failures, config) -> str
     if changes:
       listed = "; ".join(f"{k}: {old!r} (run) vs {new!r} (given)" for k, (old, new) in changes.items())
       return message + f" The run's config.json differs from the given config in: {listed}. Use the run's config."
-  return message + (" If the checkpoints are damaged, move the checkpoints/ directory aside to start over "
-                    "(nothing was moved or deleted).")
+  return message + (
+    " If the checkpoints are damaged, move the checkpoints/ directory aside to start over "
+    "(nothing was moved or deleted)."
+  )
 
 
-def restore_latest(manager: ocp.CheckpointManager, state: TrainStateLike, *, move_aside: bool = True,
-                   config=None) -> TrainStateLike:
+def restore_latest(
+  manager: ocp.CheckpointManager, state: TrainStateLike, *, move_aside: bool = True, config=None
+) -> TrainStateLike:
   """Restores the newest readable checkpoint into ``state``'s structure.
 
   A checkpoint that cannot be read (half written on a file system without
@@ -184,24 +203,39 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainStateLike, *, mov
         why = _changed_meanwhile(manager, step, before, listed)
         if why and retries < RETRIES_AFTER_A_CHANGE:
           retries += 1
-          log.warning("checkpoint at step %d %s while it was being read (a run in this workdir keeps only its "
-                      "newest checkpoints): not unreadable; reading the newest checkpoint now present (retry %d "
-                      "of %d)", step, why, retries, RETRIES_AFTER_A_CHANGE)
+          log.warning(
+            "checkpoint at step %d %s while it was being read (a run in this workdir keeps only its "
+            "newest checkpoints): not unreadable; reading the newest checkpoint now present (retry %d "
+            "of %d)",
+            step,
+            why,
+            retries,
+            RETRIES_AFTER_A_CHANGE,
+          )
           tried = {bad for bad, _ in failures}
           changed = True
           time.sleep(0.1 * retries)  # let a deletion in progress finish
           break
-        log.warning("checkpoint at step %d in %s cannot be read (%s: %s); trying the previous one",
-                    step, manager.directory, type(error).__name__, str(error).splitlines()[0][:300])
+        log.warning(
+          "checkpoint at step %d in %s cannot be read (%s: %s); trying the previous one",
+          step,
+          manager.directory,
+          type(error).__name__,
+          str(error).splitlines()[0][:300],
+        )
         failures.append((step, error))
         continue
       if failures and move_aside:
         _move_aside(manager, [bad for bad, _ in failures])
-        log.warning("resumed from step %d; unreadable checkpoint(s) %s moved to checkpoints_unreadable/",
-                    step, [bad for bad, _ in failures])
+        log.warning(
+          "resumed from step %d; unreadable checkpoint(s) %s moved to checkpoints_unreadable/",
+          step,
+          [bad for bad, _ in failures],
+        )
       elif failures:
-        log.warning("read step %d; the newer checkpoint(s) %s cannot be read (left in place)",
-                    step, [bad for bad, _ in failures])
+        log.warning(
+          "read step %d; the newer checkpoint(s) %s cannot be read (left in place)", step, [bad for bad, _ in failures]
+        )
       return restored
     if not changed:
       break
@@ -296,8 +330,9 @@ def save_checkpoint(manager: ocp.CheckpointManager, step: int, state) -> None:
     return
   path = _checksum_path(manager, step)
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  write_text_atomically(path, json.dumps({"step": step, "algorithm": "crc32", "leaves": sums,
-                                          "record_crc32": _record_crc(sums)}, indent=0))
+  write_text_atomically(
+    path, json.dumps({"step": step, "algorithm": "crc32", "leaves": sums, "record_crc32": _record_crc(sums)}, indent=0)
+  )
   kept = {str(s) for s in manager.all_steps()} | {str(step)}
   for name in os.listdir(os.path.dirname(path)):
     if name.endswith(".json") and name[:-5] not in kept:
@@ -337,17 +372,21 @@ def verify_checksums(manager: ocp.CheckpointManager, step: int, state) -> bool:
   path = _checksum_path(manager, step)
   recorded, why = read_recorded_checksums(path)
   if recorded is None:
-    advice = ("" if why == "has no recorded checksum"
-              else "; only that file is damaged: delete it to silence this warning")
+    advice = (
+      "" if why == "has no recorded checksum" else "; only that file is damaged: delete it to silence this warning"
+    )
     log.warning("checkpoint at step %d %s (%s): restored unverified%s", step, why, path, advice)
     return False
   actual = state_checksums(state)
   if set(recorded) != set(actual):
-    raise ChecksumMismatchError(f"checkpoint at step {step}: its checksum file {path} lists other leaves "
-                                f"than the state ({sorted(set(recorded) ^ set(actual))[:5]})")
+    raise ChecksumMismatchError(
+      f"checkpoint at step {step}: its checksum file {path} lists other leaves "
+      f"than the state ({sorted(set(recorded) ^ set(actual))[:5]})"
+    )
   for key, value in recorded.items():
     if actual[key] != value:
       raise ChecksumMismatchError(
-          f"checkpoint at step {step}: leaf {key} reads back as {actual[key]}, but {value} was saved "
-          f"(dtype:shape:crc32): its bytes on disk changed after it was written")
+        f"checkpoint at step {step}: leaf {key} reads back as {actual[key]}, but {value} was saved "
+        f"(dtype:shape:crc32): its bytes on disk changed after it was written"
+      )
   return True

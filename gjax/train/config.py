@@ -20,7 +20,6 @@ from gjax.objectives import DEFAULT_METHOD, get_objective, registered_methods, r
 LR_SCALINGS = ("linear", "sqrt", "none")
 
 
-
 def method_settings(method: str) -> ml_collections.ConfigDict:
   """``config.<method>``: the method's settings at their defaults (``Objective.defaults``)."""
   _require(method in registered_methods(), "method", method, f"must be one of {registered_methods()}")
@@ -151,8 +150,9 @@ def learning_rate(config) -> float:
   ``none``: ``base``.
   """
   ratio = config.batch_size / config.optim.reference_batch_size
-  return config.optim.base_learning_rate * {
-      "linear": ratio, "sqrt": math.sqrt(ratio), "none": 1.0}[config.optim.lr_scaling]
+  return (
+    config.optim.base_learning_rate * {"linear": ratio, "sqrt": math.sqrt(ratio), "none": 1.0}[config.optim.lr_scaling]
+  )
 
 
 _require = require
@@ -172,8 +172,15 @@ def config_fields(tree, prefix: str = ""):
 
 #: Fields that may differ between the segments of one run: they change how a run
 #: is logged, checkpointed, evaluated or where its data is read, not what it computes.
-RESUME_FREE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "nonfinite_policy",
-                      "max_consecutive_skips", "resume_with_changed_config", "dataset.data_dir")
+RESUME_FREE_FIELDS = (
+  "log_every_steps",
+  "checkpoint_every_steps",
+  "keep_checkpoints",
+  "nonfinite_policy",
+  "max_consecutive_skips",
+  "resume_with_changed_config",
+  "dataset.data_dir",
+)
 RESUME_FREE_PREFIXES = ("eval.",)
 
 
@@ -182,8 +189,11 @@ def changed_fields(saved: dict, current: dict) -> dict[str, tuple]:
   run computes; fields that only one of the configs has (a config written by
   an older gjax) are not compared."""
   a, b = dict(config_fields(saved)), dict(config_fields(current))
-  return {k: (a[k], b[k]) for k in sorted(set(a) & set(b))
-          if a[k] != b[k] and k not in RESUME_FREE_FIELDS and not k.startswith(RESUME_FREE_PREFIXES)}
+  return {
+    k: (a[k], b[k])
+    for k in sorted(set(a) & set(b))
+    if a[k] != b[k] and k not in RESUME_FREE_FIELDS and not k.startswith(RESUME_FREE_PREFIXES)
+  }
 
 
 def _check_schema(config) -> None:
@@ -198,10 +208,16 @@ def _check_schema(config) -> None:
   method = config.method
   _require(method in registered_methods(), "method", method, f"must be one of {registered_methods()}")
   others = sorted(k for k in config.keys() if k in registered_methods() and k != method)
-  _require(not others, "method", method,
-           f"the config has the section of method {others[0]!r}, not of {method!r}: a config holds its own "
-           f"method's section only; start from a config of {method!r} (e.g. configs/fashion_mnist.py:method={method}) "
-           f"or build it with gjax.train.config.with_method" if others else "")
+  _require(
+    not others,
+    "method",
+    method,
+    f"the config has the section of method {others[0]!r}, not of {method!r}: a config holds its own "
+    f"method's section only; start from a config of {method!r} (e.g. configs/fashion_mnist.py:method={method}) "
+    f"or build it with gjax.train.config.with_method"
+    if others
+    else "",
+  )
   infinite = {f"{method}.{name}" for name in get_objective(method).may_be_infinite}
   # eval.evaluators holds the evaluators' own settings: gjax.eval.validate_evaluators checks them.
   given = {k: v for k, v in config_fields(config) if not k.startswith(EVALUATOR_SETTINGS)}
@@ -221,8 +237,12 @@ def check_fields_against(given, reference, prefix: str = "", infinite=()) -> Non
   given = {prefix + k: v for k, v in config_fields(given)}
   reference = {prefix + k: v for k, v in config_fields(reference)}
   unknown = sorted(set(given) - set(reference))
-  _require(not unknown, unknown[0] if unknown else "", given.get(unknown[0]) if unknown else None,
-           f"unknown field(s) {unknown}")
+  _require(
+    not unknown,
+    unknown[0] if unknown else "",
+    given.get(unknown[0]) if unknown else None,
+    f"unknown field(s) {unknown}",
+  )
   missing = sorted(set(reference) - set(given))
   _require(not missing, missing[0] if missing else "", None, f"missing field(s) {missing}")
   for name, default in reference.items():
@@ -263,9 +283,13 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(0 < a.crop_scale_min <= 1, "augment.crop_scale_min", a.crop_scale_min, "must be in (0, 1]")
   _require(a.blur in ("auto", "on", "off"), "augment.blur", a.blur, "must be 'auto', 'on' or 'off'")
   for field in VIEW_PROBABILITIES:
-    _require(len(a[field]) == 2 and all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1
-                                        for p in a[field]),
-             f"augment.{field}", tuple(a[field]), "must be two probabilities in [0, 1]: (view 1, view 2)")
+    _require(
+      len(a[field]) == 2
+      and all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1 for p in a[field]),
+      f"augment.{field}",
+      tuple(a[field]),
+      "must be two probabilities in [0, 1]: (view 1, view 2)",
+    )
 
   o = config.optim
   _require(o.base_learning_rate > 0, "optim.base_learning_rate", o.base_learning_rate, "must be > 0")
@@ -280,29 +304,56 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
   _require(e.batch_size >= 1, "eval.batch_size", e.batch_size, "must be >= 1")
   for field in ("run_only", "online_evaluators"):
     outside = [n for n in e[field] if n not in e.evaluators.keys()]
-    _require(not outside, f"eval.{field}", tuple(e[field]),
-             f"{outside} are not among config.eval.evaluators ({sorted(e.evaluators.keys())}), whose settings they "
-             "run with")
+    _require(
+      not outside,
+      f"eval.{field}",
+      tuple(e[field]),
+      f"{outside} are not among config.eval.evaluators ({sorted(e.evaluators.keys())}), whose settings they run with",
+    )
   _require(e.every_epochs >= 0, "eval.every_epochs", e.every_epochs, "must be >= 0 (0 = off)")
-  _require(e.every_epochs == 0 or e.online_evaluators, "eval.every_epochs", e.every_epochs,
-           "asks for evaluation during training, but config.eval.online_evaluators is empty")
+  _require(
+    e.every_epochs == 0 or e.online_evaluators,
+    "eval.every_epochs",
+    e.every_epochs,
+    "asks for evaluation during training, but config.eval.online_evaluators is empty",
+  )
   if e.results_path:
-    _require(e.results_path.endswith(".json") and os.path.isdir(os.path.dirname(os.path.abspath(e.results_path))),
-             "eval.results_path", e.results_path, "must be a .json file in an existing directory ('' = the workdir's)")
-  _require(e.num_train_examples == -1 or e.num_train_examples > 0, "eval.num_train_examples",
-           e.num_train_examples, "must be -1 (all) or > 0")
+    _require(
+      e.results_path.endswith(".json") and os.path.isdir(os.path.dirname(os.path.abspath(e.results_path))),
+      "eval.results_path",
+      e.results_path,
+      "must be a .json file in an existing directory ('' = the workdir's)",
+    )
+  _require(
+    e.num_train_examples == -1 or e.num_train_examples > 0,
+    "eval.num_train_examples",
+    e.num_train_examples,
+    "must be -1 (all) or > 0",
+  )
 
   _require(config.batch_size > 0, "batch_size", config.batch_size, "must be > 0")
-  _require(config.batch_size % num_devices == 0, "batch_size", config.batch_size,
-           f"must be divisible by the number of devices ({num_devices})")
-  _require(config.batch_size % process_count == 0, "batch_size", config.batch_size,
-           f"must be divisible by the number of processes ({process_count})")
+  _require(
+    config.batch_size % num_devices == 0,
+    "batch_size",
+    config.batch_size,
+    f"must be divisible by the number of devices ({num_devices})",
+  )
+  _require(
+    config.batch_size % process_count == 0,
+    "batch_size",
+    config.batch_size,
+    f"must be divisible by the number of processes ({process_count})",
+  )
   _require(config.num_epochs > 0, "num_epochs", config.num_epochs, "must be > 0")
-  _require(config.num_train_steps == -1 or config.num_train_steps > 0, "num_train_steps",
-           config.num_train_steps, "must be -1 (use num_epochs) or > 0")
+  _require(
+    config.num_train_steps == -1 or config.num_train_steps > 0,
+    "num_train_steps",
+    config.num_train_steps,
+    "must be -1 (use num_epochs) or > 0",
+  )
   for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     _require(config[field] >= 1, field, config[field], "must be >= 1")
-  _require(config.nonfinite_policy in ("stop", "skip"), "nonfinite_policy", config.nonfinite_policy,
-           "must be 'stop' or 'skip'")
-  _require(config.max_consecutive_skips >= 0, "max_consecutive_skips", config.max_consecutive_skips,
-           "must be >= 0")
+  _require(
+    config.nonfinite_policy in ("stop", "skip"), "nonfinite_policy", config.nonfinite_policy, "must be 'stop' or 'skip'"
+  )
+  _require(config.max_consecutive_skips >= 0, "max_consecutive_skips", config.max_consecutive_skips, "must be >= 0")

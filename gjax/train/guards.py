@@ -38,9 +38,13 @@ class StopSignals:
   def _handle(self, signum, frame):
     name = signal.Signals(signum).name
     if self.received is not None:
-      log.warning("%s received again: still finishing the step and saving its checkpoint (stopping for %s); "
-                  "waiting for the save to finish rather than abandoning it (kill -9 abandons it, keeping the "
-                  "previous checkpoint)", name, self.received)
+      log.warning(
+        "%s received again: still finishing the step and saving its checkpoint (stopping for %s); "
+        "waiting for the save to finish rather than abandoning it (kill -9 abandons it, keeping the "
+        "previous checkpoint)",
+        name,
+        self.received,
+      )
       return
     self.received = name
     log.warning("%s received: saving a checkpoint at the end of this step, then stopping", name)
@@ -94,16 +98,17 @@ class NonFiniteGuard:
       if self.policy == "skip":
         self.skipped += 1
         self.consecutive += 1
-        log.warning("step %d: non-finite loss, gradient or update (%s); step skipped (%d in a row)",
-                    step, parts, self.consecutive)
+        log.warning(
+          "step %d: non-finite loss, gradient or update (%s); step skipped (%d in a row)", step, parts, self.consecutive
+        )
         if self.consecutive <= self.max_consecutive:
           continue
-        reason = (f"{self.consecutive} consecutive non-finite steps "
-                  f"(max_consecutive_skips={self.max_consecutive})")
+        reason = f"{self.consecutive} consecutive non-finite steps (max_consecutive_skips={self.max_consecutive})"
       else:
         reason = "nonfinite_policy='stop'"
       last = self.manager.latest_step()
       raise FloatingPointError(
-          f"training stopped at step {step}: non-finite loss, gradient or update ({parts}); {reason}. "
-          f"The parameters were not updated by that step and the last checkpoint "
-          f"({'none' if last is None else f'step {last}'}) is intact.")
+        f"training stopped at step {step}: non-finite loss, gradient or update ({parts}); {reason}. "
+        f"The parameters were not updated by that step and the last checkpoint "
+        f"({'none' if last is None else f'step {last}'}) is intact."
+      )

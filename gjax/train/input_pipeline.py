@@ -43,15 +43,17 @@ def load_in_memory(config, split: str) -> tuple[np.ndarray, np.ndarray]:
   if split == "train" and d.train_classes:
     missing = sorted(set(d.train_classes) - set(np.unique(labels).tolist()))
     if missing:
-      raise ValueError(f"config.dataset.train_classes={tuple(d.train_classes)!r}: classes {missing} "
-                       f"do not occur in {d.name}")
+      raise ValueError(
+        f"config.dataset.train_classes={tuple(d.train_classes)!r}: classes {missing} do not occur in {d.name}"
+      )
     keep = np.isin(labels, np.asarray(d.train_classes))
     images, labels = images[keep], labels[keep]
   if split == "train" and d.num_train_examples > 0:
     if d.num_train_examples > len(labels):
       raise ValueError(
-          f"config.dataset.num_train_examples={d.num_train_examples} exceeds the "
-          f"{len(labels)} training examples of {d.name}")
+        f"config.dataset.num_train_examples={d.num_train_examples} exceeds the "
+        f"{len(labels)} training examples of {d.name}"
+      )
     images, labels = images[: d.num_train_examples], labels[: d.num_train_examples]
   return images, labels
 
@@ -79,9 +81,10 @@ def view_augments(config, image_shape) -> tuple[gdata.AugmentConfig, gdata.Augme
 
 def _not_prepared(spec: DatasetSpec, data_dir: str | None, split: str) -> FileNotFoundError:
   return FileNotFoundError(
-      f"TFDS data set {spec.tfds_name!r} (split {split!r}) is not prepared under "
-      f"data_dir={data_dir!r}; gjax never downloads: build it offline "
-      f"(`tfds build {spec.tfds_name} --data_dir DIR`) and pass --config.dataset.data_dir=DIR")
+    f"TFDS data set {spec.tfds_name!r} (split {split!r}) is not prepared under "
+    f"data_dir={data_dir!r}; gjax never downloads: build it offline "
+    f"(`tfds build {spec.tfds_name} --data_dir DIR`) and pass --config.dataset.data_dir=DIR"
+  )
 
 
 def tfds_builder(spec: DatasetSpec, data_dir: str | None, split: str | None = None):
@@ -100,9 +103,11 @@ def tfds_builder(spec: DatasetSpec, data_dir: str | None, split: str | None = No
   try:
     builder.info.splits[split]  # TFDS split expressions ("a+b", "train[:90%]") included
   except (KeyError, ValueError):
-    raise FileNotFoundError(f"TFDS data set {spec.tfds_name!r} has the splits {sorted(builder.info.splits)}: "
-                            f"split {split!r} is not prepared under data_dir={data_dir!r} "
-                            f"(config.dataset.tfds names the splits of a tfds:NAME data set)") from None
+    raise FileNotFoundError(
+      f"TFDS data set {spec.tfds_name!r} has the splits {sorted(builder.info.splits)}: "
+      f"split {split!r} is not prepared under data_dir={data_dir!r} "
+      f"(config.dataset.tfds names the splits of a tfds:NAME data set)"
+    ) from None
   return builder
 
 
@@ -110,13 +115,17 @@ def tfds_image_shape(spec: DatasetSpec, data_dir: str | None) -> tuple[int, int,
   """The (height, width, channels) of a TFDS data set's views on the host, from its metadata."""
   features = tfds_builder(spec, data_dir).info.features
   if spec.image_key not in features or spec.label_key not in features:
-    raise ValueError(f"TFDS data set {spec.tfds_name!r} has the features {sorted(features.keys())}, not "
-                     f"image_key={spec.image_key!r} and label_key={spec.label_key!r} (config.dataset.tfds)")
+    raise ValueError(
+      f"TFDS data set {spec.tfds_name!r} has the features {sorted(features.keys())}, not "
+      f"image_key={spec.image_key!r} and label_key={spec.label_key!r} (config.dataset.tfds)"
+    )
   shape = tuple(features[spec.image_key].shape)
   if len(shape) != 3 or (None in shape[:2] and not spec.host_square):
-    raise ValueError(f"TFDS data set {spec.tfds_name!r}: images of shape {shape} need "
-                     f"config.dataset.tfds.resize=True and an image_size (images of one HxWxC size train as "
-                     f"stored)")
+    raise ValueError(
+      f"TFDS data set {spec.tfds_name!r}: images of shape {shape} need "
+      f"config.dataset.tfds.resize=True and an image_size (images of one HxWxC size train as "
+      f"stored)"
+    )
   if spec.host_square:
     return (spec.host_square, spec.host_square, shape[2])
   return shape
@@ -129,19 +138,24 @@ def build_train_input(config) -> TrainInput:
     images, labels = load_in_memory(config, "train")
     dataset = gdata.ArrayDataset(images, labels, config.batch_size, seed=config.seed)
     image_shape = tuple(images.shape[1:])
-    return TrainInput(lambda start: dataset.iterate(start_step=start), dataset.steps_per_epoch,
-                      image_shape, view_augments(config, image_shape), len(images))
+    return TrainInput(
+      lambda start: dataset.iterate(start_step=start),
+      dataset.steps_per_epoch,
+      image_shape,
+      view_augments(config, image_shape),
+      len(images),
+    )
 
   if config.dataset.train_classes:
-    raise ValueError(f"config.dataset.train_classes is supported for the in-memory data sets, "
-                     f"not for TFDS {name!r}")
+    raise ValueError(f"config.dataset.train_classes is supported for the in-memory data sets, not for TFDS {name!r}")
   split = spec.pretrain_split
   data_dir = config.dataset.data_dir or None
   wanted = config.dataset.num_train_examples
   if wanted > 0:
     if "+" in split:
-      raise ValueError(f"config.dataset.num_train_examples={wanted} is not supported for {name}'s "
-                       f"combined split {split!r}")
+      raise ValueError(
+        f"config.dataset.num_train_examples={wanted} is not supported for {name}'s combined split {split!r}"
+      )
     split, num_examples = f"{split}[:{wanted}]", wanted
   else:
     num_examples = tfds_builder(spec, data_dir, split).info.splits[split].num_examples
@@ -150,9 +164,17 @@ def build_train_input(config) -> TrainInput:
     raise ValueError(f"config.batch_size={config.batch_size} exceeds the {num_examples} examples of {name}:{split}")
 
   def batches(start_step: int):
-    it = gdata.tfds_batches(spec.tfds_name, split, config.batch_size, train=True, seed=config.seed,
-                            data_dir=data_dir, image_key=spec.image_key, label_key=spec.label_key,
-                            host_square=spec.host_square)
+    it = gdata.tfds_batches(
+      spec.tfds_name,
+      split,
+      config.batch_size,
+      train=True,
+      seed=config.seed,
+      data_dir=data_dir,
+      image_key=spec.image_key,
+      label_key=spec.label_key,
+      host_square=spec.host_square,
+    )
     # The TFDS order is fixed by the seeds; skipping reproduces where a run stopped.
     return itertools.islice(it, start_step, None)
 

@@ -63,8 +63,11 @@ def holder_gone(other: dict, me: dict, flock_works: bool) -> bool:
   this host without a flock (an older gjax, or a file system without locks)
   whose pid is alive and not this process's own (a restarted pid 1 is not
   its own holder)."""
-  same_kernel = (other.get("boot_id") == me["boot_id"]) if other.get("boot_id") and me["boot_id"] \
-      else other.get("host") == me["host"]
+  same_kernel = (
+    (other.get("boot_id") == me["boot_id"])
+    if other.get("boot_id") and me["boot_id"]
+    else other.get("host") == me["host"]
+  )
   if not same_kernel:
     return False
   if flock_works and other.get("flock"):
@@ -86,8 +89,13 @@ class WorkdirLock:
   def __init__(self, workdir: str, enabled: bool = True):
     self.path = os.path.join(workdir, LOCK_NAME)
     self.enabled = enabled
-    self.holder = {"host": socket.gethostname(), "pid": os.getpid(), "boot_id": _boot_id(), "flock": True,
-                   "started": time.time()}
+    self.holder = {
+      "host": socket.gethostname(),
+      "pid": os.getpid(),
+      "boot_id": _boot_id(),
+      "flock": True,
+      "started": time.time(),
+    }
     self._fd: int | None = None
 
   def _open_locked(self) -> tuple[int | None, bool]:
@@ -127,8 +135,9 @@ class WorkdirLock:
   def _in_use(self, other: dict | None, gone_hint: str) -> WorkdirInUseError:
     other = other or {}
     return WorkdirInUseError(
-        f"{os.path.dirname(self.path)} is in use by pid {other.get('pid', '?')} on host {other.get('host', '?')} "
-        f"(lock {self.path}); wait for that run to end or use another workdir{gone_hint}")
+      f"{os.path.dirname(self.path)} is in use by pid {other.get('pid', '?')} on host {other.get('host', '?')} "
+      f"(lock {self.path}); wait for that run to end or use another workdir{gone_hint}"
+    )
 
   def __enter__(self):
     if not self.enabled:
@@ -145,11 +154,16 @@ class WorkdirLock:
         os.close(fd)
         elsewhere = other.get("host") != self.holder["host"] or other.get("boot_id") != self.holder["boot_id"]
         how = "on another machine" if elsewhere else "without a file lock"
-        raise self._in_use(other, f"; if that process is gone (it ran {how}, which this host cannot check), "
-                                  f"delete {self.path}")
+        raise self._in_use(
+          other, f"; if that process is gone (it ran {how}, which this host cannot check), delete {self.path}"
+        )
       if other is not None:
-        log.warning("taking over the lock of pid %s on host %s, which is no longer running (%s)",
-                    other.get("pid"), other.get("host"), self.path)
+        log.warning(
+          "taking over the lock of pid %s on host %s, which is no longer running (%s)",
+          other.get("pid"),
+          other.get("host"),
+          self.path,
+        )
       os.ftruncate(fd, 0)
       os.pwrite(fd, json.dumps(self.holder).encode(), 0)
       self._fd = fd

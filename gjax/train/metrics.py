@@ -92,11 +92,14 @@ def read_jsonl(path: str, what_to_do: str = "") -> tuple[list[dict], bool]:
     except ValueError as error:
       if k == len(numbered) - 1:
         return rows, True
-      raise RunFileError(f"{path}: line {number} cannot be parsed as JSON ({error}). "
-                         f"{what_to_do or 'Repair or delete that line.'}") from None
+      raise RunFileError(
+        f"{path}: line {number} cannot be parsed as JSON ({error}). {what_to_do or 'Repair or delete that line.'}"
+      ) from None
     if not isinstance(row, dict):
-      raise RunFileError(f"{path}: line {number} is {type(row).__name__}, not a JSON object. "
-                         f"{what_to_do or 'Repair or delete that line.'}")
+      raise RunFileError(
+        f"{path}: line {number} is {type(row).__name__}, not a JSON object. "
+        f"{what_to_do or 'Repair or delete that line.'}"
+      )
     rows.append(row)
   return rows, False
 

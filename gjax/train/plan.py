@@ -50,12 +50,25 @@ def plan_run(config, *, steps_per_epoch: int, image_shape, augment, mesh) -> Run
   tx, schedule = make_optimizer(config, steps_per_epoch, total_steps)
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   train_step = make_train_step(model, objective, hparams, tx, augment, step_rng, mesh, total_steps)
-  return RunPlan(objective, hparams, model, tx, schedule, total_steps, steps_per_epoch, tuple(image_shape),
-                 init_rng, train_step, mesh)
+  return RunPlan(
+    objective,
+    hparams,
+    model,
+    tx,
+    schedule,
+    total_steps,
+    steps_per_epoch,
+    tuple(image_shape),
+    init_rng,
+    train_step,
+    mesh,
+  )
 
 
 def abstract_batch(mesh, global_batch: int, image_shape) -> dict[str, jax.ShapeDtypeStruct]:
   """The shapes of one global training batch (uint8 images, int32 labels) sharded on ``mesh``'s ``data`` axis."""
   sharding = gdata.batch_sharding(mesh)
-  return {"image": jax.ShapeDtypeStruct((global_batch,) + tuple(image_shape), jax.numpy.uint8, sharding=sharding),
-          "label": jax.ShapeDtypeStruct((global_batch,), jax.numpy.int32, sharding=sharding)}
+  return {
+    "image": jax.ShapeDtypeStruct((global_batch,) + tuple(image_shape), jax.numpy.uint8, sharding=sharding),
+    "label": jax.ShapeDtypeStruct((global_batch,), jax.numpy.int32, sharding=sharding),
+  }

@@ -53,8 +53,9 @@ def key_metrics(metrics: Mapping[str, float]) -> list[str]:
   return ["loss"] + (method + [name for name in COLLAPSE_METRICS if name in metrics])[:KEY_SLOTS]
 
 
-def progress_line(step: int, total_steps: int, metrics: Mapping[str, float], images_per_second: float,
-                  eta_seconds: float) -> str:
+def progress_line(
+  step: int, total_steps: int, metrics: Mapping[str, float], images_per_second: float, eta_seconds: float
+) -> str:
   """One log window's line (see the module doc), at most :data:`PROGRESS_WIDTH` columns where the step count allows."""
   head = f"step {step}/{total_steps} ({100 * step / total_steps:.1f}%)"
   speed = f"{images_per_second:.0f} img/s" if math.isfinite(images_per_second) else "? img/s"
@@ -67,12 +68,14 @@ def progress_line(step: int, total_steps: int, metrics: Mapping[str, float], ima
 
 def start_line(config, train_input, num_params: int, start_step: int, total_steps: int, workdir: str) -> str:
   """The first line of a run: what trains on what, on which devices, from which step, where."""
-  return (f"{config.method} on {config.dataset.name} ({train_input.num_examples} training images of "
-          f"{'x'.join(map(str, train_input.image_shape))}) | {config.model.encoder} "
-          f"x{config.model.width_multiplier:g}, "
-          f"{num_params:,} parameters | global batch {config.batch_size} on {jax.device_count()} "
-          f"{jax.devices()[0].platform} device(s), {jax.process_count()} process(es) | from step {start_step} of "
-          f"{total_steps} | {f'resumed from step {start_step}' if start_step else 'new run'} | workdir {workdir}")
+  return (
+    f"{config.method} on {config.dataset.name} ({train_input.num_examples} training images of "
+    f"{'x'.join(map(str, train_input.image_shape))}) | {config.model.encoder} "
+    f"x{config.model.width_multiplier:g}, "
+    f"{num_params:,} parameters | global batch {config.batch_size} on {jax.device_count()} "
+    f"{jax.devices()[0].platform} device(s), {jax.process_count()} process(es) | from step {start_step} of "
+    f"{total_steps} | {f'resumed from step {start_step}' if start_step else 'new run'} | workdir {workdir}"
+  )
 
 
 def end_line(summary: Mapping, run_dir, *, evaluated_online: bool) -> str:
@@ -89,5 +92,7 @@ eval.py writes eval_results.json
   results = run_dir.eval_results_path
   if os.path.dirname(os.path.abspath(results)) == os.path.abspath(run_dir.path):
     results = os.path.basename(results)
-  return (f"{how} in {format_duration(summary['wall_seconds'])} | in {run_dir.path}: {', '.join(written)}; "
-          f"eval.py writes {results}")
+  return (
+    f"{how} in {format_duration(summary['wall_seconds'])} | in {run_dir.path}: {', '.join(written)}; "
+    f"eval.py writes {results}"
+  )

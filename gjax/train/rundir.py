@@ -144,8 +144,12 @@ class RunDir:
     if not self.is_main:
       return summary
     segments = list(self._earlier_segments)
-    segments.append({k: summary[k] for k in ("start_step", "final_step", "wall_seconds", "compile_seconds",
-                                             "skipped_steps", "preempted")})
+    segments.append(
+      {
+        k: summary[k]
+        for k in ("start_step", "final_step", "wall_seconds", "compile_seconds", "skipped_steps", "preempted")
+      }
+    )
     summary = dict(summary, segments=segments, total_wall_seconds=sum(seg["wall_seconds"] for seg in segments))
     write_text_atomically(self.file(SUMMARY_NAME), json.dumps(summary, indent=2))
     return summary
@@ -161,15 +165,19 @@ def prepare_workdir(workdir: str) -> None:
   uniquely named write: ``os.access`` is passed by root and by read-only
   mounts); :class:`WorkdirError` names the path, the cause and what to do."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise WorkdirError(f"--workdir {workdir} is a file, not a directory: pass a directory (new or a run's) as "
-                       "--workdir, or move the file aside")
+    raise WorkdirError(
+      f"--workdir {workdir} is a file, not a directory: pass a directory (new or a run's) as "
+      "--workdir, or move the file aside"
+    )
   try:
     os.makedirs(workdir, exist_ok=True)
     with tempfile.NamedTemporaryFile(prefix=".gjax-write-test-", dir=workdir):
       pass
   except OSError as error:
-    raise WorkdirError(f"cannot write in --workdir {workdir} ({type(error).__name__}: {error.strerror or error}): "
-                       "pass a --workdir on a writable file system, where this user may create files") from None
+    raise WorkdirError(
+      f"cannot write in --workdir {workdir} ({type(error).__name__}: {error.strerror or error}): "
+      "pass a --workdir on a writable file system, where this user may create files"
+    ) from None
 
 
 class ConfigChangedError(ValueError):
@@ -177,8 +185,10 @@ class ConfigChangedError(ValueError):
 
 
 def _metrics_advice(path: str) -> str:
-  return (f"Delete or repair that line of {os.path.basename(path)} (only it: the checkpoints and the other "
-          f"rows stay valid), then rerun")
+  return (
+    f"Delete or repair that line of {os.path.basename(path)} (only it: the checkpoints and the other "
+    f"rows stay valid), then rerun"
+  )
 
 
 def truncate_metrics(path: str, after_step: int) -> int:
@@ -190,14 +200,14 @@ def truncate_metrics(path: str, after_step: int) -> int:
   rows, torn = read_jsonl(path, _metrics_advice(path))
   for number, row in enumerate(rows, 1):
     if not isinstance(row.get("step"), int):
-      raise RunFileError(f"{path}: row {number} has no integer 'step' ({str(row)[:80]}). "
-                         f"{_metrics_advice(path)}")
+      raise RunFileError(f"{path}: row {number} has no integer 'step' ({str(row)[:80]}). {_metrics_advice(path)}")
   keep = [row for row in rows if row["step"] <= after_step]
   with open(path, "rb") as f:
     ends_cleanly = f.read().endswith(b"\n") or os.path.getsize(path) == 0
   if torn:
-    log.warning("%s: its last line is torn (cut off mid-line, e.g. by a full disk or a crash while it was "
-                "written): dropped", path)
+    log.warning(
+      "%s: its last line is torn (cut off mid-line, e.g. by a full disk or a crash while it was written): dropped", path
+    )
   if len(keep) == len(rows) and not torn and ends_cleanly:
     return 0
   write_text_atomically(path, "".join(json.dumps(row) + "\n" for row in keep))
@@ -214,9 +224,11 @@ def load_run_json(path: str, what_to_do: str):
 
 
 def _config_advice(path: str) -> str:
-  return (f"It records the config of the run in {os.path.dirname(path)}: if it was damaged, move it aside and "
-          "rerun (the resume then cannot compare configs and writes it anew); if the directory is another "
-          "tool's, use another --workdir")
+  return (
+    f"It records the config of the run in {os.path.dirname(path)}: if it was damaged, move it aside and "
+    "rerun (the resume then cannot compare configs and writes it anew); if the directory is another "
+    "tool's, use another --workdir"
+  )
 
 
 def _not_gjax(workdir: str, name: str) -> str | None:
@@ -254,13 +266,13 @@ def check_run_files(workdir: str) -> None:
   tool wrote under those names raise :class:`NotAGjaxWorkdirError` naming
   them, files that cannot be parsed :class:`RunFileError` naming the file and
   what to do."""
-  foreign = [(name, why) for name in (CONFIG_NAME, SUMMARY_NAME) + METRIC_FILES
-             if (why := _not_gjax(workdir, name))]
+  foreign = [(name, why) for name in (CONFIG_NAME, SUMMARY_NAME) + METRIC_FILES if (why := _not_gjax(workdir, name))]
   if foreign:
     listed = "; ".join(f"{os.path.join(workdir, name)}: {why}" for name, why in foreign)
     raise NotAGjaxWorkdirError(
-        f"{workdir} holds files gjax did not write ({listed}); a run there would overwrite or misread them. "
-        "Use another --workdir (a new or empty directory), or move those files out of it")
+      f"{workdir} holds files gjax did not write ({listed}); a run there would overwrite or misread them. "
+      "Use another --workdir (a new or empty directory), or move those files out of it"
+    )
 
 
 def read_segments(workdir: str, start_step: int) -> list[dict]:
@@ -278,8 +290,14 @@ def read_segments(workdir: str, start_step: int) -> list[dict]:
   except (RunFileError, AttributeError, TypeError) as error:
     aside = f"{path}.unreadable-{int(time.time())}"
     os.replace(path, aside)
-    log.warning("%s cannot be read (%s): moved to %s; the new summary covers this run's segments from step %d "
-                "on (the checkpoints and metric logs are intact)", path, str(error)[:200], aside, start_step)
+    log.warning(
+      "%s cannot be read (%s): moved to %s; the new summary covers this run's segments from step %d "
+      "on (the checkpoints and metric logs are intact)",
+      path,
+      str(error)[:200],
+      aside,
+      start_step,
+    )
     return []
   return [seg for seg in segments if seg["start_step"] < start_step]
 
@@ -300,12 +318,26 @@ def check_run_identity(workdir: str, config, resumed_step: int, write: bool) -> 
   listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
   if not config.resume_with_changed_config:
     raise ConfigChangedError(
-        f"{workdir} holds a run (checkpoint at step {resumed_step}) made with another config: {listed}. "
-        f"Train in a new --workdir, or continue this run with the change with "
-        f"--config.resume_with_changed_config=True (the earlier config is kept in {CONFIG_HISTORY_NAME})")
-  log.warning("resuming from step %d with a changed config (%s); the earlier config is kept in %s",
-              resumed_step, listed, CONFIG_HISTORY_NAME)
+      f"{workdir} holds a run (checkpoint at step {resumed_step}) made with another config: {listed}. "
+      f"Train in a new --workdir, or continue this run with the change with "
+      f"--config.resume_with_changed_config=True (the earlier config is kept in {CONFIG_HISTORY_NAME})"
+    )
+  log.warning(
+    "resuming from step %d with a changed config (%s); the earlier config is kept in %s",
+    resumed_step,
+    listed,
+    CONFIG_HISTORY_NAME,
+  )
   if write:
     with open(os.path.join(workdir, CONFIG_HISTORY_NAME), "a") as f:
-      f.write(json.dumps({"until_step": resumed_step, "time": time.time(),
-                          "changed": {k: list(v) for k, v in changes.items()}, "config": saved}) + "\n")
+      f.write(
+        json.dumps(
+          {
+            "until_step": resumed_step,
+            "time": time.time(),
+            "changed": {k: list(v) for k, v in changes.items()},
+            "config": saved,
+          }
+        )
+        + "\n"
+      )

@@ -73,9 +73,9 @@ def make_optimizer(config, steps_per_epoch: int, total_steps: int):
     schedule = optax.cosine_decay_schedule(peak, total_steps)
   clip = [optax.clip_by_global_norm(config.optim.grad_clip_norm)] if config.optim.grad_clip_norm > 0 else []
   tx = optax.chain(
-      *clip,
-      optax.add_decayed_weights(config.optim.weight_decay),
-      optax.sgd(schedule, momentum=config.optim.momentum),
+    *clip,
+    optax.add_decayed_weights(config.optim.weight_decay),
+    optax.sgd(schedule, momentum=config.optim.momentum),
   )
   return tx, schedule
 
@@ -92,14 +92,20 @@ def init_state_fn(model, tx, image_shape, *, with_target: bool = False):
   """The pure ``rng -> TrainState`` that initialises a run (``with_target``: the
   momentum target network starts as a copy of the online parameters); jitted
   by :func:`create_train_state`, traced abstractly by :func:`abstract_train_state`."""
+
   def init(rng):
     dummy = jnp.zeros((2,) + tuple(image_shape), jnp.float32)
     variables = model.init(rng, dummy, dummy, train=False)
     params = variables["params"]
     model_state = {name: value for name, value in variables.items() if name != "params"}
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-                      opt_state=tx.init(params),
-                      target_params=jax.tree_util.tree_map(jnp.copy, params) if with_target else {})
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      model_state=model_state,
+      opt_state=tx.init(params),
+      target_params=jax.tree_util.tree_map(jnp.copy, params) if with_target else {},
+    )
+
   return init
 
 
@@ -125,8 +131,9 @@ def no_checkpoint_error(workdir: str, manager=None) -> FileNotFoundError | None:
   directory = os.path.join(workdir, "checkpoints")
   if os.path.isdir(directory) and (manager is None or manager.latest_step() is not None):
     return None
-  return FileNotFoundError(f"no checkpoint in {directory}; train first (python train.py --config ... "
-                           f"--workdir {workdir})")
+  return FileNotFoundError(
+    f"no checkpoint in {directory}; train first (python train.py --config ... --workdir {workdir})"
+  )
 
 
 def restore_run(config, workdir: str, image_shape, mesh=None):
@@ -140,8 +147,14 @@ def restore_run(config, workdir: str, image_shape, mesh=None):
   mesh = gdata.data_mesh() if mesh is None else mesh
   objective, hparams, model = build_method(config)
   tx, _ = make_optimizer(config, 1, 2)  # the optimiser's state structure; its schedule is not used
-  state = create_train_state(jax.random.PRNGKey(0), model, tx, image_shape, gdata.replicated_sharding(mesh),
-                             with_target=objective.uses_target(hparams))
+  state = create_train_state(
+    jax.random.PRNGKey(0),
+    model,
+    tx,
+    image_shape,
+    gdata.replicated_sharding(mesh),
+    with_target=objective.uses_target(hparams),
+  )
   manager = checkpoint_manager(workdir, config)
   try:
     error = no_checkpoint_error(workdir, manager)  # a checkpoints/ directory with no finished step in it

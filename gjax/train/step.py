@@ -29,8 +29,9 @@ def model_rngs(rng):
   return {"dropout": dropout, "masks": masks}
 
 
-def make_train_step(model, objective, hparams, tx, augment: gdata.AugmentConfig, base_rng, mesh,
-                    total_steps: int | None = None):
+def make_train_step(
+  model, objective, hparams, tx, augment: gdata.AugmentConfig, base_rng, mesh, total_steps: int | None = None
+):
   """The jitted step ``(state, batch) -> (state, metrics)`` over ``mesh``.
 
   For a method with a momentum target network (``objective.uses_target``) the
@@ -43,8 +44,10 @@ def make_train_step(model, objective, hparams, tx, augment: gdata.AugmentConfig,
   batch_sharded = gdata.batch_sharding(mesh)
   uses_target = objective.uses_target(hparams)
   if uses_target and total_steps is None:
-    raise ValueError(f"method {objective.name!r} trains a momentum target: make_train_step needs total_steps "
-                     "(its momentum schedule runs over the whole run)")
+    raise ValueError(
+      f"method {objective.name!r} trains a momentum target: make_train_step needs total_steps "
+      "(its momentum schedule runs over the whole run)"
+    )
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(base_rng, state.step)
@@ -53,14 +56,27 @@ def make_train_step(model, objective, hparams, tx, augment: gdata.AugmentConfig,
     view_1, view_2 = gdata.two_views(aug_rng, batch["image"], augment)
     targets = None
     if uses_target:
-      targets, _ = model.apply({"params": state.target_params, **state.model_state}, view_1, view_2, train=True,
-                               method=model.target_embeddings, mutable=list(state.model_state), rngs=rngs)
+      targets, _ = model.apply(
+        {"params": state.target_params, **state.model_state},
+        view_1,
+        view_2,
+        train=True,
+        method=model.target_embeddings,
+        mutable=list(state.model_state),
+        rngs=rngs,
+      )
       targets = jax.lax.stop_gradient(targets)
 
     def loss_fn(params):
       outputs, model_state = model.apply(
-          {"params": params, **state.model_state}, view_1, view_2,
-          train=True, targets=targets, mutable=list(state.model_state), rngs=rngs)
+        {"params": params, **state.model_state},
+        view_1,
+        view_2,
+        train=True,
+        targets=targets,
+        mutable=list(state.model_state),
+        rngs=rngs,
+      )
       loss, metrics = objective.loss_fn(outputs, loss_rng, hparams)
       return loss, (metrics, model_state)
 
@@ -78,13 +94,21 @@ def make_train_step(model, objective, hparams, tx, augment: gdata.AugmentConfig,
     # on so that the data order and the schedule stay those of the run.
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm)
     keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
-    metrics = dict(metrics, loss=loss, grad_norm=grad_norm, param_norm=param_norm,
-                   nonfinite=1.0 - finite.astype(jnp.float32))
-    new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
-                           model_state=keep(model_state, state.model_state),
-                           opt_state=keep(opt_state, state.opt_state),
-                           target_params=keep(target_params, state.target_params))
+    metrics = dict(
+      metrics, loss=loss, grad_norm=grad_norm, param_norm=param_norm, nonfinite=1.0 - finite.astype(jnp.float32)
+    )
+    new_state = TrainState(
+      step=state.step + 1,
+      params=keep(params, state.params),
+      model_state=keep(model_state, state.model_state),
+      opt_state=keep(opt_state, state.opt_state),
+      target_params=keep(target_params, state.target_params),
+    )
     return new_state, metrics
 
-  return jax.jit(train_step, in_shardings=(replicated, {"image": batch_sharded, "label": batch_sharded}),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+  return jax.jit(
+    train_step,
+    in_shardings=(replicated, {"image": batch_sharded, "label": batch_sharded}),
+    out_shardings=(replicated, replicated),
+    donate_argnums=(0,),
+  )

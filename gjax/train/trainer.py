@@ -51,8 +51,9 @@ log = logging.getLogger("gjax.train")
 OnlineEvaluator = Callable[[Any, Any, Any], dict[str, float]]
 
 
-def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None,
-                       online_evaluator: OnlineEvaluator | None = None) -> dict[str, Any]:
+def train_and_evaluate(
+  config, workdir: str, *, stop_after_steps: int | None = None, online_evaluator: OnlineEvaluator | None = None
+) -> dict[str, Any]:
   """Trains ``config.method``; returns the run's summary and final ``state``.
 
   ``stop_after_steps`` ends this process after that many steps of the run
@@ -64,8 +65,10 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   """
   config_lib.validate_config(config, jax.device_count(), jax.process_count())
   if config.eval.every_epochs > 0 and online_evaluator is None:
-    raise ValueError(f"config.eval.every_epochs={config.eval.every_epochs!r} asks for evaluation during "
-                     "training: call gjax.eval.train_and_evaluate (train.py does), or pass online_evaluator")
+    raise ValueError(
+      f"config.eval.every_epochs={config.eval.every_epochs!r} asks for evaluation during "
+      "training: call gjax.eval.train_and_evaluate (train.py does), or pass online_evaluator"
+    )
   with RunDir(workdir, config, is_main=jax.process_index() == 0) as run_dir:
     return _train(config, run_dir, stop_after_steps, online_evaluator)
 
@@ -76,16 +79,28 @@ def _window_means(window: list[dict[str, np.ndarray]]) -> dict[str, float]:
   return {k: float(np.mean([m[k] for m in steps])) for k in steps[0]}
 
 
-def _train(config, run_dir: RunDir, stop_after_steps: int | None,
-           online_evaluator: OnlineEvaluator | None) -> dict[str, Any]:
+def _train(
+  config, run_dir: RunDir, stop_after_steps: int | None, online_evaluator: OnlineEvaluator | None
+) -> dict[str, Any]:
   is_main = run_dir.is_main
   mesh = gdata.data_mesh()
   train_input = build_train_input(config)
-  plan = plan_run(config, steps_per_epoch=train_input.steps_per_epoch, image_shape=train_input.image_shape,
-                  augment=train_input.augment, mesh=mesh)
+  plan = plan_run(
+    config,
+    steps_per_epoch=train_input.steps_per_epoch,
+    image_shape=train_input.image_shape,
+    augment=train_input.augment,
+    mesh=mesh,
+  )
   total_steps, steps_per_epoch = plan.total_steps, train_input.steps_per_epoch
-  state = create_train_state(plan.init_rng, plan.model, plan.tx, train_input.image_shape,
-                             gdata.replicated_sharding(mesh), with_target=plan.with_target)
+  state = create_train_state(
+    plan.init_rng,
+    plan.model,
+    plan.tx,
+    train_input.image_shape,
+    gdata.replicated_sharding(mesh),
+    with_target=plan.with_target,
+  )
 
   manager = run_dir.open_checkpoints()
   try:
@@ -143,8 +158,12 @@ def _train(config, run_dir: RunDir, stop_after_steps: int | None,
           window.clear()
           elapsed = time.time() - window_start
           rate = window_steps / elapsed if window_steps and elapsed > 0 else float("nan")
-          last_metrics.update(learning_rate=float(plan.schedule(done - 1)), images_per_second=rate * config.batch_size,
-                              epoch=done / steps_per_epoch, skipped_steps=guard.skipped)
+          last_metrics.update(
+            learning_rate=float(plan.schedule(done - 1)),
+            images_per_second=rate * config.batch_size,
+            epoch=done / steps_per_epoch,
+            skipped_steps=guard.skipped,
+          )
           writer.write_scalars(done, last_metrics)
           if is_main:
             eta = (total_steps - done) / rate if rate > 0 else float("nan")
@@ -169,8 +188,12 @@ def _train(config, run_dir: RunDir, stop_after_steps: int | None,
         if preempted:
           manager.wait_until_finished()
           if is_main:
-            log.warning("stopped by %s at step %d/%d; checkpoint saved, rerun the same command to resume",
-                        preempted, done, total_steps)
+            log.warning(
+              "stopped by %s at step %d/%d; checkpoint saved, rerun the same command to resume",
+              preempted,
+              done,
+              total_steps,
+            )
           break
       manager.wait_until_finished()  # the last save, with a signal meanwhile still handled by StopSignals
   finally:
@@ -178,9 +201,16 @@ def _train(config, run_dir: RunDir, stop_after_steps: int | None,
     manager.close()
     run_dir.close_writers()
 
-  summary = {"final_step": int(state.step), "total_steps": total_steps, "start_step": start_step,
-             "wall_seconds": time.time() - run_start, "compile_seconds": compile_seconds,
-             "metrics": last_metrics, "skipped_steps": guard.skipped, "preempted": preempted}
+  summary = {
+    "final_step": int(state.step),
+    "total_steps": total_steps,
+    "start_step": start_step,
+    "wall_seconds": time.time() - run_start,
+    "compile_seconds": compile_seconds,
+    "metrics": last_metrics,
+    "skipped_steps": guard.skipped,
+    "preempted": preempted,
+  }
   if end_step > start_step:  # a resume with nothing left to do keeps the old summary
     summary = run_dir.write_summary(summary)
   if is_main:

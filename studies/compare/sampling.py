@@ -55,8 +55,6 @@ def run_embeddings(config, workdir: str, num_examples: int, seed: int):
   return embed_views(model, state.variables, config, mesh, train_x, test_x, num_examples, seed)
 
 
-
-
 DEGENERATE_RATIO = 1e-3  # a covariance eigenvalue below this times the test embeddings' mean variance
 
 
@@ -80,16 +78,25 @@ def component_rows(name: str, density, covariance_type: str, real: np.ndarray) -
   mean per-dimension variance of ``real``: a component that holds many
   embeddings there is a collapse the batch covariance cannot see)."""
   logits, means, cov = (density[k] for k in ("density_logits", "density_means", "density_cov"))
-  resp = np.asarray(gm.mixture_responsibilities(jnp.asarray(real, jnp.float32), logits, means, cov,
-                                                covariance_type))
+  resp = np.asarray(gm.mixture_responsibilities(jnp.asarray(real, jnp.float32), logits, means, cov, covariance_type))
   eig = covariance_eigenvalues(cov, covariance_type, real.shape[1])
   threshold = DEGENERATE_RATIO * float(np.mean(np.var(real, axis=0)))
   weights = np.asarray(jax.nn.softmax(jnp.asarray(logits)))
-  return [{"run": name, "component": k, "weight": float(weights[k]), "test_mass": float(resp[:, k].mean()),
-           "mean_norm": float(np.linalg.norm(np.asarray(means)[k])), "eig_min": float(eig[k, 0]),
-           "eig_median": float(np.median(eig[k])), "eig_max": float(eig[k, -1]),
-           "degenerate_directions": int(np.sum(eig[k] < threshold)), "dim": int(real.shape[1])}
-          for k in range(len(weights))]
+  return [
+    {
+      "run": name,
+      "component": k,
+      "weight": float(weights[k]),
+      "test_mass": float(resp[:, k].mean()),
+      "mean_norm": float(np.linalg.norm(np.asarray(means)[k])),
+      "eig_min": float(eig[k, 0]),
+      "eig_median": float(np.median(eig[k])),
+      "eig_max": float(eig[k, -1]),
+      "degenerate_directions": int(np.sum(eig[k] < threshold)),
+      "dim": int(real.shape[1]),
+    }
+    for k in range(len(weights))
+  ]
 
 
 UNUSED_MASS = 1e-3  # a component with prior weight and test mass below this is counted, not listed
@@ -98,23 +105,28 @@ UNUSED_MASS = 1e-3  # a component with prior weight and test mass below this is 
 def components_table(components: list[dict]) -> str:
   """Markdown of :func:`component_rows`; per run, components holding neither
   prior weight nor test mass (both < :data:`UNUSED_MASS`) are one count row."""
-  lines = [f"| run | component | prior weight | test mass | norm of mean | covariance eigenvalue min / median / max "
-           f"| degenerate directions (< {DEGENERATE_RATIO:g} x mean test variance) |", "|---|---|---|---|---|---|---|"]
+  lines = [
+    f"| run | component | prior weight | test mass | norm of mean | covariance eigenvalue min / median / max "
+    f"| degenerate directions (< {DEGENERATE_RATIO:g} x mean test variance) |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for run in dict.fromkeys(c["run"] for c in components):
     rows = [c for c in components if c["run"] == run]
     used = [c for c in rows if max(c["weight"], c["test_mass"]) >= UNUSED_MASS]
-    lines += [f"| {run} | {c['component']} | {c['weight']:.3f} | {c['test_mass']:.3f} | {c['mean_norm']:.2f} | "
-              f"{c['eig_min']:.2e} / {c['eig_median']:.2e} / {c['eig_max']:.2e} | "
-              f"{c['degenerate_directions']} of {c['dim']} |" for c in used]
+    lines += [
+      f"| {run} | {c['component']} | {c['weight']:.3f} | {c['test_mass']:.3f} | {c['mean_norm']:.2f} | "
+      f"{c['eig_min']:.2e} / {c['eig_median']:.2e} / {c['eig_max']:.2e} | "
+      f"{c['degenerate_directions']} of {c['dim']} |"
+      for c in used
+    ]
     if len(used) < len(rows):
       lines.append(f"| {run} | {len(rows) - len(used)} unused (weight and test mass < {UNUSED_MASS:g}) | | | | | |")
   return "\n".join(lines) + "\n"
 
 
-
-
-def plot_nearest_images(samples: dict[str, np.ndarray], train_joint: np.ndarray, train_images: np.ndarray,
-                        out_png: str, title: str) -> None:
+def plot_nearest_images(
+  samples: dict[str, np.ndarray], train_joint: np.ndarray, train_images: np.ndarray, out_png: str, title: str
+) -> None:
   """What a density generates, for a person to look at: for each sampler (a
   row), the training image whose joint embedding is nearest to each sampled
   latent; the first row is training images drawn at random, for reference."""
@@ -137,13 +149,16 @@ def plot_nearest_images(samples: dict[str, np.ndarray], train_joint: np.ndarray,
   plt.close(fig)
 
 
-SAMPLING_PANELS = (("heldout_nll_per_dim", "held-out NLL (nats/dim)"), ("recall", "k-NN recall"),
-                   ("dispersion", "dispersion (1 = matched)"))
+SAMPLING_PANELS = (
+  ("heldout_nll_per_dim", "held-out NLL (nats/dim)"),
+  ("recall", "k-NN recall"),
+  ("dispersion", "dispersion (1 = matched)"),
+)
 
 
 def _sampler_of(key: str, metric: str) -> str:
   """``sampling_learned_density_recall`` -> ``learned_density`` (for ``metric="recall"``)."""
-  return key[len("sampling_"):-len(metric) - 1]
+  return key[len("sampling_") : -len(metric) - 1]
 
 
 def plot_density_over_training(runs: dict[str, str], out_png: str) -> None:
@@ -158,14 +173,24 @@ def plot_density_over_training(runs: dict[str, str], out_png: str) -> None:
     if not logged:
       raise ValueError(f"{path} has no sampling_learned_density_* rows (run with the sampling evaluator online)")
     for ax, (metric, title) in zip(axes, SAMPLING_PANELS):
-      samplers = sorted({_sampler_of(k, metric) for k in logged[0]
-                         if k.startswith("sampling_") and k.endswith("_" + metric) and "train_mode" not in k
-                         and "floor" not in k})
+      samplers = sorted(
+        {
+          _sampler_of(k, metric)
+          for k in logged[0]
+          if k.startswith("sampling_") and k.endswith("_" + metric) and "train_mode" not in k and "floor" not in k
+        }
+      )
       for sampler in samplers:
         rows = [r for r in logged if f"sampling_{sampler}_{metric}" in r]
-        ax.plot([r.get("epoch", r["step"]) for r in rows], [r[f"sampling_{sampler}_{metric}"] for r in rows],
-                styles.get(sampler, ":"), color=color, marker="o", markersize=3,
-                label=f"{label}: {sampler.replace('_', ' ')}")
+        ax.plot(
+          [r.get("epoch", r["step"]) for r in rows],
+          [r[f"sampling_{sampler}_{metric}"] for r in rows],
+          styles.get(sampler, ":"),
+          color=color,
+          marker="o",
+          markersize=3,
+          label=f"{label}: {sampler.replace('_', ' ')}",
+        )
       ax.set_title(title)
       ax.set_xlabel("epoch")
       ax.grid(alpha=0.3)
@@ -178,10 +203,16 @@ def plot_density_over_training(runs: dict[str, str], out_png: str) -> None:
 def sampling_table(rows: list[dict]) -> str:
   """The Markdown table of the sampler rows (older rows lack the dispersion and NLL columns: ``-``)."""
   cell = lambda r, key, spec: format(r[key], spec) if key in r else "-"  # noqa: E731
-  lines = ["| run | sampler | MMD² (RBF, median bandwidth) | k-NN precision | k-NN recall | dispersion | "
-           "held-out NLL (nats/dim) |", "|---|---|---|---|---|---|---|"]
-  lines += [f"| {r['run']} | {r['sampler']} | {r['mmd2']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | "
-            f"{cell(r, 'dispersion', '.3f')} | {cell(r, 'heldout_nll_per_dim', '.3f')} |" for r in rows]
+  lines = [
+    "| run | sampler | MMD² (RBF, median bandwidth) | k-NN precision | k-NN recall | dispersion | "
+    "held-out NLL (nats/dim) |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  lines += [
+    f"| {r['run']} | {r['sampler']} | {r['mmd2']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+    f"{cell(r, 'dispersion', '.3f')} | {cell(r, 'heldout_nll_per_dim', '.3f')} |"
+    for r in rows
+  ]
   return "\n".join(lines) + "\n"
 
 
@@ -191,22 +222,41 @@ def read_jsonl(path: str) -> list[dict]:
 
 
 def define(values) -> None:
-  flags.DEFINE_multi_string("run", [], "name=CONFIG[:variant],WORKDIR, or name=WORKDIR for the run's own "
-                            "config.json (repeatable)", flag_values=values)
-  flags.DEFINE_string("out", None, "the table (.md); the rows, components and pictures go beside it",
-                      flag_values=values)
+  flags.DEFINE_multi_string(
+    "run",
+    [],
+    "name=CONFIG[:variant],WORKDIR, or name=WORKDIR for the run's own config.json (repeatable)",
+    flag_values=values,
+  )
+  flags.DEFINE_string(
+    "out", None, "the table (.md); the rows, components and pictures go beside it", flag_values=values
+  )
   flags.DEFINE_integer("num_examples", 2000, "train and test images embedded per run", flag_values=values)
   flags.DEFINE_integer("seed", 0, "of the images drawn, the views and the samples", flag_values=values)
-  flags.DEFINE_integer("gmm_components", 8, "components of the post-hoc Gaussian mixture (at least the "
-                       "method's K)", flag_values=values)
-  flags.DEFINE_string("previous_rows", "", "the .jsonl of an earlier table: its rows of runs not named by --run "
-                      "are kept, in order, first (for runs whose workdirs are not on this machine)",
-                      flag_values=values)
-  flags.DEFINE_string("previous_components", "", "the _components.jsonl of an earlier table: its rows of runs "
-                      "not named by --run are kept, in order, first", flag_values=values)
-  flags.DEFINE_multi_string("previous_logs", [], "name=EVAL_JSONL (repeatable): the logged rows of a run trained "
-                            "with the sampling evaluator online whose workdir is not here (a copy of its eval.jsonl); "
-                            "drawn in <out>_over_training.png before the runs of --run", flag_values=values)
+  flags.DEFINE_integer(
+    "gmm_components", 8, "components of the post-hoc Gaussian mixture (at least the method's K)", flag_values=values
+  )
+  flags.DEFINE_string(
+    "previous_rows",
+    "",
+    "the .jsonl of an earlier table: its rows of runs not named by --run "
+    "are kept, in order, first (for runs whose workdirs are not on this machine)",
+    flag_values=values,
+  )
+  flags.DEFINE_string(
+    "previous_components",
+    "",
+    "the _components.jsonl of an earlier table: its rows of runs not named by --run are kept, in order, first",
+    flag_values=values,
+  )
+  flags.DEFINE_multi_string(
+    "previous_logs",
+    [],
+    "name=EVAL_JSONL (repeatable): the logged rows of a run trained "
+    "with the sampling evaluator online whose workdir is not here (a copy of its eval.jsonl); "
+    "drawn in <out>_over_training.png before the runs of --run",
+    flag_values=values,
+  )
   flags.mark_flag_as_required("out", flag_values=values)
 
 
@@ -218,8 +268,9 @@ def study(values) -> list[dict]:
     raise cli.StudyError("nothing to tabulate: give --run (a finished run), --previous_rows, or both")
   names = {spec.partition("=")[0] for spec in values.run}
   rows = [r for r in read_jsonl(values.previous_rows) if r["run"] not in names] if values.previous_rows else []
-  components = ([c for c in read_jsonl(values.previous_components) if c["run"] not in names]
-                if values.previous_components else [])
+  components = (
+    [c for c in read_jsonl(values.previous_components) if c["run"] not in names] if values.previous_components else []
+  )
   over_training = {}
   for spec in values.previous_logs:
     name, sep, path = spec.partition("=")
@@ -248,13 +299,20 @@ def study(values) -> list[dict]:
     if density is not None:
       components += component_rows(name, density, config[config.method].covariance_type, joint["test"])
     picture_rng = np.random.default_rng(values.seed + 1)
-    plot_nearest_images({n: sampler(picture_rng, 10) for n, (sampler, _) in samplers.items()}, joint["train"],
-                        train_images, f"{stem}_nearest_{name}.png",
-                        f"{name}: nearest training image of 10 sampled joint latents per sampler")
+    plot_nearest_images(
+      {n: sampler(picture_rng, 10) for n, (sampler, _) in samplers.items()},
+      joint["train"],
+      train_images,
+      f"{stem}_nearest_{name}.png",
+      f"{name}: nearest training image of 10 sampled joint latents per sampler",
+    )
     print(f"{name}: {time.time() - start:.0f} s", flush=True)
     logged = os.path.join(workdir, "eval.jsonl")
-    if density is not None and os.path.exists(logged) and any(
-        "sampling_learned_density_recall" in r for r in read_metrics(logged)):
+    if (
+      density is not None
+      and os.path.exists(logged)
+      and any("sampling_learned_density_recall" in r for r in read_metrics(logged))
+    ):
       over_training[name] = logged
   os.makedirs(os.path.dirname(os.path.abspath(values.out)), exist_ok=True)
   with open(values.out, "w") as f:

@@ -18,8 +18,9 @@ from gjax.train.metrics import read_metrics  # noqa: E402
 CURVES = ("active_units", "mu_spread_ratio", "mu_cosine", "directional_kernel", "directional_log_det", "kl")
 
 
-def plot_per_class_auroc(rows: list[dict], out_png: str, class_names=None,
-                         scores=("joint", "variance_sum", "entropy")) -> None:
+def plot_per_class_auroc(
+  rows: list[dict], out_png: str, class_names=None, scores=("joint", "variance_sum", "entropy")
+) -> None:
   """Grouped bars: AUROC of each score for each normal class (one-class protocol)."""
   classes = [r["dataset.train_classes"][0] for r in rows]
   fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
@@ -38,8 +39,9 @@ def plot_per_class_auroc(rows: list[dict], out_png: str, class_names=None,
   plt.close(fig)
 
 
-def plot_auroc_heatmap(summary_rows: list[dict], out_png: str, rows_field: str, columns_field: str,
-                       score: str = "joint") -> None:
+def plot_auroc_heatmap(
+  summary_rows: list[dict], out_png: str, rows_field: str, columns_field: str, score: str = "joint"
+) -> None:
   """Mean AUROC over classes on the grid of two swept config fields (e.g. VJE
   Fig. 4's beta x nu: ``rows_field`` / ``columns_field`` are the dotted names)."""
   betas = sorted({r[rows_field] for r in summary_rows})

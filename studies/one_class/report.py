@@ -35,20 +35,61 @@ from studies.one_class import plots
 from studies.sweep import markdown_table
 
 #: Fashion-MNIST's class names, by label.
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                         "Ankle boot")
+FASHION_MNIST_CLASSES = (
+  "T-shirt/top",
+  "Trouser",
+  "Pullover",
+  "Dress",
+  "Coat",
+  "Sandal",
+  "Shirt",
+  "Sneaker",
+  "Bag",
+  "Ankle boot",
+)
 #: The config fields that tell the settings of a study apart (read from config.json).
-SETTING_FIELDS = ("vje.beta", "vje.nu", "vje.kl_convention", "vje.free_bits", "optim.base_learning_rate",
-                  "optim.lr_scaling", "batch_size", "model.width_multiplier", "num_epochs", "num_train_steps")
+SETTING_FIELDS = (
+  "vje.beta",
+  "vje.nu",
+  "vje.kl_convention",
+  "vje.free_bits",
+  "optim.base_learning_rate",
+  "optim.lr_scaling",
+  "batch_size",
+  "model.width_multiplier",
+  "num_epochs",
+  "num_train_steps",
+)
 #: Fields that rows written before they existed lack, with the value those rows ran with.
 FIELD_DEFAULTS = {"num_train_steps": -1}
 #: Scores of the AUROC table, in its column order.
-TABLE_SCORES = ("joint", "joint_kernel", "joint_log_det", "joint_radial", "neg_elbo", "joint_sampled",
-                "joint_two_view", "variance_sum", "entropy", "gde_z", "gde_mu")
+TABLE_SCORES = (
+  "joint",
+  "joint_kernel",
+  "joint_log_det",
+  "joint_radial",
+  "neg_elbo",
+  "joint_sampled",
+  "joint_two_view",
+  "variance_sum",
+  "entropy",
+  "gde_z",
+  "gde_mu",
+)
 #: Diagnostics of the second table (means over classes).
-TABLE_DIAGNOSTICS = ("train_active_units", "test_active_units", "train_mu_spread_ratio", "test_mu_spread_ratio",
-                     "test_mu_cosine", "test_z_cosine", "train_z_dead_channels", "train_var_mean",
-                     "train_directional_kernel", "train_directional_log_det", "train_kl")
+TABLE_DIAGNOSTICS = (
+  "train_active_units",
+  "test_active_units",
+  "train_mu_spread_ratio",
+  "test_mu_spread_ratio",
+  "test_mu_cosine",
+  "test_z_cosine",
+  "train_z_dead_channels",
+  "train_var_mean",
+  "train_directional_kernel",
+  "train_directional_log_det",
+  "train_kl",
+)
 
 
 def _field(config: dict, dotted: str):
@@ -71,8 +112,15 @@ def read_study(root: str) -> list[dict[str, Any]]:
     with open(config_path) as f:
       config = json.load(f)
     setting = {field: _field(config, field) for field in SETTING_FIELDS}
-    rows.append({"setting": os.path.basename(os.path.dirname(directory)), **setting,
-                 "class": int(_field(config, "dataset.train_classes")[0]), "dir": directory, **result})
+    rows.append(
+      {
+        "setting": os.path.basename(os.path.dirname(directory)),
+        **setting,
+        "class": int(_field(config, "dataset.train_classes")[0]),
+        "dir": directory,
+        **result,
+      }
+    )
   if not rows:
     raise FileNotFoundError(f"no finished one-class rows (*/*/result.json) under {root}")
   return rows
@@ -104,8 +152,9 @@ def setting_labels(summary: list[dict[str, Any]]) -> list[str]:
   for s in summary:
     same = [t for t in summary if t["setting"] == s["setting"]]
     varying = [f for f in SETTING_FIELDS if len({str(t[f]) for t in same}) > 1]
-    labels.append(s["setting"] + (" (" + ", ".join(f"{f.rpartition('.')[2]}={s[f]}" for f in varying) + ")"
-                                  if varying else ""))
+    labels.append(
+      s["setting"] + (" (" + ", ".join(f"{f.rpartition('.')[2]}={s[f]}" for f in varying) + ")" if varying else "")
+    )
   return labels
 
 
@@ -116,8 +165,11 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups.setdefault((row["setting"],) + tuple(row[f] for f in SETTING_FIELDS), []).append(row)
   summary = []
   for key, members in groups.items():
-    out = {"setting": key[0], **dict(zip(SETTING_FIELDS, key[1:])),
-           "classes": ",".join(str(m["class"]) for m in sorted(members, key=lambda m: m["class"]))}
+    out = {
+      "setting": key[0],
+      **dict(zip(SETTING_FIELDS, key[1:])),
+      "classes": ",".join(str(m["class"]) for m in sorted(members, key=lambda m: m["class"])),
+    }
     for score in TABLE_SCORES:
       values = [m[f"auroc_{score}"] for m in members if f"auroc_{score}" in m]
       out[score] = 100 * float(np.mean(values)) if len(values) == len(members) else float("nan")
@@ -145,12 +197,15 @@ def read_reference(path: str) -> dict[int, dict[str, float]]:
 
 
 def _short(setting: dict) -> str:
-  return (f"{setting['setting']}: beta={setting['vje.beta']:g} ({setting['vje.kl_convention']}), "
-          f"nu={setting['vje.nu']:g}, free_bits={setting['vje.free_bits']:g}")
+  return (
+    f"{setting['setting']}: beta={setting['vje.beta']:g} ({setting['vje.kl_convention']}), "
+    f"nu={setting['vje.nu']:g}, free_bits={setting['vje.free_bits']:g}"
+  )
 
 
-def write_report(root: str | None, out: str, reference_path: str | None = None,
-                 previous_rows: str | None = None) -> list[dict[str, Any]]:
+def write_report(
+  root: str | None, out: str, reference_path: str | None = None, previous_rows: str | None = None
+) -> list[dict[str, Any]]:
   """The tables and plots of the rows under ``root`` and of ``previous_rows``
   (either may be absent, not both) into ``out``; returns the summary per setting."""
   if not root and not previous_rows:
@@ -163,47 +218,89 @@ def write_report(root: str | None, out: str, reference_path: str | None = None,
   summary = summarise(rows)
   reference = read_reference(reference_path) if reference_path else {}
   os.makedirs(out, exist_ok=True)
-  columns = ["setting", "vje.beta", "vje.kl_convention", "vje.nu", "vje.free_bits", "optim.base_learning_rate",
-             "batch_size", "model.width_multiplier", "num_epochs", "num_train_steps", "classes"]
+  columns = [
+    "setting",
+    "vje.beta",
+    "vje.kl_convention",
+    "vje.nu",
+    "vje.free_bits",
+    "optim.base_learning_rate",
+    "batch_size",
+    "model.width_multiplier",
+    "num_epochs",
+    "num_train_steps",
+    "classes",
+  ]
   auroc_rows, diag_rows = [], []
   for s in summary:
     ref = {}
     if reference and all(int(c) in reference for c in s["classes"].split(",")):
-      ref = {f"raw_{k}": 100 * float(np.mean([reference[int(c)][f"auroc_{k}"] for c in s["classes"].split(",")]))
-             for k in ("gde", "knn5")}
-    auroc_rows.append({**{c: s[c] for c in columns}, **{k: s[k] for k in TABLE_SCORES},
-                       "paper_ordering": s["paper_ordering"], **ref})
-    diag_rows.append({"setting": s["setting"], "vje.beta": s["vje.beta"], "vje.kl_convention": s["vje.kl_convention"],
-                      "vje.free_bits": s["vje.free_bits"], **{k: s[k] for k in TABLE_DIAGNOSTICS},
-                      "wall_minutes": s["wall_minutes"]})
-  per_class = [{"setting": r["setting"], "vje.beta": r["vje.beta"], "vje.kl_convention": r["vje.kl_convention"],
-                "vje.free_bits": r["vje.free_bits"], "class": r["class"],
-                **{k: 100 * r[f"auroc_{k}"] for k in TABLE_SCORES if f"auroc_{k}" in r},
-                "test_active_units": r.get("test_active_units"), "wall_minutes": r.get("wall_seconds", 0) / 60}
-               for r in rows]
+      ref = {
+        f"raw_{k}": 100 * float(np.mean([reference[int(c)][f"auroc_{k}"] for c in s["classes"].split(",")]))
+        for k in ("gde", "knn5")
+      }
+    auroc_rows.append(
+      {**{c: s[c] for c in columns}, **{k: s[k] for k in TABLE_SCORES}, "paper_ordering": s["paper_ordering"], **ref}
+    )
+    diag_rows.append(
+      {
+        "setting": s["setting"],
+        "vje.beta": s["vje.beta"],
+        "vje.kl_convention": s["vje.kl_convention"],
+        "vje.free_bits": s["vje.free_bits"],
+        **{k: s[k] for k in TABLE_DIAGNOSTICS},
+        "wall_minutes": s["wall_minutes"],
+      }
+    )
+  per_class = [
+    {
+      "setting": r["setting"],
+      "vje.beta": r["vje.beta"],
+      "vje.kl_convention": r["vje.kl_convention"],
+      "vje.free_bits": r["vje.free_bits"],
+      "class": r["class"],
+      **{k: 100 * r[f"auroc_{k}"] for k in TABLE_SCORES if f"auroc_{k}" in r},
+      "test_active_units": r.get("test_active_units"),
+      "wall_minutes": r.get("wall_seconds", 0) / 60,
+    }
+    for r in rows
+  ]
   labels = setting_labels(summary)
-  summary_rows = [{"setting": labels[i], "classes": len(s["classes"].split(",")),
-                   **{k: round(s[k], 1) for k in ("joint", "joint_kernel", "variance_sum", "entropy", "gde_z")},
-                   "paper_ordering": s["paper_ordering"], "test_active_units": round(s["test_active_units"], 1),
-                   "test_mu_spread_ratio": round(s["test_mu_spread_ratio"], 3),
-                   **{k: round(a[k], 1) for a in [auroc_rows[i]] for k in ("raw_gde", "raw_knn5") if k in a},
-                   "wall_minutes": round(s["wall_minutes"], 1)}
-                  for i, s in enumerate(summary)]
+  summary_rows = [
+    {
+      "setting": labels[i],
+      "classes": len(s["classes"].split(",")),
+      **{k: round(s[k], 1) for k in ("joint", "joint_kernel", "variance_sum", "entropy", "gde_z")},
+      "paper_ordering": s["paper_ordering"],
+      "test_active_units": round(s["test_active_units"], 1),
+      "test_mu_spread_ratio": round(s["test_mu_spread_ratio"], 3),
+      **{k: round(a[k], 1) for a in [auroc_rows[i]] for k in ("raw_gde", "raw_knn5") if k in a},
+      "wall_minutes": round(s["wall_minutes"], 1),
+    }
+    for i, s in enumerate(summary)
+  ]
   summary_rows.sort(key=lambda r: (-r["classes"], -r["joint"]))
   with open(os.path.join(out, "posterior_study.md"), "w") as f:
-    f.write("# One-class posterior study: mean AUROC (%) over the classes listed\n\n"
-            "Made by `python -m studies.one_class.report" + (f" --root {root}" if root else "")
-            + (f" --raw_pixel_reference {reference_path}" if reference_path else "")
-            + (f" --previous_rows {previous_rows}" if previous_rows else "") + " --out <this directory>` from the "
-            "rows that `studies/one_class/run_posterior_study.sh` wrote.\n\n"
-            "## Summary (10-class settings first, then by Eq. 39)\n\n"
-            "`joint` is Eq. 39; `raw_gde` / `raw_knn5` are the raw-pixel Gaussian density and 5-NN distance "
-            "on the same classes; `paper_ordering`: Eq. 39 > variance sum > entropy.\n\n"
-            + markdown_table(summary_rows)
-            + "\n## AUROC of every score\n\n" + markdown_table(auroc_rows)
-            + "\n## Diagnostics at the end of training (train_*: last logged window) and on the test split "
-            "(test_*), means over the classes\n\n" + markdown_table(diag_rows)
-            + "\n## Per class\n\n" + markdown_table(per_class))
+    f.write(
+      "# One-class posterior study: mean AUROC (%) over the classes listed\n\n"
+      "Made by `python -m studies.one_class.report"
+      + (f" --root {root}" if root else "")
+      + (f" --raw_pixel_reference {reference_path}" if reference_path else "")
+      + (f" --previous_rows {previous_rows}" if previous_rows else "")
+      + " --out <this directory>` from the "
+      "rows that `studies/one_class/run_posterior_study.sh` wrote.\n\n"
+      "## Summary (10-class settings first, then by Eq. 39)\n\n"
+      "`joint` is Eq. 39; `raw_gde` / `raw_knn5` are the raw-pixel Gaussian density and 5-NN distance "
+      "on the same classes; `paper_ordering`: Eq. 39 > variance sum > entropy.\n\n"
+      + markdown_table(summary_rows)
+      + "\n## AUROC of every score\n\n"
+      + markdown_table(auroc_rows)
+      + "\n## Diagnostics at the end of training (train_*: last logged window) and on the test split "
+      "(test_*), means over the classes\n\n"
+      + markdown_table(diag_rows)
+      + "\n## Per class\n\n"
+      + markdown_table(per_class)
+    )
   with open(os.path.join(out, "posterior_study.jsonl"), "w") as f:
     for row in rows:
       f.write(json.dumps({k: v for k, v in row.items() if k != "dir"}, default=str) + "\n")
@@ -217,12 +314,16 @@ def write_report(root: str | None, out: str, reference_path: str | None = None,
     chosen["paper"] = paper[-1]
   for name, s in chosen.items():
     members = sorted(s["rows"], key=lambda m: m["class"])
-    plots.plot_per_class_auroc([{**m, "dataset.train_classes": [m["class"]]} for m in members],
-                               os.path.join(out, f"per_class_auroc_{name}.png"),
-                               scores=("joint", "joint_kernel", "variance_sum", "entropy", "gde_z"))
+    plots.plot_per_class_auroc(
+      [{**m, "dataset.train_classes": [m["class"]]} for m in members],
+      os.path.join(out, f"per_class_auroc_{name}.png"),
+      scores=("joint", "joint_kernel", "variance_sum", "entropy", "gde_z"),
+    )
     if all("dir" in m for m in members):  # rows of an earlier report have no train.jsonl here
-      plots.plot_diagnostics_over_training(members, os.path.join(out, f"diagnostics_over_training_{name}.png"),
-                                     _short(s))
+      plots.plot_diagnostics_over_training(
+        members, os.path.join(out, f"diagnostics_over_training_{name}.png"), _short(s)
+      )
+
   # The heat map compares like with like: the settings that differ from the
   # common recipe only in (beta, nu), over the most classes any setting has.
   def common(field):
@@ -230,29 +331,49 @@ def write_report(root: str | None, out: str, reference_path: str | None = None,
     return max(set(values), key=values.count)
 
   most_classes = max(len(s["classes"].split(",")) for s in summary)
-  mean_rows = [{"vje.beta": s["vje.beta"] * (2 if s["vje.kl_convention"] == "sum" else 1), "vje.nu": s["vje.nu"],
-                "mean_auroc_joint": s["joint"] / 100}
-               for s in summary if s["vje.free_bits"] == 0 and s["setting"] not in ("paper_recipe", "paper_lr")
-               and len(s["classes"].split(",")) == most_classes
-               and all(s[f] == common(f) for f in ("model.width_multiplier", "num_epochs", "num_train_steps",
-                                                   "optim.base_learning_rate", "batch_size"))]
+  mean_rows = [
+    {
+      "vje.beta": s["vje.beta"] * (2 if s["vje.kl_convention"] == "sum" else 1),
+      "vje.nu": s["vje.nu"],
+      "mean_auroc_joint": s["joint"] / 100,
+    }
+    for s in summary
+    if s["vje.free_bits"] == 0
+    and s["setting"] not in ("paper_recipe", "paper_lr")
+    and len(s["classes"].split(",")) == most_classes
+    and all(
+      s[f] == common(f)
+      for f in ("model.width_multiplier", "num_epochs", "num_train_steps", "optim.base_learning_rate", "batch_size")
+    )
+  ]
   if mean_rows:
-    plots.plot_auroc_heatmap(mean_rows, os.path.join(out, "heatmap_beta_nu_joint_study.png"), "vje.beta", "vje.nu",
-                             score="joint")
+    plots.plot_auroc_heatmap(
+      mean_rows, os.path.join(out, "heatmap_beta_nu_joint_study.png"), "vje.beta", "vje.nu", score="joint"
+    )
   return summary
 
 
 def define(values) -> None:
-  flags.DEFINE_string("root", None, "the study's root (one sub-directory per setting); none: --previous_rows only",
-                      flag_values=values)
+  flags.DEFINE_string(
+    "root", None, "the study's root (one sub-directory per setting); none: --previous_rows only", flag_values=values
+  )
   flags.DEFINE_string("out", None, "where the tables and plots go", flag_values=values)
   flags.DEFINE_string("raw_pixel_reference", None, "raw_pixel_reference.md of the same protocol", flag_values=values)
-  flags.DEFINE_string("previous_rows", None, "an earlier posterior_study.jsonl whose rows (by setting and class) "
-                      "join the report", flag_values=values)
-  flags.DEFINE_string("sweep_rows", None, "instead: a one-class sweep's results.jsonl, whose results.md, "
-                      "summary.md and figures are written to --out", flag_values=values)
-  flags.DEFINE_list("class_names", list(FASHION_MNIST_CLASSES), "the classes' names, for --sweep_rows's "
-                    "figures", flag_values=values)
+  flags.DEFINE_string(
+    "previous_rows",
+    None,
+    "an earlier posterior_study.jsonl whose rows (by setting and class) join the report",
+    flag_values=values,
+  )
+  flags.DEFINE_string(
+    "sweep_rows",
+    None,
+    "instead: a one-class sweep's results.jsonl, whose results.md, summary.md and figures are written to --out",
+    flag_values=values,
+  )
+  flags.DEFINE_list(
+    "class_names", list(FASHION_MNIST_CLASSES), "the classes' names, for --sweep_rows's figures", flag_values=values
+  )
   flags.mark_flag_as_required("out", flag_values=values)
 
 
@@ -265,8 +386,10 @@ def report(values) -> list[dict[str, Any]]:
     return write_tables(values.sweep_rows, values.out, values.class_names)
   summary = write_report(values.root, values.out, values.raw_pixel_reference, values.previous_rows)
   for s in summary:
-    print(f"{_short(s)} classes {s['classes']}: joint {s['joint']:.1f} variance_sum {s['variance_sum']:.1f} "
-          f"entropy {s['entropy']:.1f} gde_z {s['gde_z']:.1f} test_active_units {s['test_active_units']:.1f}")
+    print(
+      f"{_short(s)} classes {s['classes']}: joint {s['joint']:.1f} variance_sum {s['variance_sum']:.1f} "
+      f"entropy {s['entropy']:.1f} gde_z {s['gde_z']:.1f} test_active_units {s['test_active_units']:.1f}"
+    )
   return summary
 
 

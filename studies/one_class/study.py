@@ -34,8 +34,21 @@ from studies import cli
 from studies.sweep import markdown_table, parse_grid, run_sweep
 
 #: The training diagnostics kept per row (the last logged window of train.jsonl).
-TRAIN_DIAGNOSTICS = ("loss", "directional_kernel", "directional_log_det", "radial", "kl", "var_mean", "var_cv",
-                     "z_std_min", "active_units", "mu_spread_ratio", "mu_cosine", "z_cosine", "z_dead_channels")
+TRAIN_DIAGNOSTICS = (
+  "loss",
+  "directional_kernel",
+  "directional_log_det",
+  "radial",
+  "kl",
+  "var_mean",
+  "var_cv",
+  "z_std_min",
+  "active_units",
+  "mu_spread_ratio",
+  "mu_cosine",
+  "z_cosine",
+  "z_dead_channels",
+)
 
 
 def score_one_class(config, workdir: str) -> dict[str, float]:
@@ -49,30 +62,44 @@ def score_one_class(config, workdir: str) -> dict[str, float]:
   from gjax.train.state import build_method
 
   start = time.time()
-  settings = (config.eval.evaluators.one_class if "one_class" in config.eval.evaluators.keys()
-              else ml_collections.ConfigDict(dict(ONE_CLASS.defaults)))
+  settings = (
+    config.eval.evaluators.one_class
+    if "one_class" in config.eval.evaluators.keys()
+    else ml_collections.ConfigDict(dict(ONE_CLASS.defaults))
+  )
   check_one_class_settings(settings, config)
   summary = train_and_evaluate(config, workdir)
   if summary.get("preempted"):
     # A stopped run is not a result: no row is written, the sweep ends, and
     # the same command resumes this class from its checkpoint.
-    raise SystemExit(f"one-class training in {workdir} was stopped by {summary['preempted']} at step "
-                     f"{summary['final_step']}; rerun the same command to resume")
+    raise SystemExit(
+      f"one-class training in {workdir} was stopped by {summary['preempted']} at step "
+      f"{summary['final_step']}; rerun the same command to resume"
+    )
   train_seconds = time.time() - start
   eval_config = config.copy_and_resolve_references()
   with eval_config.unlocked():
     eval_config.eval.num_train_examples = -1  # every training image of the normal class
-  context = EvalContext(model=build_method(config)[2], variables=summary["state"].variables, config=eval_config,
-                        mesh=gdata.data_mesh(), splits=eval_splits(eval_config))
+  context = EvalContext(
+    model=build_method(config)[2],
+    variables=summary["state"].variables,
+    config=eval_config,
+    mesh=gdata.data_mesh(),
+    splits=eval_splits(eval_config),
+  )
   results = one_class_scores(context, settings)
   last = read_metrics(os.path.join(workdir, "train.jsonl"))[-1]
-  return (results | {"final_loss": last["loss"]}
-          | {f"train_{k}": last[k] for k in TRAIN_DIAGNOSTICS if k in last}
-          | {"train_seconds": train_seconds, "wall_seconds": time.time() - start})
+  return (
+    results
+    | {"final_loss": last["loss"]}
+    | {f"train_{k}": last[k] for k in TRAIN_DIAGNOSTICS if k in last}
+    | {"train_seconds": train_seconds, "wall_seconds": time.time() - start}
+  )
 
 
-def run_one_class(config, root: str, grid: Mapping[str, Sequence] | None = None,
-                  classes: Sequence[int] | None = None) -> dict[str, Any]:
+def run_one_class(
+  config, root: str, grid: Mapping[str, Sequence] | None = None, classes: Sequence[int] | None = None
+) -> dict[str, Any]:
   """All classes (or ``classes``) at every point of ``grid``; writes the tables."""
   if config.method != "vje":
     raise ValueError(f"the one-class scores are VJE's posterior scores; config.method={config.method!r}")
@@ -98,8 +125,17 @@ def summary_table(rows: list[dict[str, Any]], grid_fields: Sequence[str]) -> lis
   for values in points:
     point = dict(zip(grid_fields, values))
     matching = [r for r in rows if all(r[k] == v for k, v in point.items())]
-    summary.append({**point, **{f"mean_auroc_{s}": float(np.mean([r[f"auroc_{s}"] for r in matching]))
-                                for s in SCORES if f"auroc_{s}" in matching[0]}, "classes": len(matching)})
+    summary.append(
+      {
+        **point,
+        **{
+          f"mean_auroc_{s}": float(np.mean([r[f"auroc_{s}"] for r in matching]))
+          for s in SCORES
+          if f"auroc_{s}" in matching[0]
+        },
+        "classes": len(matching),
+      }
+    )
   return summary
 
 
@@ -123,19 +159,23 @@ def write_tables(rows_path: str, out: str, class_names: Sequence[str] | None = N
   if not rows or "dataset.train_classes" not in rows[0]:
     raise cli.StudyError(f"{rows_path} holds no one-class rows (no dataset.train_classes column)")
   columns = list(rows[0])
-  summary = summary_table(rows, columns[:columns.index("dataset.train_classes")])
+  summary = summary_table(rows, columns[: columns.index("dataset.train_classes")])
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "results.md"), "w") as f:
     f.write(markdown_table(rows))
   with open(os.path.join(out, "summary.md"), "w") as f:
     f.write(markdown_table(summary))
-  fields = columns[:columns.index("dataset.train_classes")]
+  fields = columns[: columns.index("dataset.train_classes")]
   varying = [f for f in fields if len({r[f] for r in rows}) > 1]
   for point in summary:
     members = [r for r in rows if all(r[f] == point[f] for f in fields)]
     name = "".join(f"{f.rpartition('.')[2]}{point[f]:g}" for f in varying) or "all"
-    plot_per_class_auroc(members, os.path.join(out, f"per_class_auroc_{name}.png"), class_names,
-                         scores=tuple(s for s in BAR_SCORES if f"auroc_{s}" in members[0]))
+    plot_per_class_auroc(
+      members,
+      os.path.join(out, f"per_class_auroc_{name}.png"),
+      class_names,
+      scores=tuple(s for s in BAR_SCORES if f"auroc_{s}" in members[0]),
+    )
   if len(fields) == 2:
     leaves = "_".join(f.rpartition(".")[2] for f in fields)
     for score in HEATMAP_SCORES:
@@ -163,20 +203,28 @@ def raw_pixel_reference(config, classes: Sequence[int] | None = None, knn_k: int
     train = flat(load_in_memory(config, "train")[0])
     is_anomaly = test_y != c
     svm = OneClassSVM(kernel="rbf", gamma="scale", nu=0.1).fit(train)
-    dist2 = (np.sum(test ** 2, 1)[:, None] - 2 * test @ train.T + np.sum(train ** 2, 1)[None, :])
+    dist2 = np.sum(test**2, 1)[:, None] - 2 * test @ train.T + np.sum(train**2, 1)[None, :]
     knn = np.mean(np.sqrt(np.maximum(np.partition(dist2, knn_k, axis=1)[:, :knn_k], 0)), axis=1)
-    rows.append({"class": int(c),
-                 "auroc_ocsvm": auroc(-svm.decision_function(test), is_anomaly),
-                 "auroc_gde": auroc(np.asarray(gaussian_density_score(train, test)), is_anomaly),
-                 f"auroc_knn{knn_k}": auroc(knn, is_anomaly)})
+    rows.append(
+      {
+        "class": int(c),
+        "auroc_ocsvm": auroc(-svm.decision_function(test), is_anomaly),
+        "auroc_gde": auroc(np.asarray(gaussian_density_score(train, test)), is_anomaly),
+        f"auroc_knn{knn_k}": auroc(knn, is_anomaly),
+      }
+    )
   return rows
 
 
 def define(values) -> None:
   flags.DEFINE_multi_string("grid", [], "field=v1,v2,... (repeatable), e.g. vje.nu=0.5,1,3", flag_values=values)
   flags.DEFINE_list("classes", None, "normal classes to run (default: all)", flag_values=values)
-  flags.DEFINE_bool("raw_pixel_reference", False, "instead of training, score raw pixels (OC-SVM, Gaussian, "
-                    "k-NN) into WORKDIR/raw_pixel_reference.md", flag_values=values)
+  flags.DEFINE_bool(
+    "raw_pixel_reference",
+    False,
+    "instead of training, score raw pixels (OC-SVM, Gaussian, k-NN) into WORKDIR/raw_pixel_reference.md",
+    flag_values=values,
+  )
 
 
 def run_study(values, config, workdir: str):
@@ -193,8 +241,7 @@ def run_study(values, config, workdir: str):
 
 
 def main() -> None:
-  cli.run_with_config(define, run_study, "Root directory of the protocol (one sub-directory per grid point and "
-                      "class).")
+  cli.run_with_config(define, run_study, "Root directory of the protocol (one sub-directory per grid point and class).")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ import numpy as np  # noqa: E402
 from gjax.data.multimodal import NOISE_STD, branch_values  # noqa: E402
 
 
-def plot_alignment_panels(train, fitted: dict, labels, contexts, out_png: str, title: str,
-                          samples_per_context: int = 40, seed: int = 0) -> None:
+def plot_alignment_panels(
+  train, fitted: dict, labels, contexts, out_png: str, title: str, samples_per_context: int = 40, seed: int = 0
+) -> None:
   """GJE Fig. 4: training pairs in grey, each method's predictive samples at a
   grid of contexts in colour, one panel per method."""
 
@@ -23,10 +24,11 @@ def plot_alignment_panels(train, fitted: dict, labels, contexts, out_png: str, t
   for ax, predictive, label in zip(np.ravel(axes), fitted.values(), labels):
     ax.scatter(train.x, train.y, s=2, c="0.75", label="data")
     samples = predictive(contexts).sample(samples_per_context, rng)
-    ax.scatter(np.repeat(contexts, samples_per_context), samples.ravel(), s=3, c="C3", alpha=0.5,
-               label="predictive samples")
+    ax.scatter(
+      np.repeat(contexts, samples_per_context), samples.ravel(), s=3, c="C3", alpha=0.5, label="predictive samples"
+    )
     ax.set_title(label, fontsize=10)
-  for ax in np.ravel(axes)[len(fitted):]:
+  for ax in np.ravel(axes)[len(fitted) :]:
     ax.axis("off")
   np.ravel(axes)[0].legend(loc="lower left", fontsize=7, markerscale=3)
   fig.suptitle(title)

@@ -56,8 +56,14 @@ from gjax.objectives.gmje_mdn import mdn_conditional_log_prob
 from studies import cli
 
 METHODS = ("jepa", "rbf", "gmje_em_k1", "gmje_em_k3", "gmje_gng", "gmje_mdn")
-LABELS = {"jepa": "JEPA (MSE predictor)", "rbf": "RBF kernel regression", "gmje_em_k1": "GMJE-EM K=1 (GJE)",
-          "gmje_em_k3": "GMJE-EM K=3", "gmje_gng": "GMJE-GNG", "gmje_mdn": "GMJE-MDN"}
+LABELS = {
+  "jepa": "JEPA (MSE predictor)",
+  "rbf": "RBF kernel regression",
+  "gmje_em_k1": "GMJE-EM K=1 (GJE)",
+  "gmje_em_k3": "GMJE-EM K=3",
+  "gmje_gng": "GMJE-GNG",
+  "gmje_mdn": "GMJE-MDN",
+}
 COVER_RADIUS = 3 * NOISE_STD
 
 
@@ -112,27 +118,34 @@ def fit_jepa(x, y, seed, steps: int = 2000):
   params = net.init(jax.random.PRNGKey(seed), xs, train=False)
   mse = lambda p: jnp.mean(jnp.square(net.apply(p, xs, train=False)[:, 0] - ys))
   params, residual = _adam_fit(mse, params, steps, 1e-2)
-  return lambda xq: Predictive(np.zeros((len(xq), 1)),
-                               np.asarray(net.apply(params, jnp.asarray(xq, jnp.float32)[:, None], train=False),
-                                          np.float64), np.full((len(xq), 1), residual))
+  return lambda xq: Predictive(
+    np.zeros((len(xq), 1)),
+    np.asarray(net.apply(params, jnp.asarray(xq, jnp.float32)[:, None], train=False), np.float64),
+    np.full((len(xq), 1), residual),
+  )
 
 
 def fit_rbf(x, y, seed, lengthscale: float = 0.2, ridge: float = 1e-2):
   del seed
-  kernel = lambda a, b: np.exp(-0.5 * (a[:, None] - b[None, :]) ** 2 / lengthscale ** 2)
+  kernel = lambda a, b: np.exp(-0.5 * (a[:, None] - b[None, :]) ** 2 / lengthscale**2)
   alpha = np.linalg.solve(kernel(x, x) + ridge * np.eye(len(x)), y)
   residual = float(np.mean((kernel(x, x) @ alpha - y) ** 2))
-  return lambda xq: Predictive(np.zeros((len(xq), 1)), (kernel(np.asarray(xq), x) @ alpha)[:, None],
-                               np.full((len(xq), 1), residual))
+  return lambda xq: Predictive(
+    np.zeros((len(xq), 1)), (kernel(np.asarray(xq), x) @ alpha)[:, None], np.full((len(xq), 1), residual)
+  )
 
 
 def _conditional(logits, means, cov, covariance_type):
   def predict(xq):
     cond = gm.mixture_conditional(jnp.asarray(xq, jnp.float32)[:, None], logits, means, cov, 1, covariance_type)
     var = np.asarray(cond.cov, np.float64)
-    var = (var[:, 0, 0] ** 2 if covariance_type == "full" else var.reshape(var.shape[0], -1)[:, 0])
-    return Predictive(np.asarray(cond.logits, np.float64), np.asarray(cond.means, np.float64)[..., 0],
-                      np.broadcast_to(var, (len(xq), var.shape[0])).copy())
+    var = var[:, 0, 0] ** 2 if covariance_type == "full" else var.reshape(var.shape[0], -1)[:, 0]
+    return Predictive(
+      np.asarray(cond.logits, np.float64),
+      np.asarray(cond.means, np.float64)[..., 0],
+      np.broadcast_to(var, (len(xq), var.shape[0])).copy(),
+    )
+
   return predict
 
 
@@ -149,8 +162,9 @@ def fit_gmje_em(x, y, seed, k: int, steps: int = 1500, batch: int = 256):
   u = np.stack([x, y], -1).astype(np.float32)
   rng = np.random.default_rng(seed)
   cov0 = np.linalg.cholesky(np.cov(u.T) + 1e-3 * np.eye(2)).astype(np.float32)
-  params = gm.MixtureParams(jnp.zeros(k), jnp.asarray(_kmeans(u, k, rng), jnp.float32),
-                            jnp.broadcast_to(jnp.asarray(cov0), (k, 2, 2)))
+  params = gm.MixtureParams(
+    jnp.zeros(k), jnp.asarray(_kmeans(u, k, rng), jnp.float32), jnp.broadcast_to(jnp.asarray(cov0), (k, 2, 2))
+  )
   stats, _ = gm.mixture_statistics(jnp.asarray(u), *params, "full")
   step = jax.jit(lambda b, s, p, r: gm.online_em_step(b, s, p, "full", r, cov_floor=1e-4))
   for t in range(steps):
@@ -184,17 +198,23 @@ def fit_gmje_mdn(x, y, seed, k: int = 3, steps: int = 3000):
 
   def predict(xq):
     out = net.apply(params, jnp.asarray(xq, jnp.float32)[:, None])
-    return Predictive(np.asarray(out["mdn_logits"], np.float64), np.asarray(out["mdn_means"], np.float64)[..., 0],
-                      np.asarray(out["mdn_var"], np.float64)[..., 0])
+    return Predictive(
+      np.asarray(out["mdn_logits"], np.float64),
+      np.asarray(out["mdn_means"], np.float64)[..., 0],
+      np.asarray(out["mdn_var"], np.float64)[..., 0],
+    )
+
   predict.network = (net, params)
   return predict
 
 
 FITTERS: dict[str, Fitter] = {
-    "jepa": fit_jepa, "rbf": fit_rbf,
-    "gmje_em_k1": lambda x, y, s: fit_gmje_em(x, y, s, 1),
-    "gmje_em_k3": lambda x, y, s: fit_gmje_em(x, y, s, 3),
-    "gmje_gng": fit_gmje_gng, "gmje_mdn": fit_gmje_mdn,
+  "jepa": fit_jepa,
+  "rbf": fit_rbf,
+  "gmje_em_k1": lambda x, y, s: fit_gmje_em(x, y, s, 1),
+  "gmje_em_k3": lambda x, y, s: fit_gmje_em(x, y, s, 3),
+  "gmje_gng": fit_gmje_gng,
+  "gmje_mdn": fit_gmje_mdn,
 }
 
 
@@ -204,22 +224,35 @@ def energy_distance_1d(a: np.ndarray, b: np.ndarray) -> float:
   return float(2 * cross - np.mean(np.abs(a[:, None] - a[None, :])) - np.mean(np.abs(b[:, None] - b[None, :])))
 
 
-def predictive_metrics(name: str, predictive: Callable[[np.ndarray], Predictive], test, contexts: np.ndarray,
-                       rng: np.random.Generator, num_samples: int = 400) -> dict[str, float]:
+def predictive_metrics(
+  name: str,
+  predictive: Callable[[np.ndarray], Predictive],
+  test,
+  contexts: np.ndarray,
+  rng: np.random.Generator,
+  num_samples: int = 400,
+) -> dict[str, float]:
   samples = predictive(contexts).sample(num_samples, rng)
   truth = sample_true_conditional(name, contexts, num_samples, rng)
   distance = np.abs(samples[:, :, None] - branch_values(name, contexts)[:, None, :])  # [G, S, branches]
   near = distance < COVER_RADIUS
   return {
-      "test_nll": float(-np.mean(predictive(test.x).log_prob(test.y))),
-      "energy_distance": float(np.mean([energy_distance_1d(s, t) for s, t in zip(samples, truth)])),
-      "coverage": float(np.mean(near.mean(axis=1) >= 0.1)),
-      "precision": float(np.mean(near.any(axis=-1))),
+    "test_nll": float(-np.mean(predictive(test.x).log_prob(test.y))),
+    "energy_distance": float(np.mean([energy_distance_1d(s, t) for s, t in zip(samples, truth)])),
+    "coverage": float(np.mean(near.mean(axis=1) >= 0.1)),
+    "precision": float(np.mean(near.any(axis=-1))),
   }
 
 
-def run(out_dir: str, datasets=("A", "B", "C"), methods=METHODS, num_train: int = 3000, num_test: int = 2000,
-        seed: int = 0, plot: bool = True) -> list[dict]:
+def run(
+  out_dir: str,
+  datasets=("A", "B", "C"),
+  methods=METHODS,
+  num_train: int = 3000,
+  num_test: int = 2000,
+  seed: int = 0,
+  plot: bool = True,
+) -> list[dict]:
   os.makedirs(out_dir, exist_ok=True)
   rows = []
   contexts = np.linspace(-0.95, 0.95, 39)
@@ -230,16 +263,28 @@ def run(out_dir: str, datasets=("A", "B", "C"), methods=METHODS, num_train: int 
       start = time.time()
       fitted[method] = FITTERS[method](train.x, train.y, seed)
       seconds = time.time() - start
-      row = {"dataset": name, "method": method, "fit_seconds": round(seconds, 2),
-             **predictive_metrics(name, fitted[method], test, contexts, np.random.default_rng(seed + 2))}
+      row = {
+        "dataset": name,
+        "method": method,
+        "fit_seconds": round(seconds, 2),
+        **predictive_metrics(name, fitted[method], test, contexts, np.random.default_rng(seed + 2)),
+      }
       rows.append(row)
       print(json.dumps(row), flush=True)
-    rows.append({"dataset": name, "method": "true", "test_nll": float(-np.mean(
-        true_conditional_log_prob(name, test.x, test.y)))})
+    rows.append(
+      {"dataset": name, "method": "true", "test_nll": float(-np.mean(true_conditional_log_prob(name, test.x, test.y)))}
+    )
     if plot:
       from studies.synthetic_alignment.plots import plot_alignment_panels, plot_mdn_routing
-      plot_alignment_panels(train, fitted, [LABELS[m] for m in methods], contexts,
-                            os.path.join(out_dir, f"fig4_dataset_{name}.png"), f"Data set {name}: {NAMES[name]}")
+
+      plot_alignment_panels(
+        train,
+        fitted,
+        [LABELS[m] for m in methods],
+        contexts,
+        os.path.join(out_dir, f"fig4_dataset_{name}.png"),
+        f"Data set {name}: {NAMES[name]}",
+      )
       if "gmje_mdn" in fitted:
         plot_mdn_routing(name, fitted["gmje_mdn"], os.path.join(out_dir, f"fig5_mdn_routing_{name}.png"))
   with open(os.path.join(out_dir, "results.jsonl"), "w") as f:
@@ -251,14 +296,18 @@ def run(out_dir: str, datasets=("A", "B", "C"), methods=METHODS, num_train: int 
 
 
 def markdown_table(rows: list[dict]) -> str:
-  lines = ["| data set | method | held-out NLL | energy distance | branch coverage | precision | fit s |",
-           "|---|---|---|---|---|---|---|"]
+  lines = [
+    "| data set | method | held-out NLL | energy distance | branch coverage | precision | fit s |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for r in rows:
     if r["method"] == "true":
       lines.append(f"| {r['dataset']} | generating process | {r['test_nll']:.3f} | 0 | 1 | 1 | |")
       continue
-    lines.append(f"| {r['dataset']} | {LABELS[r['method']]} | {r['test_nll']:.3f} | {r['energy_distance']:.4f} | "
-                 f"{r['coverage']:.2f} | {r['precision']:.2f} | {r['fit_seconds']:.1f} |")
+    lines.append(
+      f"| {r['dataset']} | {LABELS[r['method']]} | {r['test_nll']:.3f} | {r['energy_distance']:.4f} | "
+      f"{r['coverage']:.2f} | {r['precision']:.2f} | {r['fit_seconds']:.1f} |"
+    )
   return "\n".join(lines) + "\n"
 
 
@@ -268,8 +317,9 @@ def define(values) -> None:
   flags.DEFINE_list("methods", list(METHODS), f"methods, of {list(METHODS)}", flag_values=values)
   flags.DEFINE_integer("num_train", 3000, "training pairs per data set", flag_values=values)
   flags.DEFINE_integer("seed", 0, "of the data, the fits and the samples", flag_values=values)
-  flags.DEFINE_string("rows", "", "instead of fitting: the results.jsonl whose table is written to "
-                      "<out>/results.md", flag_values=values)
+  flags.DEFINE_string(
+    "rows", "", "instead of fitting: the results.jsonl whose table is written to <out>/results.md", flag_values=values
+  )
   flags.mark_flag_as_required("out", flag_values=values)
 
 

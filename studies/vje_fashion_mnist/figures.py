@@ -25,22 +25,30 @@ def write_figures(train_rows: str, eval_rows: str, out: str) -> None:
   ``knn_over_training.png`` (from ``eval_rows``, an eval.jsonl) into ``out``."""
   os.makedirs(out, exist_ok=True)
   plot_training_curves(train_rows, os.path.join(out, "training_curves.png"), TITLE)
-  plot_knn_over_training({"VJE": eval_rows}, os.path.join(out, "knn_over_training.png"), KNN_METRICS,
-                         every_metric=True)
+  plot_knn_over_training({"VJE": eval_rows}, os.path.join(out, "knn_over_training.png"), KNN_METRICS, every_metric=True)
 
 
 def define(values) -> None:
-  flags.DEFINE_string("train_rows", "results/vje_fashion_mnist/train.jsonl", "the 10-epoch run's train.jsonl",
-                      flag_values=values)
-  flags.DEFINE_string("eval_rows", "results/compare_fashion_mnist/vje_eval.jsonl", "the same-budget run's "
-                      "eval.jsonl (k-NN after every epoch)", flag_values=values)
+  flags.DEFINE_string(
+    "train_rows", "results/vje_fashion_mnist/train.jsonl", "the 10-epoch run's train.jsonl", flag_values=values
+  )
+  flags.DEFINE_string(
+    "eval_rows",
+    "results/compare_fashion_mnist/vje_eval.jsonl",
+    "the same-budget run's eval.jsonl (k-NN after every epoch)",
+    flag_values=values,
+  )
   flags.DEFINE_string("out", None, "where the PNGs go", flag_values=values)
   flags.mark_flag_as_required("out", flag_values=values)
 
 
 def main(argv=None):
-  return cli.run("studies.vje_fashion_mnist.figures", define,
-                 lambda values: write_figures(values.train_rows, values.eval_rows, values.out), argv)
+  return cli.run(
+    "studies.vje_fashion_mnist.figures",
+    define,
+    lambda values: write_figures(values.train_rows, values.eval_rows, values.out),
+    argv,
+  )
 
 
 if __name__ == "__main__":
