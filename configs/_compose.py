@@ -7,8 +7,9 @@ settings; its commands keep working); the baselines take their published heads
 (``configs/_baselines.py``); any other method, a one-file method of your own
 included (``module=`` imports the module that registers it first), starts from
 its registered defaults on the data set's shared recipe. ``evaluators=``
-sets which evaluators the run has (e.g. ``knn+sampling``, then
-``--config.eval.online_evaluators="('knn','sampling')"`` runs the sampling
+sets which evaluators the run has (e.g. ``knn+sampling``; the recipe's
+evaluation during training keeps those of its online evaluators that are
+among them, and ``--config.eval.online_evaluators="('knn','sampling')"`` runs the sampling
 comparison during training).
 """
 
@@ -58,6 +59,8 @@ def compose(dataset: str, spec: str, generic, baseline):
     config = generic(method, variant)
   if args["evaluators"]:
     config.eval.evaluators = with_evaluators(config.eval.evaluators, args["evaluators"].split("+"))
+    # The recipe's evaluation during training keeps those of its evaluators that were chosen.
+    config.eval.online_evaluators = tuple(n for n in config.eval.online_evaluators if n in config.eval.evaluators)
   return config
 
 

@@ -136,6 +136,8 @@ def test_a_composed_config_chooses_its_evaluators():
   composed = importlib.import_module("configs.fashion_mnist")
   config = composed.get_config("method=gje,variant=compare,evaluators=knn+sampling")
   assert sorted(config.eval.evaluators.keys()) == ["knn", "sampling"]
+  assert config.eval.online_evaluators == ("knn",)  # the recipe's ("knn", "posterior"), among the chosen
+  validate_config(config, num_devices=8)
   assert config.eval.evaluators.sampling.num_examples == 2000
   with config.unlocked():
     config.eval.online_evaluators = ("knn", "sampling")
