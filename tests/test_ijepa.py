@@ -134,7 +134,8 @@ def ijepa_config(**overrides):
   """A tiny I-JEPA run: the one-block ViT on 32 x 32 synthetic images (8 x 8 patches), a 1-block predictor."""
   return tiny_config(method="ijepa", **{
       "model.encoder": "vit_smoke", "model.width_multiplier": 1.0, "dataset.synthetic_image_size": 32, "ijepa.predictor_dim": 16,
-      "ijepa.predictor_depth": 1, "ijepa.predictor_heads": 2, "ijepa.num_components": 2, **overrides})
+      "ijepa.predictor_depth": 1, "ijepa.predictor_heads": 2, "ijepa.num_components": 2,
+      "optim.grad_clip_norm": 1.0, **overrides})  # as configs/ijepa_fashion_mnist.py (the mixture's NLL gradients)
 
 
 def _steps(config, devices, num_steps, max_traces=None):

@@ -18,7 +18,9 @@ position of each target patch; the concatenation through pre-norm Transformer
 blocks; the mask tokens' outputs mapped back to the encoder's width. With
 ``num_components > 0`` it outputs instead, per target patch, a K-component
 diagonal Gaussian mixture over the target representation (GMJE-MDN's
-conditional mixture, GJE paper Fig. 3, applied per patch).
+conditional mixture, GJE paper Fig. 3, applied per patch): mixing logits, means
+(a shared centre plus per-component offsets that start apart) and variances
+(``softplus + 1e-6``).
 """
 
 from __future__ import annotations
@@ -79,8 +81,16 @@ class IJEPAPredictor(nn.Module):
       return {"prediction": dense(d, "proj")(h).astype(jnp.float32)}
     k = self.num_components
     logits = dense(k, "logits_head", nn.initializers.zeros)(h).astype(jnp.float32)
-    means = dense(k * d, "means_head")(h).astype(jnp.float32).reshape(b, m, nt, k, d)
-    raw = dense(k * d, "var_head")(h).astype(jnp.float32).reshape(b, m, nt, k, d)
+    # Each component's mean is a shared centre plus its own offset; the offsets start O(1) apart
+    # (LeCun-normal on the normalised features, as GMJE-MDN's head) so the components do not start as one.
+    centre = dense(d, "proj")(h).astype(jnp.float32)
+    offsets = dense(k * d, "means_head", nn.initializers.lecun_normal())(h).astype(jnp.float32)
+    means = centre[..., None, :] + offsets.reshape(b, m, nt, k, d)
+    # Variances start small (softplus(-3) = 0.049 against unit-variance targets), so each component first
+    # takes the targets nearest it rather than one broad component covering several modes.
+    raw = nn.Dense(k * d, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=dense_init,
+                   bias_init=nn.initializers.constant(-3.0), name="var_head")(h)
+    raw = raw.astype(jnp.float32).reshape(b, m, nt, k, d)
     return {"logits": logits, "means": means, "var": softplus_variance(raw)}
 
 

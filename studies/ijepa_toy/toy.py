@@ -7,12 +7,14 @@ towards conditional averages" in multi-modal inverse problems), where I-JEPA
 predicts (Assran et al. 2023): from one context block, the representations of
 M target blocks. Per image, a content vector ``c ~ N(0, I_D)``; each context
 token is ``c + σε``; each target block ``m`` carries a hidden sign ``s_m = ±1``
-(a fair coin the context never sees), and its patch ``j`` has the token ``c +
-s_m μ_j + σε``, ``μ_j = a (cos 2π col_j / W, sin 2π col_j / W, 0, ...)`` (the
-offset depends on the patch's position, so the predictor must read its mask
-tokens' positions). Given the context, each target is the two-mode mixture
-``½ N(c + μ_j, σ²I) + ½ N(c - μ_j, σ²I)``: the squared loss's minimiser is
-its mean ``c``, a point no target ever takes (``a`` from either mode).
+(a fair coin the context never sees), and its patches have the tokens ``c +
+s_m μ + σε``, ``μ = a e_1``. Given the context, each target is the two-mode
+mixture ``½ N(c + μ, σ²I) + ½ N(c - μ, σ²I)``: the squared loss's minimiser
+is its mean ``c``, a point no target ever takes (``a`` from either mode).
+(A first version with a position-dependent ``μ_j = a (cos 2π col_j / W, sin
+2π col_j / W, 0, ...)`` left the mixture short of the modes after 1500 steps,
+mode error 1.63: the predictor had not learnt the offsets' dependence on the
+position by then; the constant offset isolates the question asked here.)
 
 The masks are gjax's multi-block sampler on an 8 x 8 patch grid (4 target blocks,
 16 context patches, 12 patches per target block), the predictor
@@ -23,7 +25,7 @@ this checks what each predictor learns for a fixed multi-modal target.
 
 Command (writes ``results.md`` beside this file)::
 
-  python -m studies.ijepa_toy.toy --steps=1500 --seeds=0,1,2
+  python -m studies.ijepa_toy.toy --steps=1000 --seeds=0,1,2
 """
 
 from __future__ import annotations
@@ -52,10 +54,8 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.md")
 
 
 def mode_offsets(target_indices: jax.Array) -> jax.Array:
-  """``μ_j [..., D]`` of patch indices ``[...]``: ``a (cos 2π col / W, sin 2π col / W, 0, ...)``."""
-  angle = 2.0 * math.pi * (target_indices % GRID[1]) / GRID[1]
-  mu = jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1) * OFFSET
-  return jnp.concatenate([mu, jnp.zeros(mu.shape[:-1] + (DIM - 2,))], axis=-1)
+  """``μ_j [..., D]`` of patch indices ``[...]``: ``a e_1`` for every patch."""
+  return jnp.broadcast_to(jnp.eye(DIM)[0] * OFFSET, target_indices.shape + (DIM,))
 
 
 def sample_batch(key: jax.Array, batch: int, masks: MultiBlockMasks):
@@ -152,7 +152,7 @@ def evaluate(loss: str, params, outputs_of, seed: int, num_images: int = 2048):
 def define(values) -> None:
   from absl import flags
 
-  flags.DEFINE_integer("steps", 1500, "Adam steps per predictor", flag_values=values)
+  flags.DEFINE_integer("steps", 1000, "Adam steps per predictor", flag_values=values)
   flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds (one run of each predictor per seed)", flag_values=values)
   flags.DEFINE_integer("num_components", 4, "K of the mixture predictor", flag_values=values)
   flags.DEFINE_string("output", RESULTS, "the markdown table written", flag_values=values)
@@ -179,7 +179,7 @@ def write_table(rows, values) -> None:
   lines = [
       "# I-JEPA predictor on a multi-modal masked-prediction toy", "",
       f"Command: `{command}` (CPU, {jax.__version__=}; wall seconds per run measured under load).", "",
-      f"Each target patch is `c ± μ_j` with a hidden fair sign per target block (|μ_j| = {OFFSET}, so the two modes "
+      f"Each target patch is `c ± μ` with a hidden fair sign per target block (|μ| = {OFFSET}, so the two modes "
       f"are {2 * OFFSET} apart; σ = {NOISE}); the context gives `c`. Held-out 2048 images, "
       f"{MultiBlockMasks().num_targets} target blocks of {MultiBlockMasks().num_target_patches(GRID)} patches each "
       f"on an {GRID[0]}x{GRID[1]} grid. `point`: the L2 predictor's output, or the mixture's heaviest component "
