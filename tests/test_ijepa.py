@@ -45,8 +45,9 @@ def test_masks_have_fixed_counts_no_overlap_and_lie_in_their_blocks(grid):
   nc, nt, n = masks.num_context_patches(grid), masks.num_target_patches(grid), grid[0] * grid[1]
   shapes = {tuple(s) for s in masks.target_shapes(grid).tolist()}
   chex.clear_trace_counter()
-  sample = jax.jit(chex.assert_max_traces(
-      lambda key: sample_multiblock_masks(key, 32, grid, masks, with_blocks=True), n=1))
+  sample = jax.jit(
+    chex.assert_max_traces(lambda key: sample_multiblock_masks(key, 32, grid, masks, with_blocks=True), n=1)
+  )
   for seed in range(3):  # new keys, one trace: the shapes never change
     context, targets, blocks = map(np.asarray, sample(jax.random.PRNGKey(seed)))
     assert context.shape == (32, nc) and targets.shape == (32, 4, nt) and blocks.shape == (32, 4, n)
@@ -90,13 +91,16 @@ def test_predictor_shapes_and_blocks_are_predicted_independently():
 def _outputs(rng, k=2, d=4):
   keys = jax.random.split(rng, 6)
   shape = (3, 2, 5)
-  return {"ijepa_target": jax.random.normal(keys[0], shape + (d,)),
-          "ijepa_prediction": jax.random.normal(keys[1], shape + (d,)) * 2.0,
-          "ijepa_logits": jax.random.normal(keys[2], shape + (k,)),
-          "ijepa_means": jax.random.normal(keys[3], shape + (k, d)),
-          "ijepa_var": jnp.exp(jax.random.normal(keys[4], shape + (k, d))),
-          "context_tokens": jax.random.normal(keys[5], (3, 7, d)),
-          "z_1": jax.random.normal(keys[5], (3, d)), "z_2": jax.random.normal(keys[4], (3, d))}
+  return {
+    "ijepa_target": jax.random.normal(keys[0], shape + (d,)),
+    "ijepa_prediction": jax.random.normal(keys[1], shape + (d,)) * 2.0,
+    "ijepa_logits": jax.random.normal(keys[2], shape + (k,)),
+    "ijepa_means": jax.random.normal(keys[3], shape + (k, d)),
+    "ijepa_var": jnp.exp(jax.random.normal(keys[4], shape + (k, d))),
+    "context_tokens": jax.random.normal(keys[5], (3, 7, d)),
+    "z_1": jax.random.normal(keys[5], (3, d)),
+    "z_2": jax.random.normal(keys[4], (3, d)),
+  }
 
 
 def _set(section, changes):
@@ -110,13 +114,14 @@ def test_losses_against_numpy():
   out = _outputs(jax.random.PRNGKey(0))
   diff = np.asarray(out["ijepa_prediction"] - out["ijepa_target"], np.float64)
   l2, _ = loss_fn(out, jax.random.PRNGKey(1), _set(config_lib.base_config("ijepa").ijepa, {"predictor_loss": "l2"}))
-  np.testing.assert_allclose(l2, np.mean(diff ** 2), rtol=1e-5)
-  huber, _ = loss_fn(out, jax.random.PRNGKey(1), _set(config_lib.base_config("ijepa").ijepa,
-                                                       {"predictor_loss": "smooth_l1"}))
-  np.testing.assert_allclose(huber, np.mean(np.where(np.abs(diff) < 1, 0.5 * diff ** 2, np.abs(diff) - 0.5)),
-                             rtol=1e-5)
-  mdn, metrics = loss_fn(out, jax.random.PRNGKey(1), _set(config_lib.base_config("ijepa").ijepa,
-                                                          {"predictor_loss": "mdn"}))
+  np.testing.assert_allclose(l2, np.mean(diff**2), rtol=1e-5)
+  huber, _ = loss_fn(
+    out, jax.random.PRNGKey(1), _set(config_lib.base_config("ijepa").ijepa, {"predictor_loss": "smooth_l1"})
+  )
+  np.testing.assert_allclose(huber, np.mean(np.where(np.abs(diff) < 1, 0.5 * diff**2, np.abs(diff) - 0.5)), rtol=1e-5)
+  mdn, metrics = loss_fn(
+    out, jax.random.PRNGKey(1), _set(config_lib.base_config("ijepa").ijepa, {"predictor_loss": "mdn"})
+  )
   t = np.asarray(out["ijepa_target"], np.float64)[..., None, :]
   m, v = np.asarray(out["ijepa_means"], np.float64), np.asarray(out["ijepa_var"], np.float64)
   logits = np.asarray(out["ijepa_logits"], np.float64)
@@ -125,17 +130,30 @@ def test_losses_against_numpy():
   expected = -np.mean(np.log(np.sum(np.exp(log_w + log_n), -1)))
   np.testing.assert_allclose(mdn, expected, rtol=1e-5)
   assert "marginal" not in metrics
-  with_marginal, metrics = loss_fn(out, jax.random.PRNGKey(1), _set(config_lib.base_config("ijepa").ijepa,
-                                                                    {"predictor_loss": "mdn", "marginal_weight": 2.0}))
+  with_marginal, metrics = loss_fn(
+    out,
+    jax.random.PRNGKey(1),
+    _set(config_lib.base_config("ijepa").ijepa, {"predictor_loss": "mdn", "marginal_weight": 2.0}),
+  )
   np.testing.assert_allclose(with_marginal, mdn + 2.0 * metrics["marginal"], rtol=1e-5)
 
 
 def ijepa_config(**overrides):
   """A tiny I-JEPA run: the one-block ViT on 32 x 32 synthetic images (8 x 8 patches), a 1-block predictor."""
-  return tiny_config(method="ijepa", **{
-      "model.encoder": "vit_smoke", "model.width_multiplier": 1.0, "dataset.synthetic_image_size": 32, "ijepa.predictor_dim": 16,
-      "ijepa.predictor_depth": 1, "ijepa.predictor_heads": 2, "ijepa.num_components": 2,
-      "optim.grad_clip_norm": 1.0, **overrides})  # as configs/ijepa_fashion_mnist.py (the mixture's NLL gradients)
+  return tiny_config(
+    method="ijepa",
+    **{
+      "model.encoder": "vit_smoke",
+      "model.width_multiplier": 1.0,
+      "dataset.synthetic_image_size": 32,
+      "ijepa.predictor_dim": 16,
+      "ijepa.predictor_depth": 1,
+      "ijepa.predictor_heads": 2,
+      "ijepa.num_components": 2,
+      "optim.grad_clip_norm": 1.0,
+      **overrides,
+    },
+  )  # as configs/ijepa_fashion_mnist.py (the mixture's NLL gradients)
 
 
 def _steps(config, devices, num_steps, max_traces=None):
@@ -145,8 +163,14 @@ def _steps(config, devices, num_steps, max_traces=None):
   if max_traces is not None:
     objective = dataclasses.replace(objective, loss_fn=chex.assert_max_traces(objective.loss_fn, n=max_traces))
   tx, _ = make_optimizer(config, train_input.steps_per_epoch, 10)
-  state = create_train_state(jax.random.PRNGKey(0), model, tx, train_input.image_shape,
-                             gdata.replicated_sharding(mesh), with_target=objective.uses_target(hparams))
+  state = create_train_state(
+    jax.random.PRNGKey(0),
+    model,
+    tx,
+    train_input.image_shape,
+    gdata.replicated_sharding(mesh),
+    with_target=objective.uses_target(hparams),
+  )
   step = make_train_step(model, objective, hparams, tx, train_input.augment, jax.random.PRNGKey(1), mesh, 10)
   batches = train_input.batches(0)
   metrics = []
@@ -168,8 +192,10 @@ def test_ijepa_step_compiles_once_and_8_devices_match_1(loss):
   chex.assert_trees_all_close(state_8.params, state_1.params, rtol=1e-4, atol=1e-5)
   chex.assert_trees_all_close(state_8.target_params, state_1.target_params, rtol=1e-4, atol=1e-5)
   # The target follows the online parameters by EMA: it moved, but not as far.
-  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(state_8.target_params),
-                                                      jax.tree_util.tree_leaves(state_8.params)))
+  assert not all(
+    np.array_equal(a, b)
+    for a, b in zip(jax.tree_util.tree_leaves(state_8.target_params), jax.tree_util.tree_leaves(state_8.params))
+  )
 
 
 def test_ijepa_kill_and_resume_is_bitwise(tmp_path):
@@ -183,14 +209,17 @@ def test_ijepa_kill_and_resume_is_bitwise(tmp_path):
     jax.tree_util.tree_map(np.testing.assert_array_equal, getattr(a, field), getattr(b, field))
 
 
-@pytest.mark.parametrize("field,value,message", [
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
     ("model.encoder", "resnet10", r"config\.model\.encoder='resnet10' is invalid: I-JEPA needs a mean-pooled ViT"),
     ("model.encoder", "vit_smoke_cls", r"config\.model\.encoder='vit_smoke_cls' is invalid"),
     ("ijepa.predictor_loss", "l1", r"config\.ijepa\.predictor_loss='l1'"),
     ("ijepa.predictor_heads", 3, r"config\.ijepa\.predictor_heads=3 is invalid: must be >= 1 and divide"),
     ("ijepa.target_scale", (0.3, 0.2), r"config\.ijepa mask settings are invalid: target_scale=\(0\.3, 0\.2\)"),
     ("model.projector", True, r"config\.model\.projector=True is invalid: I-JEPA has no projector"),
-])
+  ],
+)
 def test_bad_ijepa_settings_are_named(field, value, message):
   with pytest.raises(ValueError, match=message):
     config_lib.validate_config(ijepa_config(**{field: value}), 8)

@@ -14,8 +14,14 @@ import pytest
 import scipy.special
 
 from gjax.models.encoders import build_encoder, embedding_dim
-from gjax.models.vit import (VIT_SIZES, DropPath, TransformerBlock, VisionTransformer, build_vit,
-                             sincos_position_embedding)
+from gjax.models.vit import (
+  VIT_SIZES,
+  DropPath,
+  TransformerBlock,
+  VisionTransformer,
+  build_vit,
+  sincos_position_embedding,
+)
 from gjax.train import config as config_lib
 from gjax.train import train_and_evaluate
 from tests.test_train import _one_step, tiny_config
@@ -30,8 +36,9 @@ def abstract_params(model, image_side: int, channels: int = 3):
   return jax.eval_shape(lambda r, images: model.init(r, images, train=False), jax.random.PRNGKey(0), x)["params"]
 
 
-def closed_form_vit_params(dim: int, depth: int, patch: int, image_side: int, channels: int = 3,
-                           mlp_ratio: int = 4) -> int:
+def closed_form_vit_params(
+  dim: int, depth: int, patch: int, image_side: int, channels: int = 3, mlp_ratio: int = 4
+) -> int:
   """Parameters of a ViT backbone with CLS token and learned positions, from its dims:
   patch embedding ``p²CD + D``, positions ``(N + 1) D``, CLS ``D``, per block two
   LayerNorms ``4D``, q/k/v/out ``4D² + 4D``, MLP ``2 r D² + r D + D``, final LayerNorm ``2D``."""
@@ -85,8 +92,9 @@ def test_patch_indices_gather_the_position_encoded_tokens():
   full = model.apply(variables, x, train=False, return_tokens=True)
   indices = jnp.array([[3, 0, 15], [9, 9, 2]])
   subset = model.apply(variables, x, train=False, patch_indices=indices, return_tokens=True)
-  np.testing.assert_allclose(subset, np.take_along_axis(np.asarray(full), np.asarray(indices)[..., None], 1),
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    subset, np.take_along_axis(np.asarray(full), np.asarray(indices)[..., None], 1), rtol=1e-6, atol=1e-6
+  )
 
 
 def numpy_layer_norm(x, scale, bias, eps=1e-6):
@@ -119,8 +127,9 @@ def test_one_block_matches_a_numpy_reimplementation():
   # Non-trivial norms and biases so that every parameter matters.
   params = jax.tree_util.tree_map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(a.size), a.shape), params)
   out = block.apply({"params": params}, x, train=False)
-  expected = numpy_block(np.asarray(x, np.float64),
-                         jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params), 4)
+  expected = numpy_block(
+    np.asarray(x, np.float64), jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params), 4
+  )
   np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5)
 
 
@@ -134,9 +143,12 @@ def test_sincos_table_matches_the_formula():
       for k in range(quarter):
         omega = 10000.0 ** (-k / quarter)
         row = table[r * cols + c]
-        np.testing.assert_allclose(row[[k, quarter + k, 2 * quarter + k, 3 * quarter + k]],
-                                   [math.sin(c * omega), math.cos(c * omega), math.sin(r * omega),
-                                    math.cos(r * omega)], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+          row[[k, quarter + k, 2 * quarter + k, 3 * quarter + k]],
+          [math.sin(c * omega), math.cos(c * omega), math.sin(r * omega), math.cos(r * omega)],
+          rtol=1e-6,
+          atol=1e-6,
+        )
   with pytest.raises(ValueError, match="divisible by 4, got 18"):
     sincos_position_embedding(18, 2, 2)
 
@@ -161,8 +173,7 @@ def test_drop_path_is_the_identity_at_eval_and_drops_whole_examples_in_training(
 
 def vit_config(method: str, **overrides):
   """``tests.test_train.tiny_config`` with the one-block ViT (16 x 16 synthetic images: 4 x 4 patches)."""
-  return tiny_config(method=method, **{"model.encoder": "vit_smoke", "model.width_multiplier": 1.0,
-                                       **overrides})
+  return tiny_config(method=method, **{"model.encoder": "vit_smoke", "model.width_multiplier": 1.0, **overrides})
 
 
 #: GMJE's full-covariance mixture on an 8-dimensional projection (its 16-image batch would leave the
@@ -170,8 +181,11 @@ def vit_config(method: str, **overrides):
 #: barrier still amplify float32 summation order, which differs between 8 devices and 1: one parameter
 #: in 32 differed by 1.2e-5 (7e-4 relative) at 1e-5, so its tolerance is 1e-4; a per-device statistic
 #: where a global one belongs would differ by the update itself (~1e-2).
-METHOD_SETTINGS = {"vje": ({}, 1e-5), "vicreg": ({}, 1e-5),
-                   "gmje": ({"model.projector": True, "model.projector_dim": 8, "model.projector_hidden": 16}, 1e-4)}
+METHOD_SETTINGS = {
+  "vje": ({}, 1e-5),
+  "vicreg": ({}, 1e-5),
+  "gmje": ({"model.projector": True, "model.projector_dim": 8, "model.projector_hidden": 16}, 1e-4),
+}
 
 
 @pytest.mark.parametrize("method", sorted(METHOD_SETTINGS))

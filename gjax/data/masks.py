@@ -61,27 +61,38 @@ class MultiBlockMasks:
 
   def num_context_patches(self, grid: tuple[int, int]) -> int:
     """Patches kept in the context: the fewest any context block keeps once M target blocks are removed."""
-    fewest = int(np.min(np.prod(self.context_shapes(grid), axis=1))
-                 - self.num_targets * np.max(np.prod(self.target_shapes(grid), axis=1)))
+    fewest = int(
+      np.min(np.prod(self.context_shapes(grid), axis=1))
+      - self.num_targets * np.max(np.prod(self.target_shapes(grid), axis=1))
+    )
     if fewest < 1:
-      raise ValueError(f"on a {grid[0]}x{grid[1]} patch grid, {self.num_targets} target blocks of scale "
-                       f"{self.target_scale} can cover a context block of scale {self.context_scale}: "
-                       "use fewer or smaller targets, or a finer patch grid")
+      raise ValueError(
+        f"on a {grid[0]}x{grid[1]} patch grid, {self.num_targets} target blocks of scale "
+        f"{self.target_scale} can cover a context block of scale {self.context_scale}: "
+        "use fewer or smaller targets, or a finer patch grid"
+      )
     return fewest
 
 
-def block_shapes(grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float],
-                 what: str = "block") -> np.ndarray:
+def block_shapes(
+  grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float], what: str = "block"
+) -> np.ndarray:
   """``[S, 2]`` integer ``(h, w)`` with ``scale[0] <= hw / N <= scale[1]`` and
   ``aspect[0] <= h / w <= aspect[1]`` on a ``grid = (rows, cols)`` of ``N`` patches."""
   rows, cols = grid
   n = rows * cols
   eps = 1e-9
-  shapes = [(h, w) for h in range(1, rows + 1) for w in range(1, cols + 1)
-            if scale[0] - eps <= h * w / n <= scale[1] + eps and aspect[0] - eps <= h / w <= aspect[1] + eps]
+  shapes = [
+    (h, w)
+    for h in range(1, rows + 1)
+    for w in range(1, cols + 1)
+    if scale[0] - eps <= h * w / n <= scale[1] + eps and aspect[0] - eps <= h / w <= aspect[1] + eps
+  ]
   if not shapes:
-    raise ValueError(f"no {what} block of scale {tuple(scale)} and aspect {tuple(aspect)} fits a {rows}x{cols} "
-                     "patch grid: widen the ranges or change the patch size")
+    raise ValueError(
+      f"no {what} block of scale {tuple(scale)} and aspect {tuple(aspect)} fits a {rows}x{cols} "
+      "patch grid: widen the ranges or change the patch size"
+    )
   return np.asarray(shapes, np.int32)
 
 
@@ -116,8 +127,14 @@ def _one_image(key, masks: MultiBlockMasks, grid):
   return context, targets, target_blocks
 
 
-def sample_multiblock_masks(key: jax.Array, batch: int, grid: tuple[int, int], masks: MultiBlockMasks = MultiBlockMasks(),
-                            *, with_blocks: bool = False):
+def sample_multiblock_masks(
+  key: jax.Array,
+  batch: int,
+  grid: tuple[int, int],
+  masks: MultiBlockMasks = MultiBlockMasks(),
+  *,
+  with_blocks: bool = False,
+):
   """Per image: ``context [B, Nc]`` and ``targets [B, M, Nt]`` patch indices
   (int32, fixed shapes for a grid); ``with_blocks`` adds the target blocks'
   ``[B, M, N]`` bool masks (the patches the context excludes)."""

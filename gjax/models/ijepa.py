@@ -65,8 +65,9 @@ class IJEPAPredictor(nn.Module):
     b, m, nt = target_indices.shape
     nc = context_indices.shape[1]
     pos = jnp.asarray(sincos_position_embedding(self.dim, *grid))  # [N, dim]
-    dense = lambda width, name, init=dense_init: nn.Dense(width, dtype=self.dtype, param_dtype=jnp.float32,
-                                                          kernel_init=init, name=name)
+    dense = lambda width, name, init=dense_init: nn.Dense(
+      width, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=init, name=name
+    )
     x = dense(self.dim, "embed")(context_tokens) + pos[context_indices].astype(self.dtype)  # [B, Nc, dim]
     mask_token = self.param("mask_token", nn.initializers.truncated_normal(stddev=0.02), (self.dim,), jnp.float32)
     queries = (mask_token + pos[target_indices]).astype(self.dtype)  # [B, M, Nt, dim]
@@ -88,8 +89,14 @@ class IJEPAPredictor(nn.Module):
     means = centre[..., None, :] + offsets.reshape(b, m, nt, k, d)
     # Variances start small (softplus(-3) = 0.049 against unit-variance targets), so each component first
     # takes the targets nearest it rather than one broad component covering several modes.
-    raw = nn.Dense(k * d, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=dense_init,
-                   bias_init=nn.initializers.constant(-3.0), name="var_head")(h)
+    raw = nn.Dense(
+      k * d,
+      dtype=self.dtype,
+      param_dtype=jnp.float32,
+      kernel_init=dense_init,
+      bias_init=nn.initializers.constant(-3.0),
+      name="var_head",
+    )(h)
     raw = raw.astype(jnp.float32).reshape(b, m, nt, k, d)
     return {"logits": logits, "means": means, "var": softplus_variance(raw)}
 
@@ -129,7 +136,11 @@ class IJEPAModel(TwoViewModel):
     b, m, nt = target_indices.shape
     target = gather_tokens(target_tokens, target_indices.reshape(b, m * nt)).reshape(b, m, nt, -1)
     predicted = self.head(context, context_indices, target_indices, grid, train=train)
-    outputs = {"ijepa_target": target, "context_tokens": context,
-               "z_1": jnp.mean(context, axis=1), "z_2": jnp.mean(target_tokens, axis=1),
-               **{f"ijepa_{name}": value for name, value in predicted.items()}}
+    outputs = {
+      "ijepa_target": target,
+      "context_tokens": context,
+      "z_1": jnp.mean(context, axis=1),
+      "z_2": jnp.mean(target_tokens, axis=1),
+      **{f"ijepa_{name}": value for name, value in predicted.items()},
+    }
     return float32_outputs(outputs)

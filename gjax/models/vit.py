@@ -45,12 +45,12 @@ Dtype = Any
 
 #: name -> (width D, depth, heads, patch size).
 VIT_SIZES = {
-    "vit_ti16": (192, 12, 3, 16),
-    "vit_s16": (384, 12, 6, 16),
-    "vit_b16": (768, 12, 12, 16),
-    "vit_l16": (1024, 24, 16, 16),
-    "vit_tiny_cpu": (96, 4, 4, 4),
-    "vit_smoke": (32, 1, 2, 4),  # one block: fast-compiling smoke and test runs (as resnet10)
+  "vit_ti16": (192, 12, 3, 16),
+  "vit_s16": (384, 12, 6, 16),
+  "vit_b16": (768, 12, 12, 16),
+  "vit_l16": (1024, 24, 16, 16),
+  "vit_tiny_cpu": (96, 4, 4, 4),
+  "vit_smoke": (32, 1, 2, 4),  # one block: fast-compiling smoke and test runs (as resnet10)
 }
 #: Every registered ViT encoder name: ``<size>`` (mean pooling, sine-cosine
 #: positions) and ``<size>_cls`` (CLS token, learned positions).
@@ -80,8 +80,9 @@ def sincos_position_embedding(dim: int, grid_h: int, grid_w: int) -> np.ndarray:
   if dim % 4:
     raise ValueError(f"a 2-D sine-cosine position embedding needs a width divisible by 4, got {dim}")
   rows, cols = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
-  return np.concatenate([sincos_position_embedding_1d(dim // 2, cols), sincos_position_embedding_1d(dim // 2, rows)],
-                        axis=1).astype(np.float32)
+  return np.concatenate(
+    [sincos_position_embedding_1d(dim // 2, cols), sincos_position_embedding_1d(dim // 2, rows)], axis=1
+  ).astype(np.float32)
 
 
 class DropPath(nn.Module):
@@ -117,12 +118,18 @@ class TransformerBlock(nn.Module):
     if self.dim % self.num_heads:
       raise ValueError(f"width {self.dim} is not divisible by the number of heads {self.num_heads}")
     norm = lambda name: nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, param_dtype=jnp.float32, name=name)
-    dense = lambda width, name: nn.Dense(width, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=dense_init,
-                                         name=name)
+    dense = lambda width, name: nn.Dense(
+      width, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=dense_init, name=name
+    )
     y = norm("norm1")(x)
-    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dtype=self.dtype, param_dtype=jnp.float32,
-                                        kernel_init=dense_init, deterministic=True, name="attn")(
-                                            y, y, mask=attention_mask)
+    y = nn.MultiHeadDotProductAttention(
+      num_heads=self.num_heads,
+      dtype=self.dtype,
+      param_dtype=jnp.float32,
+      kernel_init=dense_init,
+      deterministic=True,
+      name="attn",
+    )(y, y, mask=attention_mask)
     x = x + DropPath(self.drop_path, name="drop_path1")(y, train=train)
     y = norm("norm2")(x)
     y = dense(int(round(self.dim * self.mlp_ratio)), "fc1")(y)
@@ -179,18 +186,30 @@ class VisionTransformer(nn.Module):
     if self.pool not in POOLS:
       raise ValueError(f"unknown ViT pool {self.pool!r}; allowed: {', '.join(POOLS)}")
     if self.position_embedding not in POSITION_EMBEDDINGS:
-      raise ValueError(f"unknown ViT position embedding {self.position_embedding!r}; "
-                       f"allowed: {', '.join(POSITION_EMBEDDINGS)}")
+      raise ValueError(
+        f"unknown ViT position embedding {self.position_embedding!r}; allowed: {', '.join(POSITION_EMBEDDINGS)}"
+      )
     grid_h, grid_w = self.grid(x.shape)
     num_patches = grid_h * grid_w
     x = jnp.asarray(x, self.dtype)
-    x = nn.Conv(self.dim, (self.patch_size, self.patch_size), strides=(self.patch_size, self.patch_size),
-                padding="VALID", dtype=self.dtype, param_dtype=jnp.float32, name="patch_embed")(x)
+    x = nn.Conv(
+      self.dim,
+      (self.patch_size, self.patch_size),
+      strides=(self.patch_size, self.patch_size),
+      padding="VALID",
+      dtype=self.dtype,
+      param_dtype=jnp.float32,
+      name="patch_embed",
+    )(x)
     x = x.reshape(x.shape[0], num_patches, self.dim)
     with_cls = self.pool == "cls"
     if self.position_embedding == "learned":
-      pos = self.param("pos_embed", nn.initializers.truncated_normal(stddev=0.02),
-                       (1, num_patches + int(with_cls), self.dim), jnp.float32)
+      pos = self.param(
+        "pos_embed",
+        nn.initializers.truncated_normal(stddev=0.02),
+        (1, num_patches + int(with_cls), self.dim),
+        jnp.float32,
+      )
       cls_pos, patch_pos = (pos[:, :1], pos[:, 1:]) if with_cls else (None, pos)
     else:
       patch_pos = jnp.asarray(sincos_position_embedding(self.dim, grid_h, grid_w))[None]
@@ -203,7 +222,8 @@ class VisionTransformer(nn.Module):
       x = jnp.concatenate([jnp.broadcast_to((cls + cls_pos).astype(self.dtype), (x.shape[0], 1, self.dim)), x], axis=1)
     for i, rate in enumerate(drop_path_rates(self.drop_path_rate, self.depth)):
       x = TransformerBlock(self.dim, self.num_heads, self.mlp_ratio, rate, dtype=self.dtype, name=f"block{i}")(
-          x, train=train)
+        x, train=train
+      )
     x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, param_dtype=jnp.float32, name="norm")(x).astype(jnp.float32)
     patch_tokens = x[:, 1:] if with_cls else x
     if return_tokens:
@@ -217,10 +237,16 @@ def build_vit(name: str, dtype: Dtype = jnp.float32, drop_path_rate: float = 0.0
     raise ValueError(f"unknown ViT encoder {name!r}; allowed: {', '.join(VIT_ENCODERS)}")
   with_cls = name.endswith("_cls")
   dim, depth, heads, patch = VIT_SIZES[name[:-4] if with_cls else name]
-  return VisionTransformer(dim=dim, depth=depth, num_heads=heads, patch_size=patch,
-                           pool="cls" if with_cls else "mean",
-                           position_embedding="learned" if with_cls else "sincos",
-                           drop_path_rate=drop_path_rate, dtype=dtype)
+  return VisionTransformer(
+    dim=dim,
+    depth=depth,
+    num_heads=heads,
+    patch_size=patch,
+    pool="cls" if with_cls else "mean",
+    position_embedding="learned" if with_cls else "sincos",
+    drop_path_rate=drop_path_rate,
+    dtype=dtype,
+  )
 
 
 def vit_embedding_dim(name: str) -> int:

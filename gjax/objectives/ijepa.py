@@ -36,7 +36,8 @@ the paper evaluates the target encoder.
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -65,8 +66,9 @@ def mixture_nll_per_patch(target: jax.Array, logits: jax.Array, means: jax.Array
   ``logits [..., K]``, ``means``, ``var [..., K, D]`` -> ``[...]``."""
   lead = target.shape[:-1]
   k, d = means.shape[-2:]
-  log_prob = mdn_conditional_log_prob(target.reshape(-1, d), logits.reshape(-1, k), means.reshape(-1, k, d),
-                                      var.reshape(-1, k, d))
+  log_prob = mdn_conditional_log_prob(
+    target.reshape(-1, d), logits.reshape(-1, k), means.reshape(-1, k, d), var.reshape(-1, k, d)
+  )
   return -log_prob.reshape(lead)
 
 
@@ -81,13 +83,15 @@ def ijepa_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
   target = jax.lax.stop_gradient(outputs["ijepa_target"])
   metrics = {}
   if hparams.predictor_loss == "mdn":
-    nll = jnp.mean(mixture_nll_per_patch(target, outputs["ijepa_logits"], outputs["ijepa_means"],
-                                         outputs["ijepa_var"]))
+    nll = jnp.mean(mixture_nll_per_patch(target, outputs["ijepa_logits"], outputs["ijepa_means"], outputs["ijepa_var"]))
     loss = nll
     point = mixture_top_mean(outputs["ijepa_logits"], outputs["ijepa_means"])
     weights = jax.nn.softmax(outputs["ijepa_logits"], axis=-1)
-    metrics |= {"nll": nll, "mdn_max_weight": jnp.mean(jnp.max(weights, axis=-1)),
-                "mdn_std_mean": jnp.mean(jnp.sqrt(outputs["ijepa_var"]))}
+    metrics |= {
+      "nll": nll,
+      "mdn_max_weight": jnp.mean(jnp.max(weights, axis=-1)),
+      "mdn_std_mean": jnp.mean(jnp.sqrt(outputs["ijepa_var"])),
+    }
   else:
     point = outputs["ijepa_prediction"]
     diff = point - target
@@ -97,29 +101,49 @@ def ijepa_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
     marginal = gm.sliced_epps_pulley(rng, tokens.reshape(-1, tokens.shape[-1]), hparams.num_slices)
     loss = loss + hparams.marginal_weight * marginal
     metrics["marginal"] = marginal
-  metrics |= {"loss": loss, "prediction_mse": jnp.mean(jnp.square(jax.lax.stop_gradient(point) - target)),
-              "target_token_std": jnp.mean(jnp.std(target, axis=0))}
+  metrics |= {
+    "loss": loss,
+    "prediction_mse": jnp.mean(jnp.square(jax.lax.stop_gradient(point) - target)),
+    "target_token_std": jnp.mean(jnp.std(target, axis=0)),
+  }
   return loss, {**metrics, **collapse_metrics(outputs)}
 
 
 def masks_from_settings(h) -> MultiBlockMasks:
-  return MultiBlockMasks(num_targets=int(h.num_targets), target_scale=tuple(h.target_scale),
-                         target_aspect=tuple(h.target_aspect), context_scale=tuple(h.context_scale),
-                         context_aspect=tuple(h.context_aspect))
+  return MultiBlockMasks(
+    num_targets=int(h.num_targets),
+    target_scale=tuple(h.target_scale),
+    target_aspect=tuple(h.target_aspect),
+    context_scale=tuple(h.context_scale),
+    context_aspect=tuple(h.context_aspect),
+  )
 
 
 def check_ijepa_settings(h, config) -> None:
   encoder = config.model.encoder
-  require(encoder in VIT_SIZES, "model.encoder", encoder,
-          f"I-JEPA needs a mean-pooled ViT (its patch tokens): one of {sorted(VIT_SIZES)}")
+  require(
+    encoder in VIT_SIZES,
+    "model.encoder",
+    encoder,
+    f"I-JEPA needs a mean-pooled ViT (its patch tokens): one of {sorted(VIT_SIZES)}",
+  )
   require(not config.model.projector, "model.projector", config.model.projector, "I-JEPA has no projector")
-  require(h.predictor_loss in PREDICTOR_LOSSES, "ijepa.predictor_loss", h.predictor_loss,
-          f"must be one of {PREDICTOR_LOSSES}")
+  require(
+    h.predictor_loss in PREDICTOR_LOSSES, "ijepa.predictor_loss", h.predictor_loss, f"must be one of {PREDICTOR_LOSSES}"
+  )
   require(h.predictor_depth >= 1, "ijepa.predictor_depth", h.predictor_depth, "must be >= 1")
-  require(h.predictor_heads >= 1 and h.predictor_dim % h.predictor_heads == 0, "ijepa.predictor_heads",
-          h.predictor_heads, f"must be >= 1 and divide ijepa.predictor_dim={h.predictor_dim}")
-  require(h.predictor_dim >= 4 and h.predictor_dim % 4 == 0, "ijepa.predictor_dim", h.predictor_dim,
-          "must be a positive multiple of 4 (its 2-D sine-cosine positions)")
+  require(
+    h.predictor_heads >= 1 and h.predictor_dim % h.predictor_heads == 0,
+    "ijepa.predictor_heads",
+    h.predictor_heads,
+    f"must be >= 1 and divide ijepa.predictor_dim={h.predictor_dim}",
+  )
+  require(
+    h.predictor_dim >= 4 and h.predictor_dim % 4 == 0,
+    "ijepa.predictor_dim",
+    h.predictor_dim,
+    "must be a positive multiple of 4 (its 2-D sine-cosine positions)",
+  )
   require(h.num_components >= 1, "ijepa.num_components", h.num_components, "must be >= 1 (K of the mixture)")
   require(h.marginal_weight >= 0, "ijepa.marginal_weight", h.marginal_weight, "must be >= 0")
   require(h.num_slices >= 1, "ijepa.num_slices", h.num_slices, "must be >= 1")
@@ -131,33 +155,69 @@ def check_ijepa_settings(h, config) -> None:
     raise ValueError(f"config.ijepa mask settings are invalid: {error}") from None
 
 
-def ijepa_head(latent_dim, model_config, dtype, *, masks: MultiBlockMasks, predictor_dim: int, predictor_depth: int,
-               predictor_heads: int, num_components: int) -> Head:
+def ijepa_head(
+  latent_dim,
+  model_config,
+  dtype,
+  *,
+  masks: MultiBlockMasks,
+  predictor_dim: int,
+  predictor_depth: int,
+  predictor_heads: int,
+  num_components: int,
+) -> Head:
   if model_config.encoder not in VIT_SIZES:
-    raise ValueError(f"config.model.encoder={model_config.encoder!r} is invalid: I-JEPA needs a mean-pooled ViT, "
-                     f"one of {sorted(VIT_SIZES)}")
-  predictor = IJEPAPredictor(encoder_dim=latent_dim, dim=predictor_dim, depth=predictor_depth,
-                             num_heads=predictor_heads, num_components=num_components, dtype=dtype)
+    raise ValueError(
+      f"config.model.encoder={model_config.encoder!r} is invalid: I-JEPA needs a mean-pooled ViT, "
+      f"one of {sorted(VIT_SIZES)}"
+    )
+  predictor = IJEPAPredictor(
+    encoder_dim=latent_dim,
+    dim=predictor_dim,
+    depth=predictor_depth,
+    num_heads=predictor_heads,
+    num_components=num_components,
+    dtype=dtype,
+  )
   return Head(per_view=predictor, network=functools.partial(IJEPAModel, masks=masks))
 
 
 def ijepa_head_settings(h) -> dict[str, Any]:
-  return {"masks": masks_from_settings(h), "predictor_dim": h.predictor_dim, "predictor_depth": h.predictor_depth,
-          "predictor_heads": h.predictor_heads,
-          "num_components": h.num_components if h.predictor_loss == "mdn" else 0}
+  return {
+    "masks": masks_from_settings(h),
+    "predictor_dim": h.predictor_dim,
+    "predictor_depth": h.predictor_depth,
+    "predictor_heads": h.predictor_heads,
+    "num_components": h.num_components if h.predictor_loss == "mdn" else 0,
+  }
 
 
 register_head("ijepa", ijepa_head)
 
-IJEPA = register(Objective(
-    "ijepa", ijepa_loss, head="ijepa",
+IJEPA = register(
+  Objective(
+    "ijepa",
+    ijepa_loss,
+    head="ijepa",
     description="I-JEPA: predict masked target blocks' representations from a context block (ViT).",
-    defaults={"predictor_dim": 384, "predictor_depth": 6, "predictor_heads": 12,
-              "num_targets": 4, "target_scale": (0.15, 0.2), "target_aspect": (0.75, 1.5),
-              "context_scale": (0.85, 1.0), "context_aspect": (1.0, 1.0),
-              "predictor_loss": "l2",  # "l2" (Eq. 1) | "smooth_l1" (the reference code) | "mdn" (GMJE-MDN per patch)
-              "num_components": 4,  # K of the "mdn" predictor
-              "marginal_weight": 0.0,  # λ of the Epps-Pulley term on the context tokens (GMJE-MDN's marginal loss)
-              "num_slices": 256,
-              "target_momentum": 0.996, "target_momentum_schedule": "cosine"},
-    check=check_ijepa_settings, head_settings=ijepa_head_settings, target_network=True))
+    defaults={
+      "predictor_dim": 384,
+      "predictor_depth": 6,
+      "predictor_heads": 12,
+      "num_targets": 4,
+      "target_scale": (0.15, 0.2),
+      "target_aspect": (0.75, 1.5),
+      "context_scale": (0.85, 1.0),
+      "context_aspect": (1.0, 1.0),
+      "predictor_loss": "l2",  # "l2" (Eq. 1) | "smooth_l1" (the reference code) | "mdn" (GMJE-MDN per patch)
+      "num_components": 4,  # K of the "mdn" predictor
+      "marginal_weight": 0.0,  # λ of the Epps-Pulley term on the context tokens (GMJE-MDN's marginal loss)
+      "num_slices": 256,
+      "target_momentum": 0.996,
+      "target_momentum_schedule": "cosine",
+    },
+    check=check_ijepa_settings,
+    head_settings=ijepa_head_settings,
+    target_network=True,
+  )
+)

@@ -80,8 +80,9 @@ def hparams_for(loss: str, num_components: int):
 def train_predictor(loss: str, seed: int, steps: int, num_components: int, batch: int = 64):
   masks = MultiBlockMasks()
   hparams = hparams_for(loss, num_components)
-  predictor = IJEPAPredictor(encoder_dim=DIM, dim=32, depth=2, num_heads=4,
-                             num_components=num_components if loss == "mdn" else 0)
+  predictor = IJEPAPredictor(
+    encoder_dim=DIM, dim=32, depth=2, num_heads=4, num_components=num_components if loss == "mdn" else 0
+  )
   key = jax.random.PRNGKey(seed)
   init_key, data_key = jax.random.split(key)
   context, context_idx, target_idx, *_ = sample_batch(data_key, 2, masks)
@@ -99,7 +100,8 @@ def train_predictor(loss: str, seed: int, steps: int, num_components: int, batch
   def step(params, opt_state, step_key):
     batch_data = sample_batch(step_key, batch, masks)
     loss_value, grads = jax.value_and_grad(lambda p: ijepa_loss(outputs_of(p, batch_data), step_key, hparams)[0])(
-        params)
+      params
+    )
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss_value
 
@@ -125,7 +127,7 @@ def evaluate(loss: str, params, outputs_of, seed: int, num_images: int = 2048):
   c = np.broadcast_to(c[:, None, None], targets.shape).astype(np.float64)
   modes = np.stack([c + mu, c - mu], axis=-2)  # [B, M, Nt, 2, D]
   row = {"loss": loss}
-  oracle = gaussian_mixture_nll(targets, np.log(np.full(2, 0.5)), modes, np.full(modes.shape, NOISE ** 2))
+  oracle = gaussian_mixture_nll(targets, np.log(np.full(2, 0.5)), modes, np.full(modes.shape, NOISE**2))
   row["oracle_nll"] = float(oracle.mean())
   if loss == "mdn":
     logits = out["ijepa_logits"].astype(np.float64)
@@ -173,27 +175,35 @@ def study(values):
 
 
 def write_table(rows, values) -> None:
-  command = (f"python -m studies.ijepa_toy.toy --steps={values.steps} --seeds={','.join(values.seeds)} "
-             f"--num_components={values.num_components}")
+  command = (
+    f"python -m studies.ijepa_toy.toy --steps={values.steps} --seeds={','.join(values.seeds)} "
+    f"--num_components={values.num_components}"
+  )
   fmt = lambda v: "–" if isinstance(v, float) and math.isnan(v) else f"{v:.3f}"
   lines = [
-      "# I-JEPA predictor on a multi-modal masked-prediction toy", "",
-      f"Command: `{command}` (CPU, {jax.__version__=}; wall seconds per run measured under load).", "",
-      f"Each target patch is `c ± μ` with a hidden fair sign per target block (|μ| = {OFFSET}, so the two modes "
-      f"are {2 * OFFSET} apart; σ = {NOISE}); the context gives `c`. Held-out 2048 images, "
-      f"{MultiBlockMasks().num_targets} target blocks of {MultiBlockMasks().num_target_patches(GRID)} patches each "
-      f"on an {GRID[0]}x{GRID[1]} grid. `point`: the L2 predictor's output, or the mixture's heaviest component "
-      "mean. `mode_error`: mean distance from each true mode to the nearest prediction (L2: its one point; mixture: "
-      "the nearest component mean). `weight_split`: the mixture weight on the side of the lighter mode (0.5 = "
-      "both modes weighted equally). `nll`: held-out negative log-likelihood per patch (D = 8), `oracle_nll` the "
-      "true conditional's.", "",
-      "| predictor_loss | seed | point_to_mean | point_to_nearest_mode | mode_error | weight_split | nll | "
-      "oracle_nll | final train loss | seconds |",
-      "|---|---|---|---|---|---|---|---|---|---|"]
+    "# I-JEPA predictor on a multi-modal masked-prediction toy",
+    "",
+    f"Command: `{command}` (CPU, {jax.__version__=}; wall seconds per run measured under load).",
+    "",
+    f"Each target patch is `c ± μ` with a hidden fair sign per target block (|μ| = {OFFSET}, so the two modes "
+    f"are {2 * OFFSET} apart; σ = {NOISE}); the context gives `c`. Held-out 2048 images, "
+    f"{MultiBlockMasks().num_targets} target blocks of {MultiBlockMasks().num_target_patches(GRID)} patches each "
+    f"on an {GRID[0]}x{GRID[1]} grid. `point`: the L2 predictor's output, or the mixture's heaviest component "
+    "mean. `mode_error`: mean distance from each true mode to the nearest prediction (L2: its one point; mixture: "
+    "the nearest component mean). `weight_split`: the mixture weight on the side of the lighter mode (0.5 = "
+    "both modes weighted equally). `nll`: held-out negative log-likelihood per patch (D = 8), `oracle_nll` the "
+    "true conditional's.",
+    "",
+    "| predictor_loss | seed | point_to_mean | point_to_nearest_mode | mode_error | weight_split | nll | "
+    "oracle_nll | final train loss | seconds |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ]
   for r in rows:
-    lines.append(f"| {r['loss']} | {r['seed']} | {fmt(r['point_to_mean'])} | {fmt(r['point_to_nearest_mode'])} | "
-                 f"{fmt(r['mode_error'])} | {fmt(r['weight_split'])} | {fmt(r['nll'])} | {fmt(r['oracle_nll'])} | "
-                 f"{fmt(r['final_train_loss'])} | {r['seconds']:.0f} |")
+    lines.append(
+      f"| {r['loss']} | {r['seed']} | {fmt(r['point_to_mean'])} | {fmt(r['point_to_nearest_mode'])} | "
+      f"{fmt(r['mode_error'])} | {fmt(r['weight_split'])} | {fmt(r['nll'])} | {fmt(r['oracle_nll'])} | "
+      f"{fmt(r['final_train_loss'])} | {r['seconds']:.0f} |"
+    )
   with open(values.output, "w") as f:
     f.write("\n".join(lines) + "\n")
 
