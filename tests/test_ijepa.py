@@ -14,7 +14,7 @@ import pytest
 
 from gjax import data as gdata
 from gjax.data.masks import MultiBlockMasks, block_shapes, sample_multiblock_masks
-from gjax.models.ijepa import IJEPAPredictor
+from gjax.models.masked_prediction import IJEPAPredictor
 from gjax.objectives import get_objective
 from gjax.train import config as config_lib
 from gjax.train import create_train_state, make_optimizer, make_train_step, train_and_evaluate
@@ -92,11 +92,11 @@ def _outputs(rng, k=2, d=4):
   keys = jax.random.split(rng, 6)
   shape = (3, 2, 5)
   return {
-    "ijepa_target": jax.random.normal(keys[0], shape + (d,)),
-    "ijepa_prediction": jax.random.normal(keys[1], shape + (d,)) * 2.0,
-    "ijepa_logits": jax.random.normal(keys[2], shape + (k,)),
-    "ijepa_means": jax.random.normal(keys[3], shape + (k, d)),
-    "ijepa_var": jnp.exp(jax.random.normal(keys[4], shape + (k, d))),
+    "masked_target": jax.random.normal(keys[0], shape + (d,)),
+    "masked_prediction": jax.random.normal(keys[1], shape + (d,)) * 2.0,
+    "masked_logits": jax.random.normal(keys[2], shape + (k,)),
+    "masked_means": jax.random.normal(keys[3], shape + (k, d)),
+    "masked_var": jnp.exp(jax.random.normal(keys[4], shape + (k, d))),
     "context_tokens": jax.random.normal(keys[5], (3, 7, d)),
     "z_1": jax.random.normal(keys[5], (3, d)),
     "z_2": jax.random.normal(keys[4], (3, d)),
@@ -112,7 +112,7 @@ def _set(section, changes):
 def test_losses_against_numpy():
   loss_fn = get_objective("ijepa").loss_fn
   out = _outputs(jax.random.PRNGKey(0))
-  diff = np.asarray(out["ijepa_prediction"] - out["ijepa_target"], np.float64)
+  diff = np.asarray(out["masked_prediction"] - out["masked_target"], np.float64)
   l2, _ = loss_fn(out, jax.random.PRNGKey(1), _set(config_lib.base_config("ijepa").ijepa, {"predictor_loss": "l2"}))
   np.testing.assert_allclose(l2, np.mean(diff**2), rtol=1e-5)
   huber, _ = loss_fn(
@@ -122,9 +122,9 @@ def test_losses_against_numpy():
   mdn, metrics = loss_fn(
     out, jax.random.PRNGKey(1), _set(config_lib.base_config("ijepa").ijepa, {"predictor_loss": "mdn"})
   )
-  t = np.asarray(out["ijepa_target"], np.float64)[..., None, :]
-  m, v = np.asarray(out["ijepa_means"], np.float64), np.asarray(out["ijepa_var"], np.float64)
-  logits = np.asarray(out["ijepa_logits"], np.float64)
+  t = np.asarray(out["masked_target"], np.float64)[..., None, :]
+  m, v = np.asarray(out["masked_means"], np.float64), np.asarray(out["masked_var"], np.float64)
+  logits = np.asarray(out["masked_logits"], np.float64)
   log_w = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))
   log_n = -0.5 * np.sum((t - m) ** 2 / v + np.log(2 * np.pi * v), -1)
   expected = -np.mean(np.log(np.sum(np.exp(log_w + log_n), -1)))

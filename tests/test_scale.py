@@ -167,12 +167,16 @@ def test_every_method_traces_with_bfloat16_compute(method):
   traced abstractly over a TPU slice's devices (the TPU compile found SimCLR,
   BYOL and prototype GMJE failing there: jax's SVD takes no bfloat16, and their
   projectors output bf16). Tracing only: no lowering, no compile."""
+  from gjax.objectives import get_objective
   from gjax.scale.compile import abstract_train_inputs, plan_on_devices
 
   config = tiny_config(method, batch_size=96)  # 192 embeddings: more than the GJE family's joint dimension
-  # A projector in the compute dtype, as the baselines' recipes have (the encoder's pooled output is float32).
-  config.model.projector, config.model.projector_hidden, config.model.projector_dim = True, 64, 32
-  config.model.projector_norm = "batch"
+  if get_objective(method).model_defaults.get("encoder"):  # a method on a ViT's patch tokens (I-JEPA)
+    config.model.encoder, config.model.width_multiplier = "vit_smoke", 1.0
+    config.dataset.synthetic_image_size = 32  # an 8 x 8 patch grid, where I-JEPA's target blocks fit
+  else:  # a projector in the compute dtype, as the baselines' recipes have (the pooled output is float32)
+    config.model.projector, config.model.projector_hidden, config.model.projector_dim = True, 64, 32
+    config.model.projector_norm = "batch"
   plan = plan_on_devices(config, topo.tpu_slice("v5e:2x2").devices)
   state, batch = abstract_train_inputs(plan, config.batch_size)
   new_state, metrics = jax.eval_shape(plan.train_step, state, batch)

@@ -1,5 +1,6 @@
 """Encoders (ResNet-18/34/50, ViT-Ti/S/B/L), projectors and heads (registered by kind)."""
 
+from gjax.models import masked_prediction  # noqa: F401  (registers the masked_prediction head)
 from gjax.models.encoders import ENCODERS, build_encoder, embedding_dim
 from gjax.models.heads import ACTIVATIONS, MLP, NORMS, GaussianPosteriorNetwork, Projector, get_activation
 from gjax.models.joint import Head, TwoViewModel, build_two_view_model, register_head, registered_heads

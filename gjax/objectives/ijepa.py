@@ -7,7 +7,7 @@ Per image (Sec. 3): the target encoder (an EMA of the context encoder, ``Î¾ <- Ï
 without parameters; M = 4 target blocks and one context block are sampled
 (:mod:`gjax.data.masks`, on the device, fixed shapes); the context encoder sees
 only the context patches; the predictor, given the context tokens and the
-target positions, predicts each target patch's token (:mod:`gjax.models.ijepa`).
+target positions, predicts each target patch's token (:mod:`gjax.models.masked_prediction`).
 
 ``predictor_loss``:
 
@@ -35,7 +35,6 @@ the paper evaluates the target encoder.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,10 +43,6 @@ import jax.numpy as jnp
 
 from gjax import math as gm
 from gjax.data.masks import MultiBlockMasks
-from gjax.models import register_head
-from gjax.models.ijepa import IJEPAModel, IJEPAPredictor
-from gjax.models.joint import Head
-from gjax.models.vit import VIT_SIZES
 from gjax.objectives.gmje_mdn import mdn_conditional_log_prob
 from gjax.objectives.registry import Objective, register, require
 from gjax.objectives.shared_terms import collapse_metrics
@@ -79,21 +74,23 @@ def mixture_top_mean(logits: jax.Array, means: jax.Array) -> jax.Array:
 
 
 def ijepa_loss(outputs: Mapping[str, jax.Array], rng: jax.Array, hparams: Any):
-  """The I-JEPA objective on :class:`~gjax.models.ijepa.IJEPAModel`'s outputs."""
-  target = jax.lax.stop_gradient(outputs["ijepa_target"])
+  """The I-JEPA objective on :class:`~gjax.models.masked_prediction.IJEPAModel`'s outputs."""
+  target = jax.lax.stop_gradient(outputs["masked_target"])
   metrics = {}
   if hparams.predictor_loss == "mdn":
-    nll = jnp.mean(mixture_nll_per_patch(target, outputs["ijepa_logits"], outputs["ijepa_means"], outputs["ijepa_var"]))
+    nll = jnp.mean(
+      mixture_nll_per_patch(target, outputs["masked_logits"], outputs["masked_means"], outputs["masked_var"])
+    )
     loss = nll
-    point = mixture_top_mean(outputs["ijepa_logits"], outputs["ijepa_means"])
-    weights = jax.nn.softmax(outputs["ijepa_logits"], axis=-1)
+    point = mixture_top_mean(outputs["masked_logits"], outputs["masked_means"])
+    weights = jax.nn.softmax(outputs["masked_logits"], axis=-1)
     metrics |= {
       "nll": nll,
       "mdn_max_weight": jnp.mean(jnp.max(weights, axis=-1)),
-      "mdn_std_mean": jnp.mean(jnp.sqrt(outputs["ijepa_var"])),
+      "mdn_std_mean": jnp.mean(jnp.sqrt(outputs["masked_var"])),
     }
   else:
-    point = outputs["ijepa_prediction"]
+    point = outputs["masked_prediction"]
     diff = point - target
     loss = jnp.mean(jnp.square(diff)) if hparams.predictor_loss == "l2" else jnp.mean(smooth_l1(diff))
   if hparams.marginal_weight > 0:
@@ -122,10 +119,10 @@ def masks_from_settings(h) -> MultiBlockMasks:
 def check_ijepa_settings(h, config) -> None:
   encoder = config.model.encoder
   require(
-    encoder in VIT_SIZES,
+    encoder.startswith("vit_") and not encoder.endswith("_cls"),
     "model.encoder",
     encoder,
-    f"I-JEPA needs a mean-pooled ViT (its patch tokens): one of {sorted(VIT_SIZES)}",
+    "I-JEPA needs a mean-pooled ViT (its patch tokens): a vit_* encoder without _cls",
   )
   require(not config.model.projector, "model.projector", config.model.projector, "I-JEPA has no projector")
   require(
@@ -133,17 +130,18 @@ def check_ijepa_settings(h, config) -> None:
   )
   require(h.predictor_depth >= 1, "ijepa.predictor_depth", h.predictor_depth, "must be >= 1")
   require(
-    h.predictor_heads >= 1 and h.predictor_dim % h.predictor_heads == 0,
-    "ijepa.predictor_heads",
-    h.predictor_heads,
-    f"must be >= 1 and divide ijepa.predictor_dim={h.predictor_dim}",
-  )
-  require(
     h.predictor_dim >= 4 and h.predictor_dim % 4 == 0,
     "ijepa.predictor_dim",
     h.predictor_dim,
     "must be a positive multiple of 4 (its 2-D sine-cosine positions)",
   )
+  require(
+    h.predictor_heads >= 1 and h.predictor_dim % h.predictor_heads == 0,
+    "ijepa.predictor_heads",
+    h.predictor_heads,
+    f"must be >= 1 and divide ijepa.predictor_dim={h.predictor_dim}",
+  )
+  require(h.num_targets >= 1, "ijepa.num_targets", h.num_targets, "must be >= 1 (M target blocks)")
   require(h.num_components >= 1, "ijepa.num_components", h.num_components, "must be >= 1 (K of the mixture)")
   require(h.marginal_weight >= 0, "ijepa.marginal_weight", h.marginal_weight, "must be >= 0")
   require(h.num_slices >= 1, "ijepa.num_slices", h.num_slices, "must be >= 1")
@@ -153,33 +151,6 @@ def check_ijepa_settings(h, config) -> None:
     masks_from_settings(h)
   except ValueError as error:
     raise ValueError(f"config.ijepa mask settings are invalid: {error}") from None
-
-
-def ijepa_head(
-  latent_dim,
-  model_config,
-  dtype,
-  *,
-  masks: MultiBlockMasks,
-  predictor_dim: int,
-  predictor_depth: int,
-  predictor_heads: int,
-  num_components: int,
-) -> Head:
-  if model_config.encoder not in VIT_SIZES:
-    raise ValueError(
-      f"config.model.encoder={model_config.encoder!r} is invalid: I-JEPA needs a mean-pooled ViT, "
-      f"one of {sorted(VIT_SIZES)}"
-    )
-  predictor = IJEPAPredictor(
-    encoder_dim=latent_dim,
-    dim=predictor_dim,
-    depth=predictor_depth,
-    num_heads=predictor_heads,
-    num_components=num_components,
-    dtype=dtype,
-  )
-  return Head(per_view=predictor, network=functools.partial(IJEPAModel, masks=masks))
 
 
 def ijepa_head_settings(h) -> dict[str, Any]:
@@ -192,13 +163,11 @@ def ijepa_head_settings(h) -> dict[str, Any]:
   }
 
 
-register_head("ijepa", ijepa_head)
-
 IJEPA = register(
   Objective(
     "ijepa",
     ijepa_loss,
-    head="ijepa",
+    head="masked_prediction",
     description="I-JEPA: predict masked target blocks' representations from a context block (ViT).",
     defaults={
       "predictor_dim": 384,
@@ -216,6 +185,7 @@ IJEPA = register(
       "target_momentum": 0.996,
       "target_momentum_schedule": "cosine",
     },
+    model_defaults={"encoder": "vit_tiny_cpu", "width_multiplier": 1.0},
     check=check_ijepa_settings,
     head_settings=ijepa_head_settings,
     target_network=True,

@@ -44,6 +44,8 @@ class Objective:
   ``target_momentum`` (τ; 0 = no target network, the online network under
   stop-gradient) and ``target_momentum_schedule`` (:data:`TARGET_SCHEDULES`).
   ``may_be_infinite``: settings that may be ``math.inf`` (others must be finite).
+  ``model_defaults``: ``config.model`` fields the method needs in its base config
+  (I-JEPA: a ViT encoder); recipes set them for their data set.
   """
 
   name: str
@@ -55,6 +57,8 @@ class Objective:
   head_settings: Callable[[Any], Mapping[str, Any]] | None = None
   target_network: bool = False
   may_be_infinite: tuple[str, ...] = ()  # float settings for which math.inf means something (a limit)
+  # config.model fields the method needs other than the shared defaults (I-JEPA: a ViT encoder)
+  model_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def validate(self, hparams, config) -> None:
     if self.target_network:

@@ -18,7 +18,7 @@ position by then; the constant offset isolates the question asked here.)
 
 The masks are gjax's multi-block sampler on an 8 x 8 patch grid (4 target blocks,
 16 context patches, 12 patches per target block), the predictor
-:class:`gjax.models.ijepa.IJEPAPredictor` (the same network the method
+:class:`gjax.models.masked_prediction.IJEPAPredictor` (the same network the method
 trains), the losses :func:`gjax.objectives.ijepa.ijepa_loss` with
 ``predictor_loss = "l2"`` and ``"mdn"``. The tokens are given (no encoder):
 this checks what each predictor learns for a fixed multi-modal target.
@@ -41,7 +41,7 @@ import optax
 import scipy.special
 
 from gjax.data.masks import MultiBlockMasks, sample_multiblock_masks
-from gjax.models.ijepa import IJEPAPredictor
+from gjax.models.masked_prediction import IJEPAPredictor
 from gjax.objectives.ijepa import ijepa_loss
 from gjax.train.config import base_config
 from studies import cli

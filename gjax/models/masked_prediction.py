@@ -25,6 +25,7 @@ conditional mixture, GJE paper Fig. 3, applied per patch): mixing logits, means
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -33,8 +34,8 @@ import jax.numpy as jnp
 
 from gjax.data.masks import MultiBlockMasks, sample_multiblock_masks
 from gjax.math import softplus_variance
-from gjax.models.joint import TwoViewModel, float32_outputs
-from gjax.models.vit import TransformerBlock, dense_init, gather_tokens, sincos_position_embedding
+from gjax.models.joint import Head, TwoViewModel, float32_outputs, register_head
+from gjax.models.vit import VIT_SIZES, TransformerBlock, dense_init, gather_tokens, sincos_position_embedding
 
 Dtype = Any
 
@@ -104,8 +105,8 @@ class IJEPAPredictor(nn.Module):
 class IJEPAModel(TwoViewModel):
   """The I-JEPA network in the two-view interface: ``view_2`` is not used.
 
-  ``__call__`` outputs ``ijepa_target [B, M, Nt, D]`` (constants), the
-  predictor's outputs as ``ijepa_<name>``, ``context_tokens [B, Nc, D]``, and
+  ``__call__`` outputs ``masked_target [B, M, Nt, D]`` (constants), the
+  predictor's outputs as ``masked_<name>``, ``context_tokens [B, Nc, D]``, and
   ``z_1`` / ``z_2``, the mean context token and the mean target token (the
   collapse monitors). Without a momentum target (``targets=None``) the targets
   are the online encoder's own, under stop-gradient. At ``train=False``
@@ -137,10 +138,42 @@ class IJEPAModel(TwoViewModel):
     target = gather_tokens(target_tokens, target_indices.reshape(b, m * nt)).reshape(b, m, nt, -1)
     predicted = self.head(context, context_indices, target_indices, grid, train=train)
     outputs = {
-      "ijepa_target": target,
+      "masked_target": target,
       "context_tokens": context,
       "z_1": jnp.mean(context, axis=1),
       "z_2": jnp.mean(target_tokens, axis=1),
-      **{f"ijepa_{name}": value for name, value in predicted.items()},
+      **{f"masked_{name}": value for name, value in predicted.items()},
     }
     return float32_outputs(outputs)
+
+
+def masked_prediction_head(
+  latent_dim,
+  model_config,
+  dtype,
+  *,
+  masks: MultiBlockMasks,
+  predictor_dim: int,
+  predictor_depth: int,
+  predictor_heads: int,
+  num_components: int,
+) -> Head:
+  """The head kind ``masked_prediction``: the whole network is :class:`IJEPAModel`
+  (context encoder on the visible patches, target encoder, predictor)."""
+  if model_config.encoder not in VIT_SIZES:
+    raise ValueError(
+      f"config.model.encoder={model_config.encoder!r} is invalid: masked prediction needs a ViT, "
+      f"one of {sorted(VIT_SIZES)}"
+    )
+  predictor = IJEPAPredictor(
+    encoder_dim=latent_dim,
+    dim=predictor_dim,
+    depth=predictor_depth,
+    num_heads=predictor_heads,
+    num_components=num_components,
+    dtype=dtype,
+  )
+  return Head(per_view=predictor, network=functools.partial(IJEPAModel, masks=masks))
+
+
+register_head("masked_prediction", masked_prediction_head)
