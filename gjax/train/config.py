@@ -117,7 +117,8 @@ def base_config(method: str = DEFAULT_METHOD) -> ml_collections.ConfigDict:
   # schedule, seed, ...) stops with the list of changes, unless this is True:
   # then it continues and the earlier config is kept in config_history.jsonl.
   c.resume_with_changed_config = False
-  c.model.update(get_objective(method).model_defaults)  # what the method needs of the network (a ViT)
+  if method in registered_methods():  # an unknown one is named by validate_config, as config.method
+    c.model.update(get_objective(method).model_defaults)  # what the method needs of the network (a ViT)
   c[method] = method_settings(method)
   c.lock()
   return c
