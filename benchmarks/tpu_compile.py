@@ -75,6 +75,11 @@ RECIPES = {
       "gmje_imagenet", overrides={"gmje.fit": "gradient", "gmje.log_det_weight": 0.0, "gmje.log_det_form": "batch"}
     ),
   ),
+  "ijepa_vitb16_imagenet": (
+    "I-JEPA, ViT-B/16 at 224 (14 x 14 patches), ImageNet-1K, 100 epochs, batch 256, predictor 384 wide and 6 deep "
+    "(configs/imagenet.py:method=ijepa)",
+    lambda: _config("imagenet", "method=ijepa"),
+  ),
   "simclr_r50_imagenet": (
     "SimCLR, ResNet-50, ImageNet-1K, 100 epochs, batch 256 (configs/imagenet.py:method=simclr)",
     lambda: _config("imagenet", "method=simclr"),
