@@ -30,23 +30,12 @@ from typing import Any
 import numpy as np
 from absl import flags
 
+from gjax.data.arrays import FASHION_MNIST_CLASSES
+from gjax.eval.one_class import SCORES
 from studies import cli
 from studies.one_class import plots
 from studies.sweep import markdown_table
 
-#: Fashion-MNIST's class names, by label.
-FASHION_MNIST_CLASSES = (
-  "T-shirt/top",
-  "Trouser",
-  "Pullover",
-  "Dress",
-  "Coat",
-  "Sandal",
-  "Shirt",
-  "Sneaker",
-  "Bag",
-  "Ankle boot",
-)
 #: The config fields that tell the settings of a study apart (read from config.json).
 SETTING_FIELDS = (
   "vje.beta",
@@ -62,20 +51,8 @@ SETTING_FIELDS = (
 )
 #: Fields that rows written before they existed lack, with the value those rows ran with.
 FIELD_DEFAULTS = {"num_train_steps": -1}
-#: Scores of the AUROC table, in its column order.
-TABLE_SCORES = (
-  "joint",
-  "joint_kernel",
-  "joint_log_det",
-  "joint_radial",
-  "neg_elbo",
-  "joint_sampled",
-  "joint_two_view",
-  "variance_sum",
-  "entropy",
-  "gde_z",
-  "gde_mu",
-)
+#: Scores of the AUROC table, in its column order: the one-class evaluator's.
+TABLE_SCORES = SCORES
 #: Diagnostics of the second table (means over classes).
 TABLE_DIAGNOSTICS = (
   "train_active_units",
