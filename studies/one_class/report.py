@@ -51,8 +51,6 @@ SETTING_FIELDS = (
 )
 #: Fields that rows written before they existed lack, with the value those rows ran with.
 FIELD_DEFAULTS = {"num_train_steps": -1}
-#: Scores of the AUROC table, in its column order: the one-class evaluator's.
-TABLE_SCORES = SCORES
 #: Diagnostics of the second table (means over classes).
 TABLE_DIAGNOSTICS = (
   "train_active_units",
@@ -147,7 +145,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
       **dict(zip(SETTING_FIELDS, key[1:])),
       "classes": ",".join(str(m["class"]) for m in sorted(members, key=lambda m: m["class"])),
     }
-    for score in TABLE_SCORES:
+    for score in SCORES:
       values = [m[f"auroc_{score}"] for m in members if f"auroc_{score}" in m]
       out[score] = 100 * float(np.mean(values)) if len(values) == len(members) else float("nan")
     out["paper_ordering"] = bool(out["joint"] > out["variance_sum"] > out["entropy"])
@@ -217,7 +215,7 @@ def write_report(
         for k in ("gde", "knn5")
       }
     auroc_rows.append(
-      {**{c: s[c] for c in columns}, **{k: s[k] for k in TABLE_SCORES}, "paper_ordering": s["paper_ordering"], **ref}
+      {**{c: s[c] for c in columns}, **{k: s[k] for k in SCORES}, "paper_ordering": s["paper_ordering"], **ref}
     )
     diag_rows.append(
       {
@@ -236,7 +234,7 @@ def write_report(
       "vje.kl_convention": r["vje.kl_convention"],
       "vje.free_bits": r["vje.free_bits"],
       "class": r["class"],
-      **{k: 100 * r[f"auroc_{k}"] for k in TABLE_SCORES if f"auroc_{k}" in r},
+      **{k: 100 * r[f"auroc_{k}"] for k in SCORES if f"auroc_{k}" in r},
       "test_active_units": r.get("test_active_units"),
       "wall_minutes": r.get("wall_seconds", 0) / 60,
     }
