@@ -252,3 +252,27 @@ def test_gradient_clipping_bounds_the_update():
   np.testing.assert_allclose(jnp.linalg.norm(updates["w"]), float(schedule(0)) * 1.0, rtol=1e-5)
   with pytest.raises(ValueError, match=r"config\.optim\.grad_clip_norm=-1\.0"):
     config_lib.validate_config(tiny_config(**{"optim.grad_clip_norm": -1.0}), 8)
+
+
+def test_adamw_first_step_is_the_closed_form_and_decays_only_the_matrices():
+  """AdamW's first update is -lr * (g / (|g| + eps) + wd * p) on a matrix, and -lr * g / (|g| + eps) on a
+  vector (no decay on biases and norm parameters); SGD decays both."""
+  lr, wd = 0.1, 0.05
+  overrides = {"optim.base_learning_rate": lr, "optim.lr_scaling": "none", "optim.weight_decay": wd}
+  params = {"kernel": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "bias": jnp.array([4.0, -1.0])}
+  grads = {"kernel": jnp.array([[0.3, -0.1], [2.0, 0.0]]), "bias": jnp.array([-0.5, 0.25])}
+  tx, schedule = make_optimizer(tiny_config(**overrides, **{"optim.optimizer": "adamw"}), 10, 10)
+  assert float(schedule(0)) == pytest.approx(lr)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  eps = 1e-8
+  np.testing.assert_allclose(
+    updates["kernel"], -lr * (grads["kernel"] / (np.abs(grads["kernel"]) + eps) + wd * params["kernel"]), rtol=1e-4
+  )
+  np.testing.assert_allclose(updates["bias"], -lr * grads["bias"] / (np.abs(grads["bias"]) + eps), rtol=1e-4)
+  sgd, _ = make_optimizer(tiny_config(**overrides, **{"optim.momentum": 0.0}), 10, 10)
+  sgd_updates, _ = sgd.update(grads, sgd.init(params), params)
+  np.testing.assert_allclose(sgd_updates["bias"], -lr * (grads["bias"] + wd * params["bias"]), rtol=1e-6)
+  with pytest.raises(ValueError, match=r"config\.optim\.optimizer='adam'.*\('sgd', 'adamw'\)"):
+    config_lib.validate_config(tiny_config(**{"optim.optimizer": "adam"}), 8)
+  with pytest.raises(ValueError, match=r"config\.optim\.adam_b2=1\.0"):
+    config_lib.validate_config(tiny_config(**{"optim.adam_b2": 1.0}), 8)

@@ -18,6 +18,7 @@ from gjax.models.validation import validate_model_config
 from gjax.objectives import DEFAULT_METHOD, get_objective, registered_methods, require
 
 LR_SCALINGS = ("linear", "sqrt", "none")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 def method_settings(method: str) -> ml_collections.ConfigDict:
@@ -82,10 +83,15 @@ def base_config(method: str = DEFAULT_METHOD) -> ml_collections.ConfigDict:
   c.augment.blur_prob = (0.5, 0.5)
 
   c.optim = ml_collections.ConfigDict()
+  # "sgd": SGD with momentum, weight decay added to every gradient (the ResNet recipes);
+  # "adamw": AdamW, decoupled weight decay on the weight matrices and kernels only (the ViT recipes)
+  c.optim.optimizer = "sgd"
   c.optim.base_learning_rate = 0.05
   c.optim.lr_scaling = "linear"  # lr = base * (batch / reference_batch_size)
   c.optim.reference_batch_size = 256
-  c.optim.momentum = 0.9
+  c.optim.momentum = 0.9  # SGD's momentum
+  c.optim.adam_b1 = 0.9  # AdamW's moment decays
+  c.optim.adam_b2 = 0.999
   c.optim.weight_decay = 5e-6
   c.optim.warmup_epochs = 0.0
   c.optim.grad_clip_norm = 0.0  # > 0: clip the global gradient norm to this before the update
@@ -294,6 +300,9 @@ def validate_config(config, num_devices: int, process_count: int = 1) -> None:
     )
 
   o = config.optim
+  _require(o.optimizer in OPTIMIZERS, "optim.optimizer", o.optimizer, f"must be one of {OPTIMIZERS}")
+  _require(0 <= o.adam_b1 < 1, "optim.adam_b1", o.adam_b1, "must be in [0, 1)")
+  _require(0 <= o.adam_b2 < 1, "optim.adam_b2", o.adam_b2, "must be in [0, 1)")
   _require(o.base_learning_rate > 0, "optim.base_learning_rate", o.base_learning_rate, "must be > 0")
   _require(o.lr_scaling in LR_SCALINGS, "optim.lr_scaling", o.lr_scaling, f"must be one of {LR_SCALINGS}")
   _require(o.reference_batch_size > 0, "optim.reference_batch_size", o.reference_batch_size, "must be > 0")

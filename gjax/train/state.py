@@ -57,27 +57,40 @@ def total_train_steps(config, steps_per_epoch: int) -> int:
   return max(1, int(math.ceil(config.num_epochs * steps_per_epoch)))
 
 
-def make_optimizer(config, steps_per_epoch: int, total_steps: int):
-  """SGD with momentum, linear warm-up then cosine decay, weight decay.
+def decays_weight(params):
+  """AdamW's weight-decay mask: the weight matrices and convolution kernels (arrays of rank >= 2)
+  decay; biases, norm scales and offsets, position embeddings of rank 1 do not (as I-JEPA, MAE
+  and DeiT exclude them)."""
+  return jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
 
-  Weight decay is added to the gradient of every parameter before momentum,
-  as ``torch.optim.SGD(weight_decay=...)`` does in the reference recipes.
-  With ``optim.grad_clip_norm > 0`` the gradient's global norm is clipped to
-  it first (the GJE family's density losses need it at SGD learning rates).
+
+def make_optimizer(config, steps_per_epoch: int, total_steps: int):
+  """The optimiser (``optim.optimizer``) on a linear warm-up then cosine decay schedule.
+
+  ``sgd``: SGD with momentum; weight decay is added to the gradient of every
+  parameter before momentum, as ``torch.optim.SGD(weight_decay=...)`` does in
+  the reference recipes. ``adamw``: AdamW (``optim.adam_b1``, ``adam_b2``)
+  with decoupled weight decay on the weight matrices and kernels only
+  (:func:`decays_weight`), as ``torch.optim.AdamW`` with the ViT recipes'
+  parameter groups. With ``optim.grad_clip_norm > 0`` the gradient's global
+  norm is clipped to it first (the GJE family's density losses need it at SGD
+  learning rates).
   """
+  o = config.optim
+  if o.optimizer not in config_lib.OPTIMIZERS:
+    raise ValueError(f"config.optim.optimizer={o.optimizer!r}: must be one of {config_lib.OPTIMIZERS}")
   peak = config_lib.learning_rate(config)
-  warmup = min(int(round(config.optim.warmup_epochs * steps_per_epoch)), total_steps - 1)
+  warmup = min(int(round(o.warmup_epochs * steps_per_epoch)), total_steps - 1)
   if warmup > 0:
     schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, total_steps, end_value=0.0)
   else:
     schedule = optax.cosine_decay_schedule(peak, total_steps)
-  clip = [optax.clip_by_global_norm(config.optim.grad_clip_norm)] if config.optim.grad_clip_norm > 0 else []
-  tx = optax.chain(
-    *clip,
-    optax.add_decayed_weights(config.optim.weight_decay),
-    optax.sgd(schedule, momentum=config.optim.momentum),
-  )
-  return tx, schedule
+  clip = [optax.clip_by_global_norm(o.grad_clip_norm)] if o.grad_clip_norm > 0 else []
+  if o.optimizer == "adamw":
+    update = [optax.adamw(schedule, b1=o.adam_b1, b2=o.adam_b2, weight_decay=o.weight_decay, mask=decays_weight)]
+  else:
+    update = [optax.add_decayed_weights(o.weight_decay), optax.sgd(schedule, momentum=o.momentum)]
+  return optax.chain(*clip, *update), schedule
 
 
 #: XLA's LLVM optimisation level for the one-off initialisation program. Its
