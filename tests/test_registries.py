@@ -219,25 +219,48 @@ TARGET_RUNS = {
 }
 
 
+def initial_state(config):
+  """The state the trainer starts ``config``'s run from (its parameters θ_0), without training."""
+  from gjax import data as gdata
+  from gjax.train.input_pipeline import build_train_input
+  from gjax.train.plan import plan_run
+  from gjax.train.state import create_train_state
+
+  train_input = build_train_input(config)
+  mesh = gdata.data_mesh()
+  plan = plan_run(
+    config,
+    steps_per_epoch=train_input.steps_per_epoch,
+    image_shape=train_input.image_shape,
+    augment=train_input.augment,
+    mesh=mesh,
+  )
+  return create_train_state(
+    plan.init_rng,
+    plan.model,
+    plan.tx,
+    train_input.image_shape,
+    gdata.replicated_sharding(mesh),
+    with_target=plan.with_target,
+  )
+
+
 @pytest.mark.parametrize("method", sorted(TARGET_RUNS))
 def test_a_momentum_target_trains_on_8_devices_follows_the_ema_and_resumes_bitwise(method, tmp_path):
+  """One config (one compiled step): its run stopped after step 1 checks the EMA, then resumes and
+  ends bitwise where the uninterrupted run ends."""
   assert jax.device_count() == 8
-  overrides = {
-    "method": method,
-    "num_train_steps": 4,
-    "checkpoint_every_steps": 2,
-    "log_every_steps": 2,
-    **TARGET_RUNS[method],
-  }
-  one = train_and_evaluate(tiny_method_config(**{**overrides, "num_train_steps": 1}), str(tmp_path / "one"))
-  state_1 = jax.device_get(one["state"])
-  init = train_and_evaluate(
-    tiny_method_config(**{**overrides, "num_train_steps": 1, "optim.base_learning_rate": 1e-30}), str(tmp_path / "init")
+  config = tiny_method_config(
+    method=method, num_train_steps=4, checkpoint_every_steps=2, log_every_steps=2, **TARGET_RUNS[method]
   )
+  first = train_and_evaluate(config, str(tmp_path / "resumed"), stop_after_steps=1)
+  assert first["final_step"] == 1
+  state_1 = jax.device_get(first["state"])
   # After one step the target is τ_0 · θ_0 + (1 - τ_0) · θ_1 (θ_0: the initial parameters, the same seed).
   tau = get_objective(method).defaults["target_momentum"]
-  theta_0 = jax.device_get(init["state"].params)
-  expected = jax.tree_util.tree_map(lambda a, b: tau * a + (1 - tau) * b, theta_0, state_1.params)
+  initial = jax.device_get(initial_state(config))
+  chex.assert_trees_all_equal(initial.target_params, initial.params)
+  expected = jax.tree_util.tree_map(lambda a, b: tau * a + (1 - tau) * b, initial.params, state_1.params)
   chex.assert_trees_all_close(state_1.target_params, expected, rtol=1e-5, atol=1e-7)
   assert jax.tree_util.tree_structure(state_1.target_params) == jax.tree_util.tree_structure(state_1.params)
   # (MoCo's first step has an empty queue: only weight decay moves the parameters, by ~1e-7.)
@@ -246,12 +269,11 @@ def test_a_momentum_target_trains_on_8_devices_follows_the_ema_and_resumes_bitwi
     for a, b in zip(jax.tree_util.tree_leaves(state_1.target_params), jax.tree_util.tree_leaves(state_1.params))
   )
 
-  full = train_and_evaluate(tiny_method_config(**overrides), str(tmp_path / "full"))
+  full = train_and_evaluate(config, str(tmp_path / "full"))
   chex.assert_tree_all_finite(full["state"].target_params)
   assert full["metrics"]["loss"] == full["metrics"]["loss"]
-  train_and_evaluate(tiny_method_config(**overrides), str(tmp_path / "resumed"), stop_after_steps=2)
-  second = train_and_evaluate(tiny_method_config(**overrides), str(tmp_path / "resumed"))
-  assert second["start_step"] == 2
+  second = train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert second["start_step"] == 1 and second["final_step"] == 4
   a, b = jax.device_get(full["state"]), jax.device_get(second["state"])
   for field in ("params", "target_params", "opt_state", "model_state"):
     jax.tree_util.tree_map(np.testing.assert_array_equal, getattr(a, field), getattr(b, field))
