@@ -6,11 +6,13 @@
 # A NAME is a registered method (configs/fashion_mnist.py:method=NAME,variant=compare) or one of
 # the rows below that add flags to a method (a row's first word may add composed-config arguments,
 # e.g. gmje,evaluators=knn+linear_probe+sampling). A row whose workdir already has eval_results.json is
-# skipped; an interrupted one resumes.
+# skipped; an interrupted one resumes. A row whose first word names a config file (FILE.py:ARGS) trains that
+# config instead of configs/fashion_mnist.py (the ViT rows below).
 set -euo pipefail
 # Prototype GMJE's recipe before its defaults became the best measured setting (K = 4 full, EM, barrier per
 # component): the rows below that used it name it explicitly, so each row keeps computing what it computed.
 GMJE_K8_DIAG="--config.gmje.num_components=8 --config.gmje.covariance_type=diag --config.gmje.log_det_form=batch"
+VIT="--config.model.encoder=vit_tiny_cpu --config.model.width_multiplier=1.0"
 declare -A ROWS=(
   [sigreg_clip]="sigreg --config.optim.grad_clip_norm=5.0"       # SIGReg with the GJE family's clipping
   [moco_one_network]="moco --config.moco.target_momentum=0.0"   # MoCo before its momentum encoder
@@ -49,6 +51,12 @@ declare -A ROWS=(
   [jepa_seed2]="jepa --config.seed=2"
   [gmje_full_em_logdet_ep4_seed2]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_form=batch --config.gmje.log_det_weight=1.0 --config.gmje.marginal_weight=4.0 --config.seed=2"
   [gmje_full_em_component_logdet_seed2]="gmje,evaluators=knn+linear_probe+sampling --config.gmje.num_components=4 --config.gmje.covariance_type=full --config.gmje.fit=em --config.gmje.log_det_weight=1.0 --config.gmje.log_det_form=component --config.seed=2"
+  # The ViT rows (issue 30): the CPU ViT (vit_tiny_cpu: 96 wide, 4 blocks, patch 4) in place of ResNet-18 x1/8,
+  # at the same budget; I-JEPA with its own recipe (configs/ijepa_fashion_mnist.py: crops only, M = 4 targets).
+  [vit_ijepa]="configs/ijepa_fashion_mnist.py:compare"
+  [vit_ijepa_mdn]="configs/ijepa_fashion_mnist.py:compare --config.ijepa.predictor_loss=mdn --config.ijepa.marginal_weight=1.0"
+  [vit_vicreg]="vicreg $VIT"
+  [vit_vje]="vje $VIT"
   [gje_em_logdet]="gje,evaluators=knn+linear_probe+sampling --config.gje.fit=em --config.gje.log_det_weight=1.0 --config.eval.online_evaluators=('knn','sampling')"
 )
 for name in "$@"; do
@@ -57,10 +65,14 @@ for name in "$@"; do
   flags=${row#"$method"}
   workdir=workdirs/compare/$name
   if [ -f $workdir/eval_results.json ]; then echo "$name: done, skipped"; continue; fi
-  echo "=== $name ($(date -Is)): method $method$flags"
-  /usr/bin/time -v python train.py --config configs/fashion_mnist.py:method=$method,variant=compare --workdir $workdir \
+  case $method in
+    *.py:*) config=$method ;;
+    *) config=configs/fashion_mnist.py:method=$method,variant=compare ;;
+  esac
+  echo "=== $name ($(date -Is)): $config$flags"
+  /usr/bin/time -v python train.py --config $config --workdir $workdir \
       $flags > workdirs/compare_${name}_train.log 2>&1
-  /usr/bin/time -v python eval.py --config configs/fashion_mnist.py:method=$method,variant=compare --workdir $workdir \
+  /usr/bin/time -v python eval.py --config $config --workdir $workdir \
       $flags --config.eval.num_train_examples=-1 > workdirs/compare_${name}_eval.log 2>&1
   echo "=== $name done ($(date -Is))"
 done
