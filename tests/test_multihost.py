@@ -80,9 +80,12 @@ def test_two_processes_train_and_evaluate_like_one_process_with_as_many_devices(
   config = tiny(**STEPS)
   state_two, state_one = jax.device_get(restore(two, config)), jax.device_get(restore(one, config))
   assert int(state_two.step) == int(state_one.step) == 3
+  # Two processes reduce the gradients across hosts in another order than one process over 4 devices:
+  # after 3 steps one parameter in 32 was seen 3.7e-5 (relative) apart; a per-process statistic where
+  # a global one belongs would differ by the update itself (~1e-2).
   for part in ("params", "model_state", "opt_state"):
     jax.tree_util.tree_map(
-      lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
       getattr(state_two, part),
       getattr(state_one, part),
     )
