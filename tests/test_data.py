@@ -204,6 +204,21 @@ def test_augment_shapes_ranges_determinism(rgb_images, jit_augment):
   np.testing.assert_allclose(augment.normalize(raw, _CFG), (raw - 0.5) / 0.25, rtol=1e-6)
 
 
+def test_two_views_with_one_setting_are_each_keys_view_and_hold_one_copy_of_the_augmentation(rgb_images):
+  """Both views from one vmapped augmentation: view v of example i is ``augment_batch``'s with key
+  ``split(k_v, B)[i]`` (to float32 rounding: the fused program differs), and the program is about
+  one augmentation's size, not two (it was 2.0x; each copy took seconds to compile)."""
+  key = jax.random.key(5)
+  v1, v2 = jax.jit(augment.two_views, static_argnums=(2, 3))(key, rgb_images, _CFG, False)
+  k1, k2 = jax.random.split(key)
+  np.testing.assert_allclose(v1, augment.augment_batch(k1, rgb_images, _CFG, False), atol=1e-5)
+  np.testing.assert_allclose(v2, augment.augment_batch(k2, rgb_images, _CFG, False), atol=1e-5)
+  assert float(jnp.abs(v1 - v2).mean()) > 1e-2
+  one = jax.jit(augment.augment_batch, static_argnums=(2, 3)).lower(k1, rgb_images, _CFG, False).as_text()
+  both = jax.jit(augment.two_views, static_argnums=(2, 3)).lower(key, rgb_images, _CFG, False).as_text()
+  assert len(both.splitlines()) < 1.2 * len(one.splitlines()), (len(both.splitlines()), len(one.splitlines()))
+
+
 def test_two_views_differ_and_grayscale_input():
   gray = arrays.make_synthetic_images(4, size=12, channels=1, num_classes=2, seed=0)[0]
   cfg = augment.AugmentConfig.for_dataset("fashion_mnist", output_size=10)

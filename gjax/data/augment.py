@@ -220,9 +220,10 @@ def _color_jitter(key: jax.Array, image: jax.Array, config: AugmentConfig) -> ja
   ops = (_adjust_brightness, _adjust_contrast, _adjust_saturation, _adjust_hue)
   branches = [lambda img, i=i, op=op: op(img, factors[i]) for i, op in enumerate(ops)]
   order = jax.random.permutation(k_order, 4)
-  for position in range(4):
-    image = jax.lax.switch(order[position], branches, image)
-  return image
+  # One loop body, not four unrolled copies: under vmap each switch computes all four ops and
+  # selects, so unrolling put sixteen ops (four HSV round trips) in the program; the loop
+  # compiles them once instead of four times.
+  return jax.lax.fori_loop(0, 4, lambda position, img: jax.lax.switch(order[position], branches, img), image)
 
 
 def _gaussian_blur(key: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
@@ -310,7 +311,19 @@ def two_views(
   asymmetric views)."""
   config_1, config_2 = (config, config) if isinstance(config, AugmentConfig) else config
   k1, k2 = jax.random.split(rng)
-  return (augment_batch(k1, images, config_1, normalize_output), augment_batch(k2, images, config_2, normalize_output))
+  if config_1 != config_2:
+    return (
+      augment_batch(k1, images, config_1, normalize_output),
+      augment_batch(k2, images, config_2, normalize_output),
+    )
+  # The same settings for both views: one vmapped augmentation over both views' examples (each
+  # example keeps its key, ``jax.random.split(k1 or k2, B)[i]``), so the program holds one copy of it.
+  x = _to_unit_float(images)
+  batch = x.shape[0]
+  keys = jnp.concatenate([jax.random.split(k1, batch), jax.random.split(k2, batch)])
+  views = jax.vmap(_augment_one, in_axes=(0, 0, None))(keys, jnp.concatenate([x, x]), config_1)
+  views = normalize(views, config_1) if normalize_output else views
+  return views[:batch], views[batch:]
 
 
 def eval_preprocess(images, config: AugmentConfig, normalize_output: bool = True) -> jax.Array:
