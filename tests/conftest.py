@@ -40,3 +40,33 @@ _TMP = tempfile.mkdtemp(prefix="gjax-tests-")
 os.environ["TMPDIR"] = _TMP
 tempfile.tempdir = _TMP
 atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
+
+
+# The slowest tests (end-to-end runs and subprocesses, 35-80 s each on 2 idle cores in
+# `--durations`) run first: pytest-xdist hands out tests in collection order, so a long test
+# collected last would run alone at the end while the other worker idles.
+SLOWEST_FIRST = (
+  "tests/test_multihost.py::test_two_processes_train_and_evaluate_like_one_process_with_as_many_devices",
+  "tests/test_sampling.py::test_embeddings_and_density_of_a_trained_gmje",
+  "tests/test_hardening.py::test_kill_9_loses_only_the_steps_since_the_checkpoint_and_resumes_exactly",
+  "tests/test_multihost.py::test_a_signal_to_one_process_checkpoints_and_stops_all_of_them",
+  "tests/test_registries.py::test_a_momentum_target_trains_on_8_devices_follows_the_ema_and_resumes_bitwise",
+  "tests/test_ijepa.py::test_ijepa_step_compiles_once_and_8_devices_match_1",
+  "tests/test_hardening.py::test_sigterm_saves_a_checkpoint_and_exits_cleanly",
+  "tests/test_train.py::test_train_py_command_line_with_overrides",
+  "tests/test_gmje.py::test_the_trace_trap_remedies_keep_every_direction",
+  "tests/test_ijepa.py::test_ijepa_kill_and_resume_is_bitwise",
+  "tests/test_benchmarks.py::test_accelerator_benchmark_prints_its_table_at_toy_sizes",
+  "tests/test_hardening.py::test_injected_nan_stops_naming_the_step_and_keeps_the_last_checkpoint",
+  "tests/test_gmje_remedies.py::test_remedies_train_through_the_shared_trainer_on_8_devices",
+  "tests/test_hardening.py::test_skip_policy_skips_nonfinite_steps_and_keeps_training",
+  "tests/test_faults.py::test_case01_a_torn_last_line_of_train_jsonl_is_dropped_with_a_warning",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+  def rank(item):
+    name = item.nodeid.split("[", 1)[0]
+    return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+  items.sort(key=rank)  # stable: the rest keep their order
