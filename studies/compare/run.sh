@@ -57,6 +57,8 @@ declare -A ROWS=(
   [vit_ijepa_mdn]="configs/ijepa_fashion_mnist.py:compare --config.ijepa.predictor_loss=mdn --config.ijepa.marginal_weight=1.0"
   [vit_vicreg]="vicreg $VIT"
   [vit_vje]="vje $VIT"
+  # I-JEPA with the paper's optimiser (AdamW, lr 1e-3, weight decay 0.04, only on the matrices) instead of SGD
+  [vit_ijepa_adamw]="configs/ijepa_fashion_mnist.py:compare --config.optim.optimizer=adamw --config.optim.base_learning_rate=0.001 --config.optim.weight_decay=0.04"
   [gje_em_logdet]="gje,evaluators=knn+linear_probe+sampling --config.gje.fit=em --config.gje.log_det_weight=1.0 --config.eval.online_evaluators=('knn','sampling')"
 )
 for name in "$@"; do
