@@ -23,6 +23,7 @@ from absl import flags
 from studies import cli
 
 COMPARE = "results/compare_fashion_mnist"
+COMPARE_VIT = "results/compare_vit_fashion_mnist"
 ONE_CLASS = "results/one_class_fashion_mnist"
 SYNTHETIC = "results/synthetic_alignment"
 VJE = "results/vje_fashion_mnist"
@@ -38,10 +39,29 @@ class Remake(NamedTuple):
   files: tuple[str, ...]
 
 
-def compare_rows() -> str:
-  """The rows of the comparison table, in its order."""
-  with open(os.path.join(COMPARE, "results.jsonl")) as f:
+def compare_rows(folder: str = COMPARE) -> str:
+  """The rows of a comparison table, in its order."""
+  with open(os.path.join(folder, "results.jsonl")) as f:
     return ",".join(json.loads(line)["method"] for line in f if line.strip())
+
+
+def compare_report(folder: str) -> Remake:
+  """The same-budget table of ``folder`` and its over-training plots, from its committed rows and logs."""
+  return Remake(
+    "studies.compare.report",
+    lambda out: [
+      "--out",
+      out,
+      "--methods",
+      compare_rows(folder),
+      "--previous_rows",
+      f"{folder}/results.jsonl",
+      "--previous_logs",
+      folder,
+    ],
+    folder,
+    ("results.md", "results.jsonl", "knn_over_training.png", "effective_rank_over_training.png"),
+  )
 
 
 #: The runs drawn in sampling_over_training.png (trained with the sampling evaluator online), with their logs.
@@ -53,21 +73,8 @@ SAMPLING_LOGS = (
 )
 
 REMAKES = (
-  Remake(
-    "studies.compare.report",
-    lambda out: [
-      "--out",
-      out,
-      "--methods",
-      compare_rows(),
-      "--previous_rows",
-      f"{COMPARE}/results.jsonl",
-      "--previous_logs",
-      COMPARE,
-    ],
-    COMPARE,
-    ("results.md", "results.jsonl", "knn_over_training.png", "effective_rank_over_training.png"),
-  ),
+  compare_report(COMPARE),
+  compare_report(COMPARE_VIT),
   Remake(
     "studies.compare.sampling",
     lambda out: [
