@@ -39,7 +39,7 @@ class Remake(NamedTuple):
   files: tuple[str, ...]
 
 
-def compare_rows(folder: str = COMPARE) -> str:
+def compare_rows(folder: str) -> str:
   """The rows of a comparison table, in its order."""
   with open(os.path.join(folder, "results.jsonl")) as f:
     return ",".join(json.loads(line)["method"] for line in f if line.strip())

@@ -13,12 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gjax import data as gdata
 from gjax import math as gm
 from gjax.models import Head, register_head
 from gjax.objectives import Objective, get_objective, register, registered_methods, require, target_momentum_at
 from gjax.train import config as config_lib
 from gjax.train import train_and_evaluate
 from gjax.train.config import base_config, drop_other_method_sections, with_method
+from gjax.train.input_pipeline import build_train_input
+from gjax.train.plan import plan_for_input
 from tests.test_train import tiny_method_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -219,32 +222,6 @@ TARGET_RUNS = {
 }
 
 
-def initial_state(config):
-  """The state the trainer starts ``config``'s run from (its parameters θ_0), without training."""
-  from gjax import data as gdata
-  from gjax.train.input_pipeline import build_train_input
-  from gjax.train.plan import plan_run
-  from gjax.train.state import create_train_state
-
-  train_input = build_train_input(config)
-  mesh = gdata.data_mesh()
-  plan = plan_run(
-    config,
-    steps_per_epoch=train_input.steps_per_epoch,
-    image_shape=train_input.image_shape,
-    augment=train_input.augment,
-    mesh=mesh,
-  )
-  return create_train_state(
-    plan.init_rng,
-    plan.model,
-    plan.tx,
-    train_input.image_shape,
-    gdata.replicated_sharding(mesh),
-    with_target=plan.with_target,
-  )
-
-
 @pytest.mark.parametrize("method", sorted(TARGET_RUNS))
 def test_a_momentum_target_trains_on_8_devices_follows_the_ema_and_resumes_bitwise(method, tmp_path):
   """One config (one compiled step): its run stopped after step 1 checks the EMA, then resumes and
@@ -258,7 +235,7 @@ def test_a_momentum_target_trains_on_8_devices_follows_the_ema_and_resumes_bitwi
   state_1 = jax.device_get(first["state"])
   # After one step the target is τ_0 · θ_0 + (1 - τ_0) · θ_1 (θ_0: the initial parameters, the same seed).
   tau = get_objective(method).defaults["target_momentum"]
-  initial = jax.device_get(initial_state(config))
+  initial = jax.device_get(plan_for_input(config, build_train_input(config), gdata.data_mesh()).initial_state())
   chex.assert_trees_all_equal(initial.target_params, initial.params)
   expected = jax.tree_util.tree_map(lambda a, b: tau * a + (1 - tau) * b, initial.params, state_1.params)
   chex.assert_trees_all_close(state_1.target_params, expected, rtol=1e-5, atol=1e-7)

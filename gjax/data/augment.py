@@ -298,7 +298,11 @@ def augment_batch(rng: jax.Array, images, config: AugmentConfig, normalize_outpu
     float32 ``[B, S, S, C]`` with ``S = config.output_size``.
   """
   x = _to_unit_float(images)
-  keys = jax.random.split(rng, x.shape[0])
+  return _augment_examples(jax.random.split(rng, x.shape[0]), x, config, normalize_output)
+
+
+def _augment_examples(keys: jax.Array, x: jax.Array, config: AugmentConfig, normalize_output: bool) -> jax.Array:
+  """Example ``i`` of the float images ``x`` augmented with ``keys[i]``."""
   views = jax.vmap(_augment_one, in_axes=(0, 0, None))(keys, x, config)
   return normalize(views, config) if normalize_output else views
 
@@ -316,14 +320,12 @@ def two_views(
       augment_batch(k1, images, config_1, normalize_output),
       augment_batch(k2, images, config_2, normalize_output),
     )
-  # The same settings for both views: one vmapped augmentation over both views' examples (each
-  # example keeps its key, ``jax.random.split(k1 or k2, B)[i]``), so the program holds one copy of it.
+  # The same settings for both views: the augmentation vmapped over the two views' keys
+  # (``jax.random.split(k1 or k2, B)[i]`` for example i), so the program holds one copy of it.
   x = _to_unit_float(images)
-  batch = x.shape[0]
-  keys = jnp.concatenate([jax.random.split(k1, batch), jax.random.split(k2, batch)])
-  views = jax.vmap(_augment_one, in_axes=(0, 0, None))(keys, jnp.concatenate([x, x]), config_1)
-  views = normalize(views, config_1) if normalize_output else views
-  return views[:batch], views[batch:]
+  keys = jnp.stack([jax.random.split(k1, x.shape[0]), jax.random.split(k2, x.shape[0])])
+  views = jax.vmap(lambda view_keys: _augment_examples(view_keys, x, config_1, normalize_output))(keys)
+  return views[0], views[1]
 
 
 def eval_preprocess(images, config: AugmentConfig, normalize_output: bool = True) -> jax.Array:

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 
 from gjax import data as gdata
-from gjax.train.state import build_method, make_optimizer, total_train_steps
+from gjax.train.state import build_method, create_train_state, make_optimizer, total_train_steps
 from gjax.train.step import make_train_step
 
 
@@ -42,6 +42,17 @@ class RunPlan:
   def with_target(self) -> bool:
     return self.objective.uses_target(self.hparams)
 
+  def initial_state(self):
+    """The state the run starts from (its parameters θ_0 from ``init_rng``), replicated on the mesh."""
+    return create_train_state(
+      self.init_rng,
+      self.model,
+      self.tx,
+      self.image_shape,
+      gdata.replicated_sharding(self.mesh),
+      with_target=self.with_target,
+    )
+
 
 def plan_run(config, *, steps_per_epoch: int, image_shape, augment, mesh) -> RunPlan:
   """The run ``config`` asks for on ``mesh`` (``augment``: both views' :class:`gjax.data.AugmentConfig`)."""
@@ -62,6 +73,17 @@ def plan_run(config, *, steps_per_epoch: int, image_shape, augment, mesh) -> Run
     init_rng,
     train_step,
     mesh,
+  )
+
+
+def plan_for_input(config, train_input, mesh) -> RunPlan:
+  """:func:`plan_run` with the geometry of ``train_input`` (a :class:`gjax.train.input_pipeline.TrainInput`)."""
+  return plan_run(
+    config,
+    steps_per_epoch=train_input.steps_per_epoch,
+    image_shape=train_input.image_shape,
+    augment=train_input.augment,
+    mesh=mesh,
   )
 
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from gjax import data as gdata
+from gjax.config_checks import require
 from gjax.models import build_two_view_model
 from gjax.objectives import get_objective
 from gjax.train import config as config_lib
@@ -59,8 +60,7 @@ def total_train_steps(config, steps_per_epoch: int) -> int:
 
 def decays_weight(params):
   """AdamW's weight-decay mask: the weight matrices and convolution kernels (arrays of rank >= 2)
-  decay; biases, norm scales and offsets, position embeddings of rank 1 do not (as I-JEPA, MAE
-  and DeiT exclude them)."""
+  decay; biases and norm scales and offsets (rank 1) do not, as I-JEPA, MAE and DeiT exclude them."""
   return jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
 
 
@@ -77,8 +77,9 @@ def make_optimizer(config, steps_per_epoch: int, total_steps: int):
   learning rates).
   """
   o = config.optim
-  if o.optimizer not in config_lib.OPTIMIZERS:
-    raise ValueError(f"config.optim.optimizer={o.optimizer!r}: must be one of {config_lib.OPTIMIZERS}")
+  require(
+    o.optimizer in config_lib.OPTIMIZERS, "optim.optimizer", o.optimizer, f"must be one of {config_lib.OPTIMIZERS}"
+  )
   peak = config_lib.learning_rate(config)
   warmup = min(int(round(o.warmup_epochs * steps_per_epoch)), total_steps - 1)
   if warmup > 0:

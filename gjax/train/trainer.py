@@ -40,9 +40,8 @@ from gjax.train import progress
 from gjax.train.checkpoints import restore_latest, save_checkpoint
 from gjax.train.guards import NonFiniteGuard, StopSignals, any_process
 from gjax.train.input_pipeline import build_train_input, global_batches
-from gjax.train.plan import plan_run
+from gjax.train.plan import plan_for_input
 from gjax.train.rundir import RunDir
-from gjax.train.state import create_train_state
 
 log = logging.getLogger("gjax.train")
 
@@ -85,22 +84,9 @@ def _train(
   is_main = run_dir.is_main
   mesh = gdata.data_mesh()
   train_input = build_train_input(config)
-  plan = plan_run(
-    config,
-    steps_per_epoch=train_input.steps_per_epoch,
-    image_shape=train_input.image_shape,
-    augment=train_input.augment,
-    mesh=mesh,
-  )
+  plan = plan_for_input(config, train_input, mesh)
   total_steps, steps_per_epoch = plan.total_steps, train_input.steps_per_epoch
-  state = create_train_state(
-    plan.init_rng,
-    plan.model,
-    plan.tx,
-    train_input.image_shape,
-    gdata.replicated_sharding(mesh),
-    with_target=plan.with_target,
-  )
+  state = plan.initial_state()
 
   manager = run_dir.open_checkpoints()
   try:
